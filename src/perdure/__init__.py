@@ -1,0 +1,60 @@
+"""perdure: durable execution for Python.
+
+Functions made of steps whose results are checkpointed, so runs survive crashes, deploys and
+restarts. See the README for a quick start.
+"""
+
+from perdure._version import __version__
+from perdure.app import App, Limits, RunHandle
+from perdure.context import Context, Step, SyncContext, SyncStep
+from perdure.engine.backoff import RetryPolicy
+from perdure.errors import (
+    FunctionNotFoundError,
+    InvalidInputError,
+    NonDeterminismError,
+    NonRetriableError,
+    PayloadTooLargeError,
+    PerdureError,
+    RetryAfterError,
+    RunCancelledError,
+    RunFailedError,
+    RunNotFoundError,
+    StepError,
+    StoreUnavailableError,
+)
+from perdure.functions import CronTrigger, EventTrigger, cron, event
+from perdure.types import Event, RunInfo, RunStatus, StepInfo
+from perdure.worker import Worker
+
+__all__ = [
+    "App",
+    "Context",
+    "CronTrigger",
+    "Event",
+    "EventTrigger",
+    "FunctionNotFoundError",
+    "InvalidInputError",
+    "Limits",
+    "NonDeterminismError",
+    "NonRetriableError",
+    "PayloadTooLargeError",
+    "PerdureError",
+    "RetryAfterError",
+    "RetryPolicy",
+    "RunCancelledError",
+    "RunFailedError",
+    "RunHandle",
+    "RunInfo",
+    "RunNotFoundError",
+    "RunStatus",
+    "Step",
+    "StepError",
+    "StepInfo",
+    "StoreUnavailableError",
+    "SyncContext",
+    "SyncStep",
+    "Worker",
+    "__version__",
+    "cron",
+    "event",
+]

@@ -1,0 +1,89 @@
+"""Group commit: many callers' writes, one transaction.
+
+Callers :meth:`Batcher.submit` an item and await its result. While a flush is in flight, new
+items accumulate; as soon as it ends, the next flush takes everything queued. With no load an
+item is flushed at once (one loop hop later, so items submitted in the same loop iteration share
+the flush); under load each flush carries hundreds of items, which is how one durable commit
+serves many concurrent runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Batcher(Generic[T, R]):
+    """Collects items and flushes them with ``flush(items) -> results`` (same order)."""
+
+    def __init__(
+        self,
+        flush: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
+        *,
+        max_batch: int = 1000,
+        max_inflight: int = 1,
+    ) -> None:
+        self._flush = flush
+        self._max_batch = max_batch
+        self._max_inflight = max_inflight
+        self._items: list[T] = []
+        self._futures: list[asyncio.Future[R]] = []
+        self._inflight = 0
+        self._scheduled = False
+        self._idle: asyncio.Event | None = None
+
+    def submit(self, item: T) -> asyncio.Future[R]:
+        """Queue ``item``; the future resolves when its flush committed."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[R] = loop.create_future()
+        self._items.append(item)
+        self._futures.append(fut)
+        if not self._scheduled and self._inflight < self._max_inflight:
+            self._scheduled = True
+            loop.call_soon(self._start)
+        return fut
+
+    def _start(self) -> None:
+        self._scheduled = False
+        while self._items and self._inflight < self._max_inflight:
+            items = self._items[: self._max_batch]
+            futures = self._futures[: self._max_batch]
+            del self._items[: self._max_batch]
+            del self._futures[: self._max_batch]
+            self._inflight += 1
+            asyncio.get_running_loop().create_task(self._run(items, futures))
+
+    async def _run(self, items: list[T], futures: list[asyncio.Future[R]]) -> None:
+        try:
+            results = await self._flush(items)
+        except BaseException as exc:
+            for fut in futures:
+                if not fut.done():
+                    fut.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            for fut, result in zip(futures, results, strict=True):
+                if not fut.done():
+                    fut.set_result(result)
+        finally:
+            self._inflight -= 1
+            if self._items:
+                self._start()
+            elif self._inflight == 0 and self._idle is not None:
+                self._idle.set()
+
+    async def drain(self) -> None:
+        """Wait until everything submitted so far is flushed."""
+        while self._items or self._inflight or self._scheduled:
+            self._idle = asyncio.Event()
+            if not (self._items or self._inflight or self._scheduled):
+                break
+            try:
+                await asyncio.wait_for(self._idle.wait(), 0.05)
+            except TimeoutError:
+                pass

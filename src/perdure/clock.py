@@ -1,0 +1,49 @@
+"""Clocks. Every time perdure reads for scheduling goes through a :class:`Clock`.
+
+Production uses :class:`SystemClock`; tests may use :class:`perdure.testing.ManualClock` to make a
+7-day sleep pass in milliseconds. Times are float seconds since the epoch (UTC).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """A source of time that can also wait for a deadline."""
+
+    def now(self) -> float:
+        """Seconds since the epoch."""
+        ...
+
+    async def wait(self, event: asyncio.Event, deadline: float | None, cap: float | None) -> None:
+        """Wait until ``event`` is set, ``deadline`` (clock time) passes, or ``cap`` real seconds.
+
+        Returns early, without raising, in every case.
+        """
+        ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> float:
+        """Seconds since the epoch."""
+        return time.time()
+
+    async def wait(self, event: asyncio.Event, deadline: float | None, cap: float | None) -> None:
+        """Wait for the event, the deadline or the cap, whichever comes first."""
+        timeout = cap
+        if deadline is not None:
+            until = max(0.0, deadline - time.time())
+            timeout = until if timeout is None else min(timeout, until)
+        if event.is_set():
+            return
+        if timeout is not None and timeout <= 0:
+            return
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            pass

@@ -1,0 +1,452 @@
+"""The execution of one claimed run: step bookkeeping, memoization, checkpoints, suspension.
+
+A run's function executes *continuously*: each step's result is checkpointed as it completes, and
+the function goes on with the value once the checkpoint is durable. Only a suspension (a sleep, a
+wait, a retry backoff, a crash) ends an execution; the next one replays the function from the top
+and answers completed steps from the records loaded at claim time (no read per step).
+
+Step keys: a step's key is its id; the n-th call of the same id in one execution gets
+``id:n`` (n >= 2). Each call also gets a *position* (call order). Replaying code whose step at a
+recorded position has a different key, or whose recorded step moved, fails the run with a
+:class:`~perdure.errors.NonDeterminismError` naming the step: changed code never silently diverges.
+
+Suspension: a step that must wait (sleep, wait_for_event, invoke, retry backoff) *parks*. When
+every step body of the run has finished and its checkpoint is durable, and at least one step is
+parked, the run suspends: the parked calls raise :class:`~perdure._signals.Suspend`, the function
+unwinds, and the worker commits the suspension with the earliest wake-up time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from perdure import serde
+from perdure._signals import Fatal, LeaseLost, Suspend
+from perdure.engine.backoff import backoff_delay
+from perdure.errors import (
+    InvalidInputError,
+    NonDeterminismError,
+    NonRetriableError,
+    PayloadTooLargeError,
+    RetryAfterError,
+    SerializationError,
+    StepError,
+    describe,
+)
+from perdure.store.base import ClaimedRun, NewRun, Outcome, StepWrite, StoredStep, WaitSpec
+from perdure.types import Event
+
+if TYPE_CHECKING:
+    from perdure.functions import FunctionDef
+    from perdure.worker import Worker
+
+MAX_STEP_ID = 200
+
+
+@dataclass(slots=True)
+class _Parked:
+    key: str
+    wake_at: float | None
+    status: str  # the run status this park implies: sleeping, waiting, queued
+    watch: bool  # resolved from outside (an event or a child run)
+    fut: asyncio.Future[None]
+
+
+class RunExecution:
+    """Everything one execution attempt of a run needs; shared by the step APIs."""
+
+    def __init__(self, worker: Worker, fdef: FunctionDef, claimed: ClaimedRun) -> None:
+        self.worker = worker
+        self.fdef = fdef
+        self.run_id = claimed.id
+        self.token = claimed.token
+        self.attempt = claimed.attempt
+        self.crashes = claimed.crashes
+        self.input = claimed.input
+        self.steps = claimed.steps
+        self.event = Event.from_dict(serde.loads(claimed.input))
+        self.loop = asyncio.get_running_loop()
+        self._positions = {s.seq: s.key for s in claimed.steps.values()}
+        self._counters: dict[str, int] = {}
+        self._used: set[str] = set()
+        self._seq = 0
+        self._inflight = 0
+        self._parked: list[_Parked] = []
+        self._check_scheduled = False
+        self.suspended = False
+        self.aborted = False
+        self.task: asyncio.Future[Any] | None = None
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def next_key(self, step_id: str) -> tuple[str, int]:
+        """Assign the key and position of a step call (deterministic in call order)."""
+        if not isinstance(step_id, str) or not step_id or len(step_id) > MAX_STEP_ID:
+            raise InvalidInputError(
+                f"a step id must be a non-empty string of at most {MAX_STEP_ID} characters"
+            )
+        if self.aborted:
+            raise LeaseLost()
+        n = self._counters.get(step_id, 0) + 1
+        key = step_id if n == 1 else f"{step_id}:{n}"
+        while key in self._used:
+            n += 1
+            key = f"{step_id}:{n}"
+        self._counters[step_id] = n
+        self._used.add(key)
+        seq = self._seq
+        self._seq += 1
+        return key, seq
+
+    def recorded(self, key: str, seq: int, kind: str) -> StoredStep | None:
+        """The recorded step for this call, checking that the code still matches it."""
+        rec = self.steps.get(key)
+        if rec is not None:
+            if rec.seq != seq:
+                self._mismatch(
+                    f"step {key!r} was recorded at position {rec.seq} but the code now calls it "
+                    f"at position {seq}: steps were added, removed or reordered before it"
+                )
+            if rec.kind != kind:
+                self._mismatch(
+                    f"step {key!r} was recorded as a {rec.kind!r} step but the code now calls "
+                    f"it as a {kind!r} step"
+                )
+            return rec
+        other = self._positions.get(seq)
+        if other is not None:
+            self._mismatch(
+                f"the code now calls step {key!r} at position {seq}, where this run recorded "
+                f"step {other!r}: a step was renamed or removed"
+            )
+        return None
+
+    def _mismatch(self, message: str) -> NoReturn:
+        raise Fatal(NonDeterminismError(message))
+
+    def now(self) -> float:
+        """The store's clock."""
+        return self.worker.store.now()
+
+    # ------------------------------------------------------------------ durable writes
+
+    async def write(self, op: StepWrite) -> None:
+        """Make a checkpoint durable (grouped with other runs' writes); stop if fenced."""
+        if self.aborted:
+            raise LeaseLost()
+        if not await self.worker.committer.submit(op):
+            self.abort()
+            raise LeaseLost()
+
+    def write_soon(self, op: StepWrite) -> None:
+        """Queue a checkpoint without waiting for it (bookkeeping nobody depends on)."""
+        if not self.aborted:
+            fut = self.worker.committer.submit(op)
+            fut.add_done_callback(_ignore_result)
+
+    def step_write(self, key: str, seq: int, kind: str, status: str, **fields: Any) -> StepWrite:
+        """A checkpoint for this run."""
+        return StepWrite(self.run_id, self.token, key, seq, kind, status, **fields)
+
+    # ------------------------------------------------------------------ step outcomes
+
+    def step_error(self, key: str, rec: StoredStep) -> StepError:
+        """The StepError a recorded failure raises."""
+        err = serde.loads(rec.error) or {}
+        return StepError(key, str(err.get("type", "Error")), str(err.get("message", "")))
+
+    def encode_output(self, key: str, value: Any) -> str:
+        """Serialize a step's output within the size limit (non-retriable on failure)."""
+        try:
+            return serde.dumps_limited(value, f"output of step {key!r}",
+                                       self.worker.app.limits.step_output)
+        except (PayloadTooLargeError, SerializationError) as exc:
+            raise NonRetriableError(str(exc)) from exc
+
+    async def after_body(
+        self, key: str, seq: int, attempts_before: int, started: float,
+        value: Any, exc: BaseException | None, tp: Any,
+    ) -> Any:
+        """Record what a step body did: its value, a retry, or a final failure."""
+        if exc is None:
+            try:
+                text = self.encode_output(key, value)
+            except NonRetriableError as err:
+                exc = err
+            else:
+                await self.write(self.step_write(
+                    key, seq, "run", "completed", output=text, attempts=attempts_before + 1,
+                    started_at=started,
+                ))
+                return serde.decode_as(text, tp)
+        if not isinstance(exc, Exception):
+            raise exc
+        attempts = attempts_before + 1
+        error = serde.dumps(describe(exc))
+        policy = self.fdef.retry
+        if isinstance(exc, NonRetriableError | StepError) or attempts > policy.retries:
+            await self.write(self.step_write(
+                key, seq, "run", "failed", error=error, attempts=attempts, started_at=started,
+            ))
+            raise StepError(key, type(exc).__name__, str(exc)) from exc
+        if isinstance(exc, RetryAfterError):
+            delay = exc.delay_seconds
+        else:
+            delay = backoff_delay(policy, attempts)
+        wake = self.now() + delay
+        await self.write(self.step_write(
+            key, seq, "run", "retrying", error=error, attempts=attempts, wake_at=wake,
+            started_at=started,
+        ))
+        await self.park(key, wake, "queued", watch=False)
+
+    # ------------------------------------------------------------------ suspension
+
+    async def park(self, key: str, wake_at: float | None, status: str, watch: bool) -> NoReturn:
+        """Park a step until the run suspends (raises :class:`Suspend`)."""
+        if self.aborted:
+            raise LeaseLost()
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self._parked.append(_Parked(key, wake_at, status, watch, fut))
+        self._schedule_check()
+        await fut
+        raise Suspend()  # pragma: no cover - the future only ever fails
+
+    def body_started(self) -> None:
+        """A step body (or a durable write) is in flight: do not suspend yet."""
+        self._inflight += 1
+
+    def body_finished(self) -> None:
+        """A step body finished; suspend if nothing else can make progress."""
+        self._inflight -= 1
+        if self._parked and self._inflight == 0:
+            self._schedule_check()
+
+    def _schedule_check(self) -> None:
+        if not self._check_scheduled:
+            self._check_scheduled = True
+            # Two hops: let steps started in the same loop iteration (gather) begin first.
+            self.loop.call_soon(self.loop.call_soon, self._check)
+
+    def _check(self) -> None:
+        self._check_scheduled = False
+        if self.suspended or self._inflight or not self._parked:
+            return
+        self.suspended = True
+        for parked in self._parked:
+            if not parked.fut.done():
+                parked.fut.set_exception(Suspend())
+
+    def suspension(self) -> Outcome:
+        """The outcome that suspends this run until its earliest wake-up."""
+        wakes = [p.wake_at for p in self._parked if p.wake_at is not None]
+        statuses = {p.status for p in self._parked}
+        status = ("waiting" if "waiting" in statuses
+                  else "queued" if "queued" in statuses else "sleeping")
+        return Outcome(
+            self.run_id, self.token, "suspend",
+            available_at=min(wakes) if wakes else None,
+            status=status,
+            watch_keys=tuple(p.key for p in self._parked if p.watch),
+        )
+
+    def abort(self) -> None:
+        """The lease is gone: stop the function at its next step."""
+        if self.aborted:
+            return
+        self.aborted = True
+        for parked in self._parked:
+            if not parked.fut.done():
+                parked.fut.set_exception(LeaseLost())
+        if self.task is not None and not self.fdef.is_async:
+            return  # a thread cannot be interrupted; it stops at its next step call
+        if self.task is not None:
+            self.task.cancel()
+
+    # ------------------------------------------------------------------ steps
+
+    async def run_step(
+        self, key: str, seq: int, fn: Callable[..., Any], args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """``step.run`` in an async function."""
+        rec = self.recorded(key, seq, "run")
+        tp = serde.return_type(fn)
+        attempts_before = 0
+        if rec is not None:
+            if rec.status == "completed":
+                return serde.decode_as(rec.output, tp)
+            if rec.status == "failed":
+                raise self.step_error(key, rec)
+            attempts_before = rec.attempts
+            if rec.wake_at is not None and rec.wake_at > self.now():
+                await self.park(key, rec.wake_at, "queued", watch=False)
+        self.body_started()
+        try:
+            started = self.now()
+            value: Any = None
+            exc: BaseException | None = None
+            try:
+                if asyncio.iscoroutinefunction(fn):
+                    value = await fn(*args, **kwargs)
+                else:
+                    value = await self.loop.run_in_executor(
+                        self.worker.step_pool, _call, fn, args, kwargs
+                    )
+                    if isinstance(value, Awaitable):
+                        value = await value
+            except Exception as err:
+                exc = err
+            return await self.after_body(key, seq, attempts_before, started, value, exc, tp)
+        finally:
+            self.body_finished()
+
+    async def sleep_until(self, key: str, seq: int, wake_at: float) -> None:
+        """``step.sleep`` and ``step.sleep_until``."""
+        rec = self.recorded(key, seq, "sleep")
+        if rec is None:
+            self.body_started()
+            try:
+                await self.write(self.step_write(key, seq, "sleep", "sleeping", wake_at=wake_at))
+            finally:
+                self.body_finished()
+        else:
+            if rec.status == "completed":
+                return
+            wake_at = rec.wake_at if rec.wake_at is not None else wake_at
+        if self.now() >= wake_at:
+            self.write_soon(self.step_write(key, seq, "sleep", "completed", wake_at=wake_at))
+            return
+        await self.park(key, wake_at, "sleeping", watch=False)
+
+    def wait_spec(
+        self, event: str, match: str | None, if_: str | None, expires_at: float | None
+    ) -> WaitSpec:
+        """Validate a wait and compute what it matches."""
+        from perdure.engine.expressions import validate
+        from perdure.engine.triggers import validate_event_name
+        from perdure.store.common import MISSING, lookup_path
+
+        validate_event_name(event)
+        if "*" in event:
+            raise InvalidInputError("wait_for_event needs an exact event name, not a pattern")
+        match_value = None
+        if match is not None:
+            found = lookup_path(self.event.to_dict(), match)
+            if found is MISSING:
+                raise InvalidInputError(
+                    f"wait_for_event match={match!r}: the run's event has no such field"
+                )
+            match_value = serde.dumps(found)
+        if if_ is not None:
+            validate(if_, {"event", "async"})
+        return WaitSpec(event, match, match_value, if_, expires_at)
+
+    async def resolve_expired(self, key: str) -> StoredStep:
+        """A wait or invoke step whose deadline passed: time it out (unless resolved)."""
+        self.body_started()
+        try:
+            step = await self.worker.store.expire_step(self.run_id, self.token, key)
+        finally:
+            self.body_finished()
+        if step is None:
+            self.abort()
+            raise LeaseLost()
+        return step
+
+    async def wait_for_event(
+        self, key: str, seq: int, event: str, match: str | None, if_: str | None,
+        timeout: float | None,
+    ) -> Event | None:
+        """``step.wait_for_event``: the matching event, or None on timeout."""
+        rec = self.recorded(key, seq, "wait")
+        if rec is None:
+            expires = None if timeout is None else self.now() + timeout
+            spec = self.wait_spec(event, match, if_, expires)
+            self.body_started()
+            try:
+                await self.write(self.step_write(
+                    key, seq, "wait", "waiting", wake_at=expires, wait=spec
+                ))
+            finally:
+                self.body_finished()
+            await self.park(key, expires, "waiting", watch=True)
+        if rec.status == "waiting":
+            if rec.wake_at is None or rec.wake_at > self.now():
+                await self.park(key, rec.wake_at, "waiting", watch=True)
+            rec = await self.resolve_expired(key)
+        return _event_or_none(rec.output)
+
+    async def invoke(
+        self, key: str, seq: int, function_id: str, data: Any, timeout: float | None
+    ) -> Any:
+        """``step.invoke``: start another function's run and return its output."""
+        rec = self.recorded(key, seq, "invoke")
+        if rec is None:
+            child = await self.worker.app.child_run(function_id, data, self.run_id, key)
+            deadline = None if timeout is None else self.now() + timeout
+            self.body_started()
+            try:
+                await self.write(self.step_write(
+                    key, seq, "invoke", "invoking", wake_at=deadline, child=child
+                ))
+            finally:
+                self.body_finished()
+            await self.park(key, deadline, "waiting", watch=True)
+        if rec.status == "invoking":
+            if rec.wake_at is None or rec.wake_at > self.now():
+                await self.park(key, rec.wake_at, "waiting", watch=True)
+            rec = await self.resolve_expired(key)
+        if rec.status == "failed":
+            raise self.step_error(key, rec)
+        return serde.loads(rec.output)
+
+    async def send_event(self, key: str, seq: int, events: list[Event]) -> list[str]:
+        """``step.send_event``: send once; replays return the recorded ids."""
+        rec = self.recorded(key, seq, "send")
+        if rec is not None and rec.status == "completed":
+            return list(serde.loads(rec.output))
+        self.body_started()
+        try:
+            stamped = [e.stamped(self.child_key(key, i)) for i, e in enumerate(events)]
+            ids = await self.worker.app.send(stamped)
+            await self.write(self.step_write(key, seq, "send", "completed",
+                                             output=serde.dumps(ids)))
+            return ids
+        finally:
+            self.body_finished()
+
+    def child_key(self, key: str, index: int) -> str:
+        """A deterministic id for the index-th event sent by a send_event step."""
+        return f"{self.run_id}-{key}-{index}"
+
+
+def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return fn(*args, **kwargs)
+
+
+def _ignore_result(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        with contextlib.suppress(BaseException):
+            fut.result()
+
+
+def _event_or_none(output: str | None) -> Event | None:
+    value = serde.loads(output)
+    if value is None:
+        return None
+    return Event.from_dict(value)
+
+
+def new_child(function_id: str, body: str, parent: str, key: str) -> NewRun:
+    """The run an invoke step creates; its idempotency key makes retries safe."""
+    from perdure import ids
+
+    return NewRun(
+        ids.new_id(), function_id, body, idempotency_key=f"invoke:{parent}:{key}",
+        parent_run_id=parent, parent_step=key,
+    )

@@ -1,0 +1,198 @@
+"""Function definitions and their triggers.
+
+A :class:`FunctionDef` is what ``@app.function`` records: the callable, its id, its triggers and
+its options. Its :meth:`FunctionDef.record` form is what the store keeps in the ``functions``
+table, so that any process on the database (a client sending events, a server) routes events to
+it without importing the user's code.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from perdure.engine.backoff import RetryPolicy
+from perdure.engine.cron import CronSchedule
+from perdure.engine.expressions import Expression, validate
+from perdure.engine.triggers import EventPattern
+from perdure.errors import InvalidInputError
+
+
+@dataclass(frozen=True, slots=True)
+class EventTrigger:
+    """Start a run for each event whose name matches ``name`` (``*`` wildcards allowed) and, if
+    given, whose ``if_`` CEL expression over ``event`` is true."""
+
+    name: str
+    if_: str | None = None
+    pattern: EventPattern = field(init=False, repr=False, compare=False)
+    expression: Expression | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pattern", EventPattern.parse(self.name))
+        expr = validate(self.if_, {"event"}) if self.if_ is not None else None
+        object.__setattr__(self, "expression", expr)
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        """Whether the event (its JSON object) triggers this."""
+        if not self.pattern.matches(event["name"]):
+            return False
+        return self.expression is None or self.expression.evaluate({"event": event})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, as stored."""
+        out: dict[str, Any] = {"event": self.name}
+        if self.if_ is not None:
+            out["if"] = self.if_
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class CronTrigger:
+    """Start a run at every tick of a cron schedule (5 or 6 fields) in a time zone."""
+
+    expr: str
+    tz: str = "UTC"
+    schedule: CronSchedule = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "schedule", CronSchedule.parse(self.expr, self.tz))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, as stored."""
+        return {"cron": self.expr, "tz": self.tz}
+
+
+Trigger = EventTrigger | CronTrigger
+
+
+def event(name: str, if_: str | None = None) -> EventTrigger:
+    """A trigger on events named ``name`` (may end in ``*``), filtered by a CEL ``if_``."""
+    return EventTrigger(name, if_)
+
+
+def cron(expr: str, tz: str = "UTC") -> CronTrigger:
+    """A trigger on a cron schedule: ``cron("0 9 * * *", tz="Europe/Paris")``."""
+    return CronTrigger(expr, tz)
+
+
+def trigger_from_dict(value: dict[str, Any]) -> Trigger:
+    """Rebuild a trigger from its stored JSON form."""
+    if "cron" in value:
+        return CronTrigger(value["cron"], value.get("tz", "UTC"))
+    return EventTrigger(value["event"], value.get("if"))
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionRecord:
+    """A function as the store keeps it: enough to route events and schedule crons."""
+
+    id: str
+    app: str
+    triggers: tuple[Trigger, ...]
+    config: dict[str, Any]
+
+    def event_triggers(self) -> list[EventTrigger]:
+        """The event triggers."""
+        return [t for t in self.triggers if isinstance(t, EventTrigger)]
+
+    def cron_triggers(self) -> list[CronTrigger]:
+        """The cron triggers."""
+        return [t for t in self.triggers if isinstance(t, CronTrigger)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (HTTP API)."""
+        return {
+            "id": self.id,
+            "app": self.app,
+            "triggers": [t.to_dict() for t in self.triggers],
+            "config": self.config,
+        }
+
+
+@dataclass(slots=True)
+class FunctionDef:
+    """A function registered with an :class:`~perdure.App`."""
+
+    id: str
+    fn: Callable[..., Any]
+    triggers: tuple[Trigger, ...]
+    retry: RetryPolicy
+    is_async: bool
+    max_crashes: int
+    app_name: str = ""
+
+    @classmethod
+    def build(
+        cls,
+        fn: Callable[..., Any],
+        *,
+        id: str | None,
+        trigger: Trigger | list[Trigger] | tuple[Trigger, ...] | None,
+        retries: int | None,
+        retry_policy: RetryPolicy | None,
+        max_crashes: int,
+        app_name: str,
+    ) -> FunctionDef:
+        """Validate options and build the definition."""
+        if not callable(fn):
+            raise InvalidInputError("@app.function decorates a function")
+        fid = id or _default_id(fn)
+        if not fid or len(fid) > 200 or any(ch.isspace() for ch in fid):
+            raise InvalidInputError(
+                f"function id {fid!r} must be 1-200 characters with no whitespace"
+            )
+        if trigger is None:
+            triggers: tuple[Trigger, ...] = ()
+        elif isinstance(trigger, EventTrigger | CronTrigger):
+            triggers = (trigger,)
+        else:
+            triggers = tuple(trigger)
+        for t in triggers:
+            if not isinstance(t, EventTrigger | CronTrigger):
+                raise InvalidInputError(
+                    "trigger must be perdure.event(...) or perdure.cron(...), or a list of them"
+                )
+        policy = retry_policy or RetryPolicy()
+        if retries is not None:
+            policy = RetryPolicy(
+                retries=retries,
+                initial_delay=policy.initial_delay,
+                max_delay=policy.max_delay,
+                factor=policy.factor,
+            )
+        if max_crashes < 1:
+            raise InvalidInputError("max_crashes must be at least 1")
+        return cls(
+            id=fid,
+            fn=fn,
+            triggers=triggers,
+            retry=policy,
+            is_async=inspect.iscoroutinefunction(fn),
+            max_crashes=max_crashes,
+            app_name=app_name,
+        )
+
+    def record(self) -> FunctionRecord:
+        """The stored form of this definition."""
+        return FunctionRecord(
+            id=self.id,
+            app=self.app_name,
+            triggers=self.triggers,
+            config={
+                "retries": self.retry.retries,
+                "retry_initial_delay": self.retry.initial_delay,
+                "retry_max_delay": self.retry.max_delay,
+                "retry_factor": self.retry.factor,
+                "max_crashes": self.max_crashes,
+                "sync": not self.is_async,
+                "name": getattr(self.fn, "__qualname__", self.id),
+            },
+        )
+
+
+def _default_id(fn: Callable[..., Any]) -> str:
+    name = getattr(fn, "__name__", "")
+    return name.replace("_", "-")

@@ -1,0 +1,56 @@
+"""Storage backends behind one protocol (:class:`~perdure.store.base.Store`)."""
+
+from __future__ import annotations
+
+import os
+
+from perdure.clock import Clock
+from perdure.errors import InvalidInputError
+from perdure.store.base import Store
+
+DEFAULT_SQLITE_PATH = os.path.join(".perdure", "perdure.db")
+
+
+def default_url() -> str:
+    """``PERDURE_DATABASE_URL``, else a SQLite file under ``./.perdure/``."""
+    return os.environ.get("PERDURE_DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_PATH}"
+
+
+def open_store(url: str, *, clock: Clock | None = None) -> Store:
+    """Build (not yet open) the store for a database URL.
+
+    ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` (SQLite options as query
+    parameters: ``?synchronous=NORMAL``), or ``postgresql://user@host:port/db``.
+    """
+    if url.startswith("sqlite://"):
+        from perdure.store.sqlite import SqliteStore
+
+        rest = url[len("sqlite://") :]
+        if not rest.startswith("/"):
+            raise InvalidInputError(f"SQLite URL must look like sqlite:///path.db, not {url!r}")
+        path, _, query = rest[1:].partition("?")
+        if not path or path == ":memory:":
+            raise InvalidInputError(
+                "SQLite needs a file path (in-memory databases cannot be shared between the "
+                "writer and readers): sqlite:///path.db"
+            )
+        options = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
+        unknown = set(options) - {"synchronous", "busy_timeout"}
+        if unknown:
+            raise InvalidInputError(f"unknown SQLite URL option(s): {', '.join(sorted(unknown))}")
+        return SqliteStore(
+            path,
+            clock=clock,
+            synchronous=options.get("synchronous", "FULL"),
+            busy_timeout=float(options.get("busy_timeout", "10")),
+        )
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            from perdure.store.postgres import PostgresStore  # type: ignore[import-not-found]
+        except ImportError as exc:  # pragma: no cover
+            raise InvalidInputError(f"PostgreSQL support is not available: {exc}") from None
+        store: Store = PostgresStore(url, clock=clock)
+        return store
+    raise InvalidInputError(
+        f"unsupported database URL {url!r}: use sqlite:///path.db or postgresql://..."
+    )

@@ -1,0 +1,329 @@
+"""The storage protocol every backend implements, and the records it exchanges.
+
+The database is both the source of truth and the queue. A run row is also its queue item:
+``available_at`` says when it may be claimed (``NULL`` for terminal runs and for runs waiting
+without a timeout); a claimed run's ``available_at`` is its lease expiry, so a run whose worker
+died becomes claimable again exactly when its lease runs out. ``lease_token`` is the fencing
+token: every claim increments it, and every write a worker makes for a run names the token it
+claimed with, so the writes of a worker whose lease was taken over are rejected.
+
+Times are float seconds since the epoch, read from the database's clock (PostgreSQL) or the
+store's :class:`~perdure.clock.Clock` (SQLite, which has no server).
+
+Conformance: ``tests/store/`` is one suite that every backend passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from perdure.functions import FunctionRecord
+
+StepKind = Literal["run", "sleep", "wait", "invoke", "send"]
+StepStatus = Literal["completed", "failed", "retrying", "sleeping", "waiting", "invoking"]
+
+
+@dataclass(slots=True)
+class NewRun:
+    """A run to create. ``input`` is the JSON text of the triggering event."""
+
+    id: str
+    function_id: str
+    input: str
+    event_id: str | None = None
+    idempotency_key: str | None = None
+    parent_run_id: str | None = None
+    parent_step: str | None = None
+    priority: int = 0
+
+
+@dataclass(slots=True)
+class CreatedRun:
+    """The result of creating a run: its id, and whether it is new (idempotency may say no)."""
+
+    id: str
+    created: bool
+
+
+@dataclass(slots=True)
+class StoredStep:
+    """A step as recorded. ``output`` and ``error`` are JSON text."""
+
+    key: str
+    seq: int
+    kind: str
+    status: str
+    output: str | None
+    error: str | None
+    attempts: int
+    wake_at: float | None
+    started_at: float | None = None
+    ended_at: float | None = None
+
+
+@dataclass(slots=True)
+class ClaimedRun:
+    """A run a worker has just claimed, with everything needed to execute it."""
+
+    id: str
+    function_id: str
+    token: int
+    input: str
+    attempt: int
+    steps: dict[str, StoredStep]
+    crashes: int
+
+
+@dataclass(slots=True)
+class Claim:
+    """The result of a claim: the runs, the store's clock, and when the next run comes due."""
+
+    runs: list[ClaimedRun]
+    now: float
+    next_due: float | None
+
+
+@dataclass(slots=True)
+class WaitSpec:
+    """What a ``wait_for_event`` step waits for."""
+
+    event_name: str
+    match_path: str | None
+    match_value: str | None
+    expression: str | None
+    expires_at: float | None
+
+
+@dataclass(slots=True)
+class StepWrite:
+    """A step checkpoint (fenced by ``token``). ``wait`` registers an event wait; ``child``
+    creates the run of an ``invoke`` step in the same transaction."""
+
+    run_id: str
+    token: int
+    key: str
+    seq: int
+    kind: str
+    status: str
+    output: str | None = None
+    error: str | None = None
+    attempts: int = 1
+    wake_at: float | None = None
+    started_at: float | None = None
+    wait: WaitSpec | None = None
+    child: NewRun | None = None
+
+
+OutcomeKind = Literal["complete", "fail", "retry", "suspend", "release"]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The end of an execution attempt of a run (fenced by ``token``).
+
+    - ``complete``: the run completed with ``output``;
+    - ``fail``: the run failed with ``error``;
+    - ``retry``: the attempt failed with ``error``, retry at ``available_at``;
+    - ``suspend``: the run waits (``status`` sleeping, waiting or queued) until
+      ``available_at`` (``None``: until an event or a child resumes it). If one of
+      ``watch_keys`` (its wait and invoke steps) was resolved meanwhile, it is due at once;
+    - ``release``: the worker gives the run back (shutdown); it is due at once.
+    """
+
+    run_id: str
+    token: int
+    kind: OutcomeKind
+    output: str | None = None
+    error: str | None = None
+    available_at: float | None = None
+    status: str = "queued"
+    watch_keys: tuple[str, ...] = ()
+
+
+WriteOp = StepWrite | Outcome
+
+
+@dataclass(slots=True)
+class RunRow:
+    """A run as stored (client view)."""
+
+    id: str
+    function_id: str
+    status: str
+    input: str
+    output: str | None
+    error: str | None
+    attempt: int
+    event_id: str | None
+    idempotency_key: str | None
+    parent_run_id: str | None
+    parent_step: str | None
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    available_at: float | None
+    lease_owner: str | None
+
+
+@dataclass(slots=True)
+class EventRow:
+    """An event as stored."""
+
+    seq: int
+    id: str
+    name: str
+    body: str
+    received_at: float
+    run_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class EventIn:
+    """An event to store: its id, name, JSON object and JSON text."""
+
+    id: str
+    name: str
+    obj: dict[str, Any]
+    body: str
+
+
+@dataclass(slots=True)
+class SentEvent:
+    """The result of storing one event."""
+
+    id: str
+    duplicate: bool
+    run_ids: list[str]
+
+
+@dataclass(slots=True)
+class RunFilter:
+    """Filters and cursor for listing runs (newest first)."""
+
+    status: str | None = None
+    function_id: str | None = None
+    before: str | None = None
+    limit: int = 50
+
+
+class Store(Protocol):
+    """What the engine needs from a database. All methods are coroutines except ``now``."""
+
+    url: str
+
+    def now(self) -> float:
+        """The store's notion of the current time (seconds since the epoch)."""
+        ...
+
+    async def open(self) -> None:
+        """Connect and apply migrations."""
+        ...
+
+    async def close(self) -> None:
+        """Release every resource."""
+        ...
+
+    def on_wake(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the event loop) whenever new work may be claimable: local
+        commits that create or resume runs, and notifications from other processes."""
+        ...
+
+    def on_finished(self, callback: Callable[[Sequence[str]], None]) -> None:
+        """Call ``callback`` with run ids when runs reach a terminal state (best effort; used to
+        wake ``handle.result()`` callers)."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise if the database is unreachable."""
+        ...
+
+    # functions
+    async def register_functions(self, records: Sequence[FunctionRecord]) -> None:
+        """Create or replace function records."""
+        ...
+
+    async def list_functions(self) -> list[FunctionRecord]:
+        """Every registered function."""
+        ...
+
+    # client side
+    async def create_runs(self, runs: Sequence[NewRun]) -> list[CreatedRun]:
+        """Create runs (due now); an existing ``(function_id, idempotency_key)`` returns the
+        existing run."""
+        ...
+
+    async def send_events(self, events: Sequence[EventIn]) -> list[SentEvent]:
+        """Store events (deduplicated by id within the dedupe window), start the runs of the
+        functions they trigger and resume the runs waiting for them, in one transaction."""
+        ...
+
+    async def cancel_run(self, run_id: str) -> RunRow | None:
+        """Cancel a non-terminal run; return the run (``None`` if unknown)."""
+        ...
+
+    async def get_run(self, run_id: str) -> RunRow | None:
+        """One run."""
+        ...
+
+    async def get_runs(self, run_ids: Sequence[str]) -> list[RunRow]:
+        """Several runs (missing ids are left out)."""
+        ...
+
+    async def get_steps(self, run_id: str) -> list[StoredStep]:
+        """The recorded steps of a run, in call order."""
+        ...
+
+    async def list_runs(self, flt: RunFilter) -> list[RunRow]:
+        """Runs, newest first, filtered."""
+        ...
+
+    async def list_events(
+        self, name: str | None, before: int | None, limit: int
+    ) -> list[EventRow]:
+        """Events, newest first; ``before`` is a sequence-number cursor."""
+        ...
+
+    # worker side
+    async def claim(
+        self, worker_id: str, function_ids: Sequence[str], limit: int, lease_seconds: float
+    ) -> Claim:
+        """Lease up to ``limit`` due runs of the given functions, with their recorded steps."""
+        ...
+
+    async def commit(self, ops: Sequence[WriteOp]) -> list[bool]:
+        """Apply checkpoints and outcomes in one transaction; each is fenced by its token and
+        the result says whether it was applied (False: the lease was lost)."""
+        ...
+
+    async def heartbeat(
+        self, worker_id: str, leases: Sequence[tuple[str, int]], lease_seconds: float
+    ) -> list[str]:
+        """Extend the leases; return the ids of runs whose lease was lost."""
+        ...
+
+    async def expire_step(self, run_id: str, token: int, key: str) -> StoredStep | None:
+        """Time out a waiting (``wait``) or invoking (``invoke``) step whose deadline passed,
+        unless it was resolved meanwhile; return the step as now recorded (``None`` if the
+        lease was lost)."""
+        ...
+
+    async def next_due(self, function_ids: Sequence[str]) -> float | None:
+        """When the earliest run of these functions comes due."""
+        ...
+
+    # cron and maintenance
+    async def cron_last_tick(self, function_id: str, trigger: str) -> float | None:
+        """The last tick fired for a cron trigger."""
+        ...
+
+    async def fire_cron(
+        self, function_id: str, trigger: str, tick: float, run: NewRun
+    ) -> bool:
+        """Record ``tick`` as fired and create its run, once across all schedulers."""
+        ...
+
+    async def prune(self, finished_before: float, limit: int) -> int:
+        """Delete terminal runs (and their steps) that ended before the given time."""
+        ...

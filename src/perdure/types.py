@@ -1,0 +1,186 @@
+"""Public value types: events, run and step descriptions."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from perdure import ids
+from perdure.errors import InvalidInputError
+from perdure.engine.triggers import validate_event_name
+
+
+class RunStatus(StrEnum):
+    """The states of a run. ``completed``, ``failed`` and ``cancelled`` are terminal."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SLEEPING = "sleeping"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the run has ended."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+TERMINAL_STATUSES = frozenset(s.value for s in _TERMINAL)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event: a name, JSON data, optional user data, an id and a timestamp (ms since epoch).
+
+    ``id`` deduplicates: an event whose id was already accepted within the dedupe window (24 h by
+    default) is ignored. When omitted, a unique id is given when the event is sent (inside a
+    ``send_event`` step, an id derived from the run and the step, so a replay cannot send twice).
+    """
+
+    name: str
+    data: dict[str, Any] = field(default_factory=dict)
+    id: str = ""
+    ts: int = 0
+    user: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        validate_event_name(self.name)
+        if not isinstance(self.data, dict):
+            raise InvalidInputError(
+                f"event data must be a JSON object, not {type(self.data).__name__}"
+            )
+        if not isinstance(self.user, dict):
+            raise InvalidInputError(
+                f"event user must be a JSON object, not {type(self.user).__name__}"
+            )
+        if not isinstance(self.id, str) or len(self.id) > 256:
+            raise InvalidInputError("event id must be a string of at most 256 characters")
+        if isinstance(self.ts, bool) or not isinstance(self.ts, int) or self.ts < 0:
+            raise InvalidInputError("event ts must be a non-negative integer (ms since epoch)")
+
+    def stamped(self, default_id: str | None = None) -> Event:
+        """This event with an id (``default_id`` or a new ULID) and a timestamp if it had none."""
+        if self.id and self.ts:
+            return self
+        return Event(
+            name=self.name,
+            data=self.data,
+            id=self.id or default_id or ids.new_id(),
+            ts=self.ts or int(time.time() * 1000),
+            user=self.user,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as a JSON object."""
+        return {"id": self.id, "name": self.name, "data": self.data, "user": self.user,
+                "ts": self.ts}
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> Event:
+        """Build an event from its JSON object (as stored or as received over HTTP)."""
+        if not isinstance(value, dict):
+            raise InvalidInputError("an event must be a JSON object")
+        name = value.get("name")
+        if not isinstance(name, str):
+            raise InvalidInputError("event name is required and must be a string")
+        unknown = set(value) - {"id", "name", "data", "user", "ts", "v"}
+        if unknown:
+            raise InvalidInputError(f"unknown event field(s): {', '.join(sorted(unknown))}")
+        data = value.get("data")
+        user = value.get("user")
+        ev_id = value.get("id")
+        ts = value.get("ts")
+        return cls(
+            name=name,
+            data={} if data is None else data,
+            user={} if user is None else user,
+            id="" if ev_id is None else ev_id,
+            ts=0 if ts is None else ts,
+        )
+
+    @property
+    def time(self) -> datetime:
+        """The event's timestamp as an aware datetime."""
+        return datetime.fromtimestamp(self.ts / 1000, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class StepInfo:
+    """A recorded step of a run."""
+
+    id: str
+    kind: str
+    status: str
+    output: Any
+    error: dict[str, Any] | None
+    attempts: int
+    position: int
+    started_at: datetime | None
+    ended_at: datetime | None
+    wake_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """A run as seen by a client: status, input event, output or error, steps, timestamps."""
+
+    id: str
+    function_id: str
+    status: RunStatus
+    event: Event
+    output: Any
+    error: dict[str, Any] | None
+    attempt: int
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    parent_run_id: str | None
+    idempotency_key: str | None
+    steps: list[StepInfo]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run as a JSON object (the HTTP API's shape)."""
+        return {
+            "id": self.id,
+            "function_id": self.function_id,
+            "status": self.status.value,
+            "event": self.event.to_dict(),
+            "output": self.output,
+            "error": self.error,
+            "attempt": self.attempt,
+            "created_at": _iso(self.created_at),
+            "started_at": _iso(self.started_at),
+            "ended_at": _iso(self.ended_at),
+            "parent_run_id": self.parent_run_id,
+            "idempotency_key": self.idempotency_key,
+            "steps": [
+                {
+                    "id": s.id,
+                    "kind": s.kind,
+                    "status": s.status,
+                    "output": s.output,
+                    "error": s.error,
+                    "attempts": s.attempts,
+                    "position": s.position,
+                    "started_at": _iso(s.started_at),
+                    "ended_at": _iso(s.ended_at),
+                    "wake_at": _iso(s.wake_at),
+                }
+                for s in self.steps
+            ],
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+def to_datetime(value: float | None) -> datetime | None:
+    """Epoch seconds to an aware UTC datetime."""
+    return None if value is None else datetime.fromtimestamp(value, UTC)
