@@ -500,6 +500,9 @@ class App:
         loop.call_soon_threadsafe(loop.stop)
         if self._sync_thread is not None:
             self._sync_thread.join(timeout=5)
+            self._sync_thread = None
+        if not loop.is_running():
+            loop.close()
 
     async def _close_keep_loop(self) -> None:
         loop, self._sync_loop = self._sync_loop, None

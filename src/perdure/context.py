@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 from perdure import serde
 from perdure.engine.durations import to_seconds
 from perdure.errors import InvalidInputError
-from perdure.execution import RunExecution
+from perdure.execution import RetryAt, RunExecution
 from perdure.types import Event
 
 if TYPE_CHECKING:
@@ -163,8 +163,11 @@ class SyncStep:
             result = fn(*args, **kwargs)
         except Exception as err:
             exc = err
-        out: T = self._call(ex.after_body(key, seq, attempts_before, started, result, exc, tp))
-        return out
+        out: Any = self._call(ex.after_body(key, seq, attempts_before, started, result, exc, tp))
+        if isinstance(out, RetryAt):
+            self._call(ex.park(key, out.wake_at, "queued", watch=False))
+        value_out: T = out
+        return value_out
 
     def sleep(self, step_id: str, duration: Duration) -> None:
         """Suspend the run for ``duration``."""

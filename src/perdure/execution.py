@@ -56,6 +56,13 @@ class _Parked:
     fut: asyncio.Future[None]
 
 
+@dataclass(frozen=True, slots=True)
+class RetryAt:
+    """A step attempt failed and will be retried at ``wake_at``."""
+
+    wake_at: float
+
+
 class RunExecution:
     """Everything one execution attempt of a run needs; shared by the step APIs."""
 
@@ -171,7 +178,8 @@ class RunExecution:
         self, key: str, seq: int, attempts_before: int, started: float,
         value: Any, exc: BaseException | None, tp: Any,
     ) -> Any:
-        """Record what a step body did: its value, a retry, or a final failure."""
+        """Record what a step body did: its value, a final failure (raises StepError), or a
+        retry (returns :class:`RetryAt`; the caller parks once its body is accounted for)."""
         if exc is None:
             try:
                 text = self.encode_output(key, value)
@@ -202,7 +210,7 @@ class RunExecution:
             key, seq, "run", "retrying", error=error, attempts=attempts, wake_at=wake,
             started_at=started,
         ))
-        await self.park(key, wake, "queued", watch=False)
+        return RetryAt(wake)
 
     # ------------------------------------------------------------------ suspension
 
@@ -301,9 +309,12 @@ class RunExecution:
                         value = await value
             except Exception as err:
                 exc = err
-            return await self.after_body(key, seq, attempts_before, started, value, exc, tp)
+            result = await self.after_body(key, seq, attempts_before, started, value, exc, tp)
         finally:
             self.body_finished()
+        if isinstance(result, RetryAt):
+            await self.park(key, result.wake_at, "queued", watch=False)
+        return result
 
     async def sleep_until(self, key: str, seq: int, wake_at: float) -> None:
         """``step.sleep`` and ``step.sleep_until``."""

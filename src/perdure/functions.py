@@ -11,10 +11,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from perdure.engine.backoff import RetryPolicy
 from perdure.engine.cron import CronSchedule
+from perdure.engine.durations import to_seconds
 from perdure.engine.expressions import Expression, validate
 from perdure.engine.triggers import EventPattern
 from perdure.errors import InvalidInputError
@@ -51,18 +53,24 @@ class EventTrigger:
 
 @dataclass(frozen=True, slots=True)
 class CronTrigger:
-    """Start a run at every tick of a cron schedule (5 or 6 fields) in a time zone."""
+    """Start a run at every tick of a cron schedule (5 or 6 fields) in a time zone.
+
+    After downtime, only the most recent missed tick runs, if it is within ``catchup_seconds``
+    (see :mod:`perdure.scheduler`)."""
 
     expr: str
     tz: str = "UTC"
+    catchup_seconds: float = 86400.0
     schedule: CronSchedule = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schedule", CronSchedule.parse(self.expr, self.tz))
+        if self.catchup_seconds < 0:
+            raise InvalidInputError("catchup must not be negative")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form, as stored."""
-        return {"cron": self.expr, "tz": self.tz}
+        return {"cron": self.expr, "tz": self.tz, "catchup": self.catchup_seconds}
 
 
 Trigger = EventTrigger | CronTrigger
@@ -73,15 +81,21 @@ def event(name: str, if_: str | None = None) -> EventTrigger:
     return EventTrigger(name, if_)
 
 
-def cron(expr: str, tz: str = "UTC") -> CronTrigger:
-    """A trigger on a cron schedule: ``cron("0 9 * * *", tz="Europe/Paris")``."""
-    return CronTrigger(expr, tz)
+def cron(
+    expr: str, tz: str = "UTC", *, catchup: timedelta | float | str = timedelta(hours=24)
+) -> CronTrigger:
+    """A trigger on a cron schedule: ``cron("0 9 * * *", tz="Europe/Paris")``.
+
+    ``catchup``: after downtime, the most recent missed tick runs once if it is no older than
+    this (``0``: missed ticks are skipped)."""
+    return CronTrigger(expr, tz, to_seconds(catchup))
 
 
 def trigger_from_dict(value: dict[str, Any]) -> Trigger:
     """Rebuild a trigger from its stored JSON form."""
     if "cron" in value:
-        return CronTrigger(value["cron"], value.get("tz", "UTC"))
+        return CronTrigger(value["cron"], value.get("tz", "UTC"),
+                           float(value.get("catchup", 86400.0)))
     return EventTrigger(value["event"], value.get("if"))
 
 

@@ -35,7 +35,11 @@ def dumps(value: Any) -> str:
     try:
         return orjson.dumps(value, default=_default, option=_OPTS).decode()
     except TypeError as exc:
-        raise SerializationError(str(exc)) from None
+        detail = str(exc).replace("Type is not JSON serializable: ", "")
+        raise SerializationError(
+            f"value is not JSON-serializable ({detail}); return JSON types, a pydantic model "
+            "or a dataclass"
+        ) from None
 
 
 def dumps_limited(value: Any, what: str, limit: int) -> str:

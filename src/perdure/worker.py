@@ -45,6 +45,7 @@ from perdure.store.base import ClaimedRun, Outcome, WriteOp
 if TYPE_CHECKING:
     from perdure.app import App
     from perdure.functions import FunctionDef
+    from perdure.scheduler import Scheduler
 
 log = logging.getLogger("perdure.worker")
 
@@ -63,6 +64,7 @@ class Worker:
         poll_interval: float = 0.1,
         functions: Sequence[str] | None = None,
         worker_id: str | None = None,
+        schedule: bool = True,
     ) -> None:
         self.app = app
         self.concurrency = concurrency
@@ -70,6 +72,8 @@ class Worker:
         self.poll_interval = poll_interval
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{ids.new_id()[-6:]}"
         self._function_ids = list(functions) if functions is not None else None
+        self.schedule = schedule
+        self.scheduler: Scheduler | None = None
         self.step_pool = ThreadPoolExecutor(sync_concurrency, thread_name_prefix="perdure-step")
         self.sync_pool = ThreadPoolExecutor(sync_concurrency, thread_name_prefix="perdure-fn")
         self._sync_slots = asyncio.Semaphore(sync_concurrency)
@@ -116,6 +120,12 @@ class Worker:
             loop.create_task(self._claim_loop(), name="perdure-claim"),
             loop.create_task(self._heartbeat_loop(), name="perdure-heartbeat"),
         ]
+        if self.schedule:
+            from perdure.scheduler import Scheduler
+
+            hosted = [self.app.functions[f] for f in self.function_ids]
+            self.scheduler = Scheduler(self.app, hosted)
+            self._tasks.append(loop.create_task(self.scheduler.run(), name="perdure-cron"))
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming; let running runs finish for up to ``grace`` seconds, then give the

@@ -68,7 +68,7 @@ def test_delay_rejects_bad_attempt_counts(attempts: Any) -> None:
         backoff_delay(RetryPolicy(), attempts)
 
 
-@settings(max_examples=200, database=None, deadline=None)
+@settings(max_examples=100, database=None, deadline=None)
 @given(
     st.floats(min_value=0.001, max_value=100.0),
     st.floats(min_value=1.0, max_value=10.0),

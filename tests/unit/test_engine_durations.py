@@ -124,17 +124,20 @@ def test_format_duration_rejects_bad_input(value: Any) -> None:
         format_duration(value)
 
 
-@settings(max_examples=200, database=None, deadline=None)
+@settings(max_examples=100, database=None, deadline=None)
 @given(st.integers(min_value=0, max_value=10**12))
 def test_format_duration_round_trips_milliseconds(millis: int) -> None:
     text = format_duration(millis / 1000)
     assert round(to_seconds(text) * 1000) == millis
 
 
-@settings(max_examples=200, database=None, deadline=None)
+@settings(max_examples=100, database=None, deadline=None)
 @given(
     st.lists(
-        st.tuples(st.integers(min_value=0, max_value=10_000), st.sampled_from(["ms", "s", "m", "h", "d", "w"])),
+        st.tuples(
+            st.integers(min_value=0, max_value=10_000),
+            st.sampled_from(["ms", "s", "m", "h", "d", "w"]),
+        ),
         min_size=1,
         max_size=5,
     ),

@@ -156,12 +156,8 @@ def test_roots() -> None:
 def test_validate_accepts_allowed_roots() -> None:
     assert validate("event.data.amount > 1", {"event"}).source == "event.data.amount > 1"
     waited = validate("event.data.id == async.data.id", {"event", "async"})
-    assert waited.evaluate(
-        {"event": {"data": {"id": 1}}, "async": {"data": {"id": 1}}}
-    ) is True
-    assert validate("event.data.items.map(i, i.qty).exists(q, q > 1)", {"event"}).roots == {
-        "event"
-    }
+    assert waited.evaluate({"event": {"data": {"id": 1}}, "async": {"data": {"id": 1}}}) is True
+    assert validate("event.data.items.map(i, i.qty).exists(q, q > 1)", {"event"}).roots == {"event"}
 
 
 def test_validate_rejects_other_roots() -> None:

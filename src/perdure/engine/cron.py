@@ -303,7 +303,7 @@ class CronSchedule:
             )
         text = expr.strip()
         if not text:
-            raise InvalidCronError("invalid cron expression '': it is empty")
+            raise _error(expr, "it is empty")
         if text.startswith("@"):
             macro = _MACROS.get(text.lower())
             if macro is None:

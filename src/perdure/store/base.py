@@ -319,9 +319,10 @@ class Store(Protocol):
         ...
 
     async def fire_cron(
-        self, function_id: str, trigger: str, tick: float, run: NewRun
+        self, function_id: str, trigger: str, tick: float, run: NewRun | None
     ) -> bool:
-        """Record ``tick`` as fired and create its run, once across all schedulers."""
+        """Advance the trigger's last tick to ``tick`` and create ``run`` (if given), once
+        across all schedulers: False if another scheduler already advanced past it."""
         ...
 
     async def prune(self, finished_before: float, limit: int) -> int:

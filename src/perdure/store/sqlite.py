@@ -586,12 +586,16 @@ class SqliteStore:
         )
         return None if row is None else float(row[0])
 
-    async def fire_cron(self, function_id: str, trigger: str, tick: float, run: NewRun) -> bool:
+    async def fire_cron(
+        self, function_id: str, trigger: str, tick: float, run: NewRun | None
+    ) -> bool:
         """Advance the trigger's last tick and create the tick's run, once."""
 
         def op(tx: _Tx) -> bool:
             if tx.conn.execute(q.CRON_ADVANCE, (function_id, trigger, tick)).rowcount == 0:
                 return False
+            if run is None:
+                return True
             created = _insert_runs(tx, [run])[0].created
             tx.wake = tx.wake or created
             return created

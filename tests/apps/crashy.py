@@ -1,0 +1,46 @@
+"""An app whose steps write a ledger (a file the test reads), for crash tests.
+
+Each step execution appends ``run_id step pid monotonic-ns`` to ``$LEDGER`` *before* doing its
+work, so the test sees every execution, including those cut short by SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import perdure
+
+app = perdure.App("crashy")
+LEDGER = os.environ.get("LEDGER", "ledger.txt")
+STEPS = int(os.environ.get("CRASHY_STEPS", "8"))
+STEP_SECONDS = float(os.environ.get("CRASHY_STEP_SECONDS", "0.05"))
+
+
+def _log(run_id: str, step: str) -> None:
+    with open(LEDGER, "a") as f:
+        f.write(f"{run_id} {step} {os.getpid()} {time.time_ns()}\n")
+        f.flush()
+
+
+@app.function()
+async def chain(ctx: perdure.Context) -> int:
+    total = ctx.event.data["seed"]
+    for i in range(STEPS):
+
+        async def step(i: int = i, total: int = total) -> int:
+            _log(ctx.run_id, f"s{i}")
+            await asyncio.sleep(STEP_SECONDS)
+            return total * 3 + i
+
+        total = await ctx.step.run(f"s{i}", step) % 1_000_003
+    return total
+
+
+def expected(seed: int, steps: int = STEPS) -> int:
+    """What ``chain`` returns for ``seed``."""
+    total = seed
+    for i in range(steps):
+        total = (total * 3 + i) % 1_000_003
+    return total
