@@ -152,7 +152,6 @@ class App:
     def function(
         self,
         fn: Callable[..., Any] | None = None,
-        /,
         *,
         id: str | None = None,
         trigger: Trigger | Sequence[Trigger] | None = None,
@@ -173,8 +172,13 @@ class App:
             policy = retry_policy or self.retry_policy
             trig: Any = list(trigger) if isinstance(trigger, list | tuple) else trigger
             fdef = FunctionDef.build(
-                f, id=id, trigger=trig, retries=retries, retry_policy=policy,
-                max_crashes=max_crashes, app_name=self.name,
+                f,
+                id=id,
+                trigger=trig,
+                retries=retries,
+                retry_policy=policy,
+                max_crashes=max_crashes,
+                app_name=self.name,
             )
             if fdef.id in self.functions and self.functions[fdef.id].fn is not f:
                 raise InvalidInputError(f"a function with id {fdef.id!r} is already registered")
@@ -206,6 +210,11 @@ class App:
     # ------------------------------------------------------------------ lifecycle
 
     @property
+    def is_open(self) -> bool:
+        """Whether the database is open."""
+        return self._store is not None
+
+    @property
     def store(self) -> Store:
         """The opened store (call :meth:`open` first; client methods do it for you)."""
         if self._store is None:
@@ -219,7 +228,7 @@ class App:
         if self._open_lock is None:
             self._open_lock = asyncio.Lock()
         async with self._open_lock:
-            if self._store is not None:
+            if self.is_open:
                 return
             store = open_store(self.database_url, clock=self.clock)
             await store.open()
@@ -465,14 +474,16 @@ class App:
         with self._sync_lock:
             if self._sync_loop is None:
                 loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="perdure-sync",
-                                          daemon=True)
+                thread = threading.Thread(target=loop.run_forever, name="perdure-sync", daemon=True)
                 thread.start()
                 self._sync_loop, self._sync_thread = loop, thread
         return asyncio.run_coroutine_threadsafe(coro, self._sync_loop).result()
 
     def start_sync(
-        self, function: Any, data: dict[str, Any] | None = None, *,
+        self,
+        function: Any,
+        data: dict[str, Any] | None = None,
+        *,
         idempotency_key: str | None = None,
     ) -> RunHandle:
         """:meth:`start` for code outside asyncio."""

@@ -20,7 +20,7 @@ from perdure.execution import RetryAt, RunExecution
 from perdure.types import Event
 
 if TYPE_CHECKING:
-    from perdure.functions import FunctionDef
+    pass
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -61,8 +61,11 @@ class Step:
 
     @overload
     def run(
-        self, step_id: str, fn: Callable[P, Coroutine[Any, Any, T]],
-        *args: P.args, **kwargs: P.kwargs,
+        self,
+        step_id: str,
+        fn: Callable[P, Coroutine[Any, Any, T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
     ) -> Coroutine[Any, Any, T]: ...
 
     @overload
@@ -70,8 +73,9 @@ class Step:
         self, step_id: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
     ) -> Coroutine[Any, Any, T]: ...
 
-    def run(self, step_id: str, fn: Callable[P, Any], *args: P.args,
-            **kwargs: P.kwargs) -> Coroutine[Any, Any, Any]:
+    def run(
+        self, step_id: str, fn: Callable[P, Any], *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, Any]:
         """Run ``fn(*args, **kwargs)`` as a step: once, checkpointed, retried on error.
 
         ``fn`` may be sync (it then runs in a thread) or async. Its result must be
@@ -94,7 +98,12 @@ class Step:
         return self._ex.sleep_until(key, seq, deadline)
 
     def wait_for_event(
-        self, step_id: str, *, event: str, match: str | None = None, if_: str | None = None,
+        self,
+        step_id: str,
+        *,
+        event: str,
+        match: str | None = None,
+        if_: str | None = None,
         timeout: Duration | None = None,
     ) -> Coroutine[Any, Any, Event | None]:
         """Wait for the first event named ``event``, sent after the wait began, that matches:
@@ -114,7 +123,11 @@ class Step:
         return self._ex.send_event(key, seq, items)
 
     def invoke(
-        self, step_id: str, *, function: Any, data: dict[str, Any] | None = None,
+        self,
+        step_id: str,
+        *,
+        function: Any,
+        data: dict[str, Any] | None = None,
         timeout: Duration | None = None,
     ) -> Coroutine[Any, Any, Any]:
         """Start ``function`` (a decorated function or its id) with ``data`` and return its
@@ -182,7 +195,12 @@ class SyncStep:
         self._call(self._ex.sleep_until(key, seq, deadline))
 
     def wait_for_event(
-        self, step_id: str, *, event: str, match: str | None = None, if_: str | None = None,
+        self,
+        step_id: str,
+        *,
+        event: str,
+        match: str | None = None,
+        if_: str | None = None,
         timeout: Duration | None = None,
     ) -> Event | None:
         """Wait for a matching event; ``None`` on timeout (see :meth:`Step.wait_for_event`)."""
@@ -197,7 +215,11 @@ class SyncStep:
         return self._call(self._ex.send_event(key, seq, items))
 
     def invoke(
-        self, step_id: str, *, function: Any, data: dict[str, Any] | None = None,
+        self,
+        step_id: str,
+        *,
+        function: Any,
+        data: dict[str, Any] | None = None,
         timeout: Duration | None = None,
     ) -> Any:
         """Run another function and return its output."""

@@ -169,14 +169,21 @@ class RunExecution:
     def encode_output(self, key: str, value: Any) -> str:
         """Serialize a step's output within the size limit (non-retriable on failure)."""
         try:
-            return serde.dumps_limited(value, f"output of step {key!r}",
-                                       self.worker.app.limits.step_output)
+            return serde.dumps_limited(
+                value, f"output of step {key!r}", self.worker.app.limits.step_output
+            )
         except (PayloadTooLargeError, SerializationError) as exc:
             raise NonRetriableError(str(exc)) from exc
 
     async def after_body(
-        self, key: str, seq: int, attempts_before: int, started: float,
-        value: Any, exc: BaseException | None, tp: Any,
+        self,
+        key: str,
+        seq: int,
+        attempts_before: int,
+        started: float,
+        value: Any,
+        exc: BaseException | None,
+        tp: Any,
     ) -> Any:
         """Record what a step body did: its value, a final failure (raises StepError), or a
         retry (returns :class:`RetryAt`; the caller parks once its body is accounted for)."""
@@ -186,10 +193,17 @@ class RunExecution:
             except NonRetriableError as err:
                 exc = err
             else:
-                await self.write(self.step_write(
-                    key, seq, "run", "completed", output=text, attempts=attempts_before + 1,
-                    started_at=started,
-                ))
+                await self.write(
+                    self.step_write(
+                        key,
+                        seq,
+                        "run",
+                        "completed",
+                        output=text,
+                        attempts=attempts_before + 1,
+                        started_at=started,
+                    )
+                )
                 return serde.decode_as(text, tp)
         if not isinstance(exc, Exception):
             raise exc
@@ -197,19 +211,35 @@ class RunExecution:
         error = serde.dumps(describe(exc))
         policy = self.fdef.retry
         if isinstance(exc, NonRetriableError | StepError) or attempts > policy.retries:
-            await self.write(self.step_write(
-                key, seq, "run", "failed", error=error, attempts=attempts, started_at=started,
-            ))
+            await self.write(
+                self.step_write(
+                    key,
+                    seq,
+                    "run",
+                    "failed",
+                    error=error,
+                    attempts=attempts,
+                    started_at=started,
+                )
+            )
             raise StepError(key, type(exc).__name__, str(exc)) from exc
         if isinstance(exc, RetryAfterError):
             delay = exc.delay_seconds
         else:
             delay = backoff_delay(policy, attempts)
         wake = self.now() + delay
-        await self.write(self.step_write(
-            key, seq, "run", "retrying", error=error, attempts=attempts, wake_at=wake,
-            started_at=started,
-        ))
+        await self.write(
+            self.step_write(
+                key,
+                seq,
+                "run",
+                "retrying",
+                error=error,
+                attempts=attempts,
+                wake_at=wake,
+                started_at=started,
+            )
+        )
         return RetryAt(wake)
 
     # ------------------------------------------------------------------ suspension
@@ -253,10 +283,13 @@ class RunExecution:
         """The outcome that suspends this run until its earliest wake-up."""
         wakes = [p.wake_at for p in self._parked if p.wake_at is not None]
         statuses = {p.status for p in self._parked}
-        status = ("waiting" if "waiting" in statuses
-                  else "queued" if "queued" in statuses else "sleeping")
+        status = (
+            "waiting" if "waiting" in statuses else "queued" if "queued" in statuses else "sleeping"
+        )
         return Outcome(
-            self.run_id, self.token, "suspend",
+            self.run_id,
+            self.token,
+            "suspend",
             available_at=min(wakes) if wakes else None,
             status=status,
             watch_keys=tuple(p.key for p in self._parked if p.watch),
@@ -278,7 +311,11 @@ class RunExecution:
     # ------------------------------------------------------------------ steps
 
     async def run_step(
-        self, key: str, seq: int, fn: Callable[..., Any], args: tuple[Any, ...],
+        self,
+        key: str,
+        seq: int,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
         """``step.run`` in an async function."""
@@ -370,7 +407,12 @@ class RunExecution:
         return step
 
     async def wait_for_event(
-        self, key: str, seq: int, event: str, match: str | None, if_: str | None,
+        self,
+        key: str,
+        seq: int,
+        event: str,
+        match: str | None,
+        if_: str | None,
         timeout: float | None,
     ) -> Event | None:
         """``step.wait_for_event``: the matching event, or None on timeout."""
@@ -380,9 +422,9 @@ class RunExecution:
             spec = self.wait_spec(event, match, if_, expires)
             self.body_started()
             try:
-                await self.write(self.step_write(
-                    key, seq, "wait", "waiting", wake_at=expires, wait=spec
-                ))
+                await self.write(
+                    self.step_write(key, seq, "wait", "waiting", wake_at=expires, wait=spec)
+                )
             finally:
                 self.body_finished()
             await self.park(key, expires, "waiting", watch=True)
@@ -402,9 +444,9 @@ class RunExecution:
             deadline = None if timeout is None else self.now() + timeout
             self.body_started()
             try:
-                await self.write(self.step_write(
-                    key, seq, "invoke", "invoking", wake_at=deadline, child=child
-                ))
+                await self.write(
+                    self.step_write(key, seq, "invoke", "invoking", wake_at=deadline, child=child)
+                )
             finally:
                 self.body_finished()
             await self.park(key, deadline, "waiting", watch=True)
@@ -425,8 +467,9 @@ class RunExecution:
         try:
             stamped = [e.stamped(self.child_key(key, i)) for i, e in enumerate(events)]
             ids = await self.worker.app.send(stamped)
-            await self.write(self.step_write(key, seq, "send", "completed",
-                                             output=serde.dumps(ids)))
+            await self.write(
+                self.step_write(key, seq, "send", "completed", output=serde.dumps(ids))
+            )
             return ids
         finally:
             self.body_finished()
@@ -458,6 +501,10 @@ def new_child(function_id: str, body: str, parent: str, key: str) -> NewRun:
     from perdure import ids
 
     return NewRun(
-        ids.new_id(), function_id, body, idempotency_key=f"invoke:{parent}:{key}",
-        parent_run_id=parent, parent_step=key,
+        ids.new_id(),
+        function_id,
+        body,
+        idempotency_key=f"invoke:{parent}:{key}",
+        parent_run_id=parent,
+        parent_step=key,
     )

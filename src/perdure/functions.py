@@ -94,8 +94,9 @@ def cron(
 def trigger_from_dict(value: dict[str, Any]) -> Trigger:
     """Rebuild a trigger from its stored JSON form."""
     if "cron" in value:
-        return CronTrigger(value["cron"], value.get("tz", "UTC"),
-                           float(value.get("catchup", 86400.0)))
+        return CronTrigger(
+            value["cron"], value.get("tz", "UTC"), float(value.get("catchup", 86400.0))
+        )
     return EventTrigger(value["event"], value.get("if"))
 
 

@@ -9,9 +9,10 @@ create one run.
 Catch-up policy after downtime (no scheduler running when ticks were due): the missed ticks are
 *coalesced*: only the most recent missed tick runs, once, as soon as a scheduler is back, and only
 if it is no older than the trigger's catch-up window (``perdure.cron(..., catchup=...)``, default
-24 hours; ``0`` never catches up; a tick less than a minute late is always on time). Older missed ticks are skipped; the run's event says how many
-ticks were missed (``data.missed``, counted up to 1,000). A trigger seen for the first time starts
-at its next tick: nothing is caught up from before it existed.
+24 hours; ``0`` never catches up; a tick less than a minute late is always on time). Older missed
+ticks are skipped; the run's event says how many ticks were missed (``data.missed``, counted up to
+1,000). A trigger seen for the first time starts at its next tick: nothing is caught up from before
+it existed.
 
 Schedulers also prune ended runs older than the app's ``retention``, at most every 10 minutes.
 """
@@ -72,7 +73,6 @@ class Scheduler:
     async def run(self) -> None:
         """Loop until cancelled."""
         store = self.app.store
-        clock = getattr(store, "clock", None)
         while True:
             try:
                 next_at = await self.tick()
@@ -80,10 +80,7 @@ class Scheduler:
                 log.warning("scheduler: store unavailable (%s)", exc)
                 next_at = store.now() + 1.0
             self._wake.clear()
-            if clock is not None:
-                await clock.wait(self._wake, next_at, 60.0)
-            else:  # pragma: no cover
-                await asyncio.sleep(1.0)
+            await store.clock.wait(self._wake, next_at, 60.0)
 
     async def tick(self) -> float | None:
         """Fire what is due; return when to look again."""
@@ -139,6 +136,8 @@ class Scheduler:
             ts=int(tick * 1000),
         )
         return NewRun(
-            ids.new_id(), fdef.id, serde.dumps(event.to_dict()),
+            ids.new_id(),
+            fdef.id,
+            serde.dumps(event.to_dict()),
             idempotency_key=f"cron:{key}:{int(tick * 1000)}",
         )

@@ -38,14 +38,16 @@ class ManualClock:
         return self._now
 
     async def advance(
-        self, delta: timedelta | float | None = None, *, days: float = 0, hours: float = 0,
-        minutes: float = 0, seconds: float = 0,
+        self,
+        delta: timedelta | float | None = None,
+        *,
+        days: float = 0,
+        hours: float = 0,
+        minutes: float = 0,
+        seconds: float = 0,
     ) -> None:
         """Move time forward and wake everything waiting on the clock."""
-        if isinstance(delta, timedelta):
-            step = delta.total_seconds()
-        else:
-            step = float(delta or 0)
+        step = delta.total_seconds() if isinstance(delta, timedelta) else float(delta or 0)
         step += days * 86400 + hours * 3600 + minutes * 60 + seconds
         if step < 0:
             raise ValueError("a clock only moves forward")

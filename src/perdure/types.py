@@ -9,8 +9,8 @@ from enum import StrEnum
 from typing import Any
 
 from perdure import ids
-from perdure.errors import InvalidInputError
 from perdure.engine.triggers import validate_event_name
+from perdure.errors import InvalidInputError
 
 
 class RunStatus(StrEnum):
@@ -78,8 +78,13 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         """The event as a JSON object."""
-        return {"id": self.id, "name": self.name, "data": self.data, "user": self.user,
-                "ts": self.ts}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "data": self.data,
+            "user": self.user,
+            "ts": self.ts,
+        }
 
     @classmethod
     def from_dict(cls, value: dict[str, Any]) -> Event:

@@ -24,7 +24,7 @@ import os
 import socket
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from perdure import faults, ids, serde
 from perdure._signals import Fatal, LeaseLost, Suspend
@@ -40,7 +40,7 @@ from perdure.errors import (
     describe,
 )
 from perdure.execution import RunExecution
-from perdure.store.base import ClaimedRun, Outcome, WriteOp
+from perdure.store.base import ClaimedRun, Outcome, Store, WriteOp
 
 if TYPE_CHECKING:
     from perdure.app import App
@@ -87,7 +87,7 @@ class Worker:
         self.committer: Batcher[WriteOp, bool] = Batcher(self._commit, max_batch=2000)
 
     @property
-    def store(self) -> Any:
+    def store(self) -> Store:
         """The app's store."""
         return self.app.store
 
@@ -170,6 +170,14 @@ class Worker:
         finally:
             await self.stop()
 
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stopping
+
+    def _stop_requested(self) -> bool:
+        return self._stopping
+
     def wake(self) -> None:
         """New work may be due: claim now."""
         self._wake.set()
@@ -183,9 +191,9 @@ class Worker:
     # ------------------------------------------------------------------ claiming
 
     async def _claim_loop(self) -> None:
-        clock = self.store.clock if hasattr(self.store, "clock") else None
+        clock = self.store.clock
         must_claim = True
-        while not self._stopping:
+        while not self.stopping:
             free = self.concurrency - len(self._active)
             if free > 0 and must_claim:
                 self._wake.clear()
@@ -205,12 +213,8 @@ class Worker:
                     continue  # there may be more
             must_claim = False
             deadline = self._next_due if free > 0 else None
-            if clock is not None:
-                await clock.wait(self._wake, deadline, self.poll_interval)
-            else:  # pragma: no cover
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-            if self._stopping:
+            await clock.wait(self._wake, deadline, self.poll_interval)
+            if self._stop_requested():
                 break
             now = self.store.now()
             if self._wake.is_set() or (self._next_due is not None and self._next_due <= now):
@@ -241,13 +245,21 @@ class Worker:
         fdef = ex.fdef
         try:
             faults.hit("after_claim")
+            outcome: Outcome | None
             if self._too_many_crashes(ex, fdef):
-                outcome = Outcome(ex.run_id, ex.token, "fail", error=serde.dumps({
-                    "type": "WorkerCrashError",
-                    "message": f"the run was interrupted by {fdef.max_crashes} worker crashes "
-                               f"(max_crashes={fdef.max_crashes}); it is failed to protect the "
-                               "workers",
-                }))
+                outcome = Outcome(
+                    ex.run_id,
+                    ex.token,
+                    "fail",
+                    error=serde.dumps(
+                        {
+                            "type": "WorkerCrashError",
+                            "message": f"the run was interrupted by {fdef.max_crashes} worker crashes "
+                            f"(max_crashes={fdef.max_crashes}); it is failed to protect the "
+                            "workers",
+                        }
+                    ),
+                )
             else:
                 outcome = await self._attempt(ex, fdef)
             if outcome is None:
@@ -270,8 +282,12 @@ class Worker:
             if not ex.aborted:
                 raise
         except StoreUnavailableError as exc:
-            log.warning("run %s: the store is unavailable (%s); the lease will expire and "
-                        "the run will be retried", ex.run_id, exc)
+            log.warning(
+                "run %s: the store is unavailable (%s); the lease will expire and "
+                "the run will be retried",
+                ex.run_id,
+                exc,
+            )
         except Exception:  # pragma: no cover - a bug in perdure
             log.exception("run %s: internal error", ex.run_id)
         finally:
@@ -318,8 +334,13 @@ class Worker:
             delay = getattr(exc, "delay_seconds", None)
             if delay is None:
                 delay = backoff_delay(policy, failed)
-            return Outcome(ex.run_id, ex.token, "retry", error=serde.dumps(describe(exc)),
-                           available_at=self.store.now() + delay)
+            return Outcome(
+                ex.run_id,
+                ex.token,
+                "retry",
+                error=serde.dumps(describe(exc)),
+                available_at=self.store.now() + delay,
+            )
         if ex.aborted:
             return None
         if ex.suspended:
@@ -344,7 +365,7 @@ class Worker:
 
     async def _heartbeat_loop(self) -> None:
         interval = self.lease_seconds / 3
-        while not self._stopping:
+        while not self.stopping:
             await asyncio.sleep(interval)
             leases = [(ex.run_id, ex.token) for ex in self._active.values()]
             if not leases:

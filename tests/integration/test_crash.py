@@ -24,15 +24,28 @@ import crashy  # noqa: E402
 def spawn_worker(url: str, ledger: Path, lease: float = 1.5) -> subprocess.Popen[bytes]:
     log = (ledger.parent / "worker.log").open("ab")
     env = dict(os.environ)
-    env.update({
-        "PERDURE_DATABASE_URL": url,
-        "LEDGER": str(ledger),
-        "PYTHONPATH": os.pathsep.join([str(APPS), env.get("PYTHONPATH", "")]),
-    })
+    env.update(
+        {
+            "PERDURE_DATABASE_URL": url,
+            "LEDGER": str(ledger),
+            "PYTHONPATH": os.pathsep.join([str(APPS), env.get("PYTHONPATH", "")]),
+        }
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "perdure.cli", "worker", "crashy:app", "--lease", str(lease),
-         "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=log,
+        [
+            sys.executable,
+            "-m",
+            "perdure.cli",
+            "worker",
+            "crashy:app",
+            "--lease",
+            str(lease),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
     )
     log.close()
     return proc

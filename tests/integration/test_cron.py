@@ -51,8 +51,7 @@ async def test_one_run_per_tick_with_several_workers(sqlite_url: str) -> None:
             await asyncio.sleep(0.2)
         runs = await completed_runs(apps[0], 3)
         ticks = sorted(r.event.data["scheduled_at"] for r in runs)
-        assert ticks == ["2026-03-27T08:00:00Z", "2026-03-28T08:00:00Z",
-                         "2026-03-29T07:00:00Z"]
+        assert ticks == ["2026-03-27T08:00:00Z", "2026-03-28T08:00:00Z", "2026-03-29T07:00:00Z"]
     finally:
         for w in workers:
             await w.stop()

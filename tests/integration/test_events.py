@@ -43,12 +43,14 @@ async def test_events_fan_out_to_matching_functions(db_url: str) -> None:
         seen["multi"].append(ctx.event.name)
 
     async with app, app.worker():
-        ids = await app.send([
-            perdure.Event("order.placed", {"id": "o1", "total": 50}),
-            perdure.Event("order.placed", {"id": "o2", "total": 500}),
-            perdure.Event("order.shipped", {"id": "o1"}),
-            perdure.Event("unrelated", {}),
-        ])
+        ids = await app.send(
+            [
+                perdure.Event("order.placed", {"id": "o1", "total": 50}),
+                perdure.Event("order.placed", {"id": "o2", "total": 500}),
+                perdure.Event("order.shipped", {"id": "o1"}),
+                perdure.Event("unrelated", {}),
+            ]
+        )
         assert len(set(ids)) == 4
         for _ in range(250):
             if sum(len(v) for v in seen.values()) >= 7:
@@ -132,8 +134,10 @@ async def test_wait_for_event_with_an_expression(db_url: str) -> None:
     @app.function()
     async def approval(ctx: perdure.Context) -> str:
         ev = await ctx.step.wait_for_event(
-            "approved", event="review.done",
-            if_="async.data.doc == event.data.doc && async.data.ok", timeout=60,
+            "approved",
+            event="review.done",
+            if_="async.data.doc == event.data.doc && async.data.ok",
+            timeout=60,
         )
         return "none" if ev is None else ev.data["by"]
 
@@ -232,8 +236,9 @@ async def test_send_event_step_sends_once_and_triggers(db_url: str) -> None:
 
     @app.function()
     async def parent(ctx: perdure.Context) -> list[str]:
-        ids = await ctx.step.send_event("ping", [perdure.Event("child.ping", {"n": 1}),
-                                                 perdure.Event("child.ping", {"n": 2})])
+        ids = await ctx.step.send_event(
+            "ping", [perdure.Event("child.ping", {"n": 1}), perdure.Event("child.ping", {"n": 2})]
+        )
         await ctx.step.sleep("replay", 0.1)  # the replay must not send again
         return ids
 

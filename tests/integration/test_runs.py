@@ -31,8 +31,9 @@ async def test_same_idempotency_key_gives_the_same_run(db_url: str) -> None:
     async with app, app.worker():
         h1 = await app.start(charge, {"amount": 5}, idempotency_key="order-1")
         h2 = await app.start(charge, {"amount": 9}, idempotency_key="order-1")
-        many = await asyncio.gather(*(app.start(charge, {"amount": 1}, idempotency_key="k2")
-                                      for _ in range(20)))
+        many = await asyncio.gather(
+            *(app.start(charge, {"amount": 1}, idempotency_key="k2") for _ in range(20))
+        )
         assert h1.run_id == h2.run_id
         assert len({h.run_id for h in many}) == 1
         assert await h2.result(timeout=10) == 5
@@ -220,8 +221,9 @@ def test_sync_client_twins(sqlite_url: str) -> None:
 
     async def serve(started: asyncio.Event, stop: asyncio.Event) -> None:
         worker_app = perdure.App("t", sqlite_url)
-        worker_app.function(id="hello")(hello.__wrapped__ if hasattr(hello, "__wrapped__")
-                                        else hello)
+        worker_app.function(id="hello")(
+            hello.__wrapped__ if hasattr(hello, "__wrapped__") else hello
+        )
         async with worker_app, worker_app.worker():
             started.set()
             await stop.wait()

@@ -42,7 +42,9 @@ async def test_happy_path_runs_each_step_and_the_body_once(db_url: str) -> None:
     assert body_calls == 1
     assert info.status == perdure.RunStatus.COMPLETED
     assert [(s.id, s.status, s.output, s.attempts) for s in info.steps] == [
-        ("a", "completed", "A", 1), ("b", "completed", "B", 1), ("c", "completed", "C", 1)
+        ("a", "completed", "A", 1),
+        ("b", "completed", "B", 1),
+        ("c", "completed", "C", 1),
     ]
     assert info.event.name == "perdure/function.invoked"
     assert info.event.data == {"x": 1}
@@ -98,8 +100,9 @@ async def test_sync_step_bodies_run_in_parallel_threads(sqlite_url: str) -> None
 
     @app.function()
     async def fan(ctx: perdure.Context) -> list[int]:
-        return list(await ctx.step.parallel(*(ctx.step.run(f"b{i}", blocking, i)
-                                              for i in range(6))))
+        return list(
+            await ctx.step.parallel(*(ctx.step.run(f"b{i}", blocking, i) for i in range(6)))
+        )
 
     async with app, app.worker():
         start = time.monotonic()
@@ -138,8 +141,9 @@ async def test_a_seven_day_sleep_with_a_manual_clock(sqlite_url: str) -> None:
     @app.function()
     async def weekly(ctx: perdure.Context) -> str:
         await ctx.step.sleep("week", "7d")
-        await ctx.step.sleep_until("later", datetime.fromtimestamp(clock.now(), UTC)
-                                   + timedelta(days=1))
+        await ctx.step.sleep_until(
+            "later", datetime.fromtimestamp(clock.now(), UTC) + timedelta(days=1)
+        )
         return "done"
 
     async with app, app.worker():

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from perdure.clock import Clock
 from perdure.functions import FunctionRecord
 
 StepKind = Literal["run", "sleep", "wait", "invoke", "send"]
@@ -212,6 +213,7 @@ class Store(Protocol):
     """What the engine needs from a database. All methods are coroutines except ``now``."""
 
     url: str
+    clock: Clock
 
     def now(self) -> float:
         """The store's notion of the current time (seconds since the epoch)."""
@@ -279,9 +281,7 @@ class Store(Protocol):
         """Runs, newest first, filtered."""
         ...
 
-    async def list_events(
-        self, name: str | None, before: int | None, limit: int
-    ) -> list[EventRow]:
+    async def list_events(self, name: str | None, before: int | None, limit: int) -> list[EventRow]:
         """Events, newest first; ``before`` is a sequence-number cursor."""
         ...
 

@@ -142,14 +142,13 @@ class SqliteStore:
 
     async def open(self) -> None:
         """Create the file (and its folder), apply migrations, start the threads."""
-        if self.path != ":memory:":
-            folder = os.path.dirname(os.path.abspath(self.path))
-            os.makedirs(folder, exist_ok=True)
+        await asyncio.to_thread(_make_folder, self.path)
         self._cb_loop = asyncio.get_running_loop()
         self._wconn = await asyncio.to_thread(_connect, self.path, self._sync, self._busy_ms)
         await asyncio.to_thread(self._migrate, self._wconn)
-        self._writer = threading.Thread(target=self._write_loop, name="perdure-sqlite-writer",
-                                        daemon=True)
+        self._writer = threading.Thread(
+            target=self._write_loop, name="perdure-sqlite-writer", daemon=True
+        )
         self._writer.start()
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="perdure-sqlite-reader")
         self._rconn = await asyncio.get_running_loop().run_in_executor(
@@ -254,8 +253,8 @@ class SqliteStore:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
                 if attempt == 7:
-                    err = StoreUnavailableError(f"SQLite is busy: {exc}")
-                    outcomes = [(None, err)] * len(batch)
+                    busy = StoreUnavailableError(f"SQLite is busy: {exc}")
+                    outcomes = [(None, busy)] * len(batch)
                     break
                 time.sleep(0.01 * (attempt + 1))
                 continue
@@ -296,8 +295,8 @@ class SqliteStore:
                     break
                 time.sleep(0.01 * (attempt + 1))
         by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-        for item, (value, exc) in zip(batch, outcomes, strict=True):
-            by_loop.setdefault(item.loop, []).append((item.fut, value, exc))
+        for item, (value, error) in zip(batch, outcomes, strict=True):
+            by_loop.setdefault(item.loop, []).append((item.fut, value, error))
         for loop, results in by_loop.items():
             with contextlib.suppress(RuntimeError):  # loop closed
                 loop.call_soon_threadsafe(_resolve, results)
@@ -368,9 +367,12 @@ class SqliteStore:
             registry = self._functions(conn)
             out: list[SentEvent] = []
             for ev in events:
-                if conn.execute(
-                    q.DEDUPE_EVENT, (ev.id, now + EVENT_DEDUPE_SECONDS, now)
-                ).fetchone() is None:
+                if (
+                    conn.execute(
+                        q.DEDUPE_EVENT, (ev.id, now + EVENT_DEDUPE_SECONDS, now)
+                    ).fetchone()
+                    is None
+                ):
                     out.append(SentEvent(ev.id, True, []))
                     continue
                 conn.execute(q.INSERT_EVENT, (ev.id, ev.name, ev.body, now))
@@ -449,9 +451,7 @@ class SqliteStore:
         rows = await self._read(lambda c: c.execute(sql, args).fetchall())
         return [_run(row) for row in rows]
 
-    async def list_events(
-        self, name: str | None, before: int | None, limit: int
-    ) -> list[EventRow]:
+    async def list_events(self, name: str | None, before: int | None, limit: int) -> list[EventRow]:
         """Events, newest first, with the runs each started."""
 
         def read(c: sqlite3.Connection) -> list[EventRow]:
@@ -561,14 +561,14 @@ class SqliteStore:
                 return None
             current = StoredStep(*step)
             if current.status == "waiting":
-                conn.execute(
-                    q.RESOLVE_STEP, ("completed", "null", None, tx.now, run_id, key)
-                )
+                conn.execute(q.RESOLVE_STEP, ("completed", "null", None, tx.now, run_id, key))
                 conn.execute(q.DELETE_WAIT, (run_id, key))
             elif current.status == "invoking":
                 err = serde.dumps(
-                    {"type": "InvokeTimeoutError", "message": "the invoked run did not finish "
-                     "before the timeout"}
+                    {
+                        "type": "InvokeTimeoutError",
+                        "message": "the invoked run did not finish before the timeout",
+                    }
                 )
                 conn.execute(q.RESOLVE_STEP, ("failed", None, err, tx.now, run_id, key))
             else:
@@ -581,9 +581,7 @@ class SqliteStore:
 
     async def cron_last_tick(self, function_id: str, trigger: str) -> float | None:
         """The last tick fired for a cron trigger."""
-        row = await self._read(
-            lambda c: c.execute(q.CRON_LAST, (function_id, trigger)).fetchone()
-        )
+        row = await self._read(lambda c: c.execute(q.CRON_LAST, (function_id, trigger)).fetchone())
         return None if row is None else float(row[0])
 
     async def fire_cron(
@@ -622,6 +620,10 @@ class SqliteStore:
 # ---------------------------------------------------------------------- helpers
 
 
+def _make_folder(path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+
 def _marks(n: int) -> str:
     return ",".join("?" * n)
 
@@ -655,8 +657,18 @@ def _insert_runs(tx: _Tx, runs: Sequence[NewRun]) -> list[CreatedRun]:
         conn.executemany(
             q.INSERT_RUN,
             [
-                (r.id, r.function_id, r.input, r.event_id, None, r.parent_run_id,
-                 r.parent_step, r.priority, now, now)
+                (
+                    r.id,
+                    r.function_id,
+                    r.input,
+                    r.event_id,
+                    None,
+                    r.parent_run_id,
+                    r.parent_step,
+                    r.priority,
+                    now,
+                    now,
+                )
                 for r in runs
             ],
         )
@@ -665,8 +677,18 @@ def _insert_runs(tx: _Tx, runs: Sequence[NewRun]) -> list[CreatedRun]:
     for r in runs:
         cur = conn.execute(
             q.INSERT_RUN_IDEMPOTENT,
-            (r.id, r.function_id, r.input, r.event_id, r.idempotency_key, r.parent_run_id,
-             r.parent_step, r.priority, now, now),
+            (
+                r.id,
+                r.function_id,
+                r.input,
+                r.event_id,
+                r.idempotency_key,
+                r.parent_run_id,
+                r.parent_step,
+                r.priority,
+                now,
+                now,
+            ),
         )
         if cur.rowcount == 1 or r.idempotency_key is None:
             out.append(CreatedRun(r.id, True))
@@ -681,9 +703,9 @@ def _resolve_step(
 ) -> None:
     """Resolve a waiting or invoking step of another run and make that run due."""
     conn = tx.conn
-    if conn.execute(q.RESOLVE_STEP, (status, output, error, tx.now, run_id, key)).rowcount:
-        if conn.execute(q.WAKE_RUN, (tx.now, tx.now, run_id)).rowcount:
-            tx.wake = True
+    resolved = conn.execute(q.RESOLVE_STEP, (status, output, error, tx.now, run_id, key))
+    if resolved.rowcount and conn.execute(q.WAKE_RUN, (tx.now, tx.now, run_id)).rowcount:
+        tx.wake = True
 
 
 def _commit(tx: _Tx, ops: list[WriteOp]) -> list[bool]:
@@ -704,15 +726,34 @@ def _commit(tx: _Tx, ops: list[WriteOp]) -> list[bool]:
         if isinstance(op, StepWrite):
             done = op.status in ("completed", "failed")
             step_rows.append(
-                (op.run_id, op.key, op.seq, op.kind, op.status, op.output, op.error,
-                 op.attempts, op.wake_at, op.started_at or now, now if done else None)
+                (
+                    op.run_id,
+                    op.key,
+                    op.seq,
+                    op.kind,
+                    op.status,
+                    op.output,
+                    op.error,
+                    op.attempts,
+                    op.wake_at,
+                    op.started_at or now,
+                    now if done else None,
+                )
             )
             if op.wait is not None:
                 w = op.wait
                 conn.execute(
                     q.UPSERT_WAIT,
-                    (op.run_id, op.key, w.event_name, w.match_path, w.match_value, w.expression,
-                     w.expires_at, now),
+                    (
+                        op.run_id,
+                        op.key,
+                        w.event_name,
+                        w.match_path,
+                        w.match_value,
+                        w.expression,
+                        w.expires_at,
+                        now,
+                    ),
                 )
             if op.child is not None:
                 _insert_runs(tx, [op.child])

@@ -59,16 +59,13 @@ CLAIM_RUN: Final = (
     "WHERE id = ? RETURNING function_id, lease_token, input, attempt, crashes"
 )
 NEXT_DUE: Final = (
-    "SELECT min(available_at) FROM runs "
-    "WHERE available_at IS NOT NULL AND function_id IN ({fids})"
+    "SELECT min(available_at) FROM runs WHERE available_at IS NOT NULL AND function_id IN ({fids})"
 )
 STEPS_OF_RUNS: Final = "SELECT run_id, " + STEP_COLUMNS + " FROM steps WHERE run_id IN ({ids})"
 STEPS_OF_RUN: Final = "SELECT " + STEP_COLUMNS + " FROM steps WHERE run_id = ? ORDER BY seq"
 STEP_OF_RUN: Final = "SELECT " + STEP_COLUMNS + " FROM steps WHERE run_id = ? AND key = ?"
 
-FENCE: Final = (
-    "SELECT id, lease_token FROM runs WHERE status = 'running' AND id IN ({ids})"
-)
+FENCE: Final = "SELECT id, lease_token FROM runs WHERE status = 'running' AND id IN ({ids})"
 UPSERT_STEP: Final = (
     "INSERT INTO steps (run_id, key, seq, kind, status, output, error, attempts, wake_at, "
     "started_at, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -88,9 +85,7 @@ RETRY_RUN: Final = (
     "UPDATE runs SET status = 'queued', error = ?, attempt = attempt + 1, available_at = ?, "
     "lease_owner = NULL WHERE id = ?"
 )
-SUSPEND_RUN: Final = (
-    "UPDATE runs SET status = ?, available_at = ?, lease_owner = NULL WHERE id = ?"
-)
+SUSPEND_RUN: Final = "UPDATE runs SET status = ?, available_at = ?, lease_owner = NULL WHERE id = ?"
 RESOLVED_WATCHED: Final = (
     "SELECT 1 FROM steps WHERE run_id = ? AND key IN ({keys}) "
     "AND status IN ('completed', 'failed') LIMIT 1"
@@ -138,9 +133,7 @@ CRON_ADVANCE: Final = (
     "WHERE cron_ticks.last_tick < excluded.last_tick"
 )
 
-PRUNE_SELECT: Final = (
-    "SELECT id FROM runs WHERE ended_at IS NOT NULL AND ended_at < ? LIMIT ?"
-)
+PRUNE_SELECT: Final = "SELECT id FROM runs WHERE ended_at IS NOT NULL AND ended_at < ? LIMIT ?"
 PRUNE_STEPS: Final = "DELETE FROM steps WHERE run_id IN ({ids})"
 PRUNE_RUNS: Final = "DELETE FROM runs WHERE id IN ({ids})"
 PRUNE_EVENT_IDS: Final = "DELETE FROM event_ids WHERE expires_at < ?"

@@ -1,0 +1,424 @@
+"""The store conformance suite: every backend passes exactly these tests.
+
+Time is a :class:`~perdure.testing.ManualClock` handed to the store, so leases, deadlines and
+dedupe windows are exercised without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from perdure import serde
+from perdure.functions import CronTrigger, EventTrigger, FunctionRecord
+from perdure.store import open_store
+from perdure.store.base import (
+    EventIn,
+    NewRun,
+    Outcome,
+    RunFilter,
+    StepWrite,
+    Store,
+    WaitSpec,
+)
+from perdure.testing import ManualClock
+
+LEASE = 30.0
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(1_800_000_000.0)
+
+
+@pytest.fixture
+async def store(db_url: str, clock: ManualClock) -> AsyncIterator[Store]:
+    s = open_store(db_url, clock=clock)
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def fn_record(fid: str, *triggers: EventTrigger | CronTrigger) -> FunctionRecord:
+    return FunctionRecord(fid, "app", tuple(triggers), {"retries": 4})
+
+
+def event_body(name: str, data: dict[str, object], ev_id: str) -> EventIn:
+    obj = {"id": ev_id, "name": name, "data": data, "user": {}, "ts": 1}
+    return EventIn(ev_id, name, obj, serde.dumps(obj))
+
+
+def new_run(run_id: str, fid: str = "f", key: str | None = None) -> NewRun:
+    body = serde.dumps(
+        {
+            "id": f"e-{run_id}",
+            "name": "perdure/function.invoked",
+            "data": {"run": run_id},
+            "user": {},
+            "ts": 1,
+        }
+    )
+    return NewRun(run_id, fid, body, idempotency_key=key)
+
+
+async def test_open_twice_is_idempotent(db_url: str, clock: ManualClock) -> None:
+    for _ in range(2):
+        s = open_store(db_url, clock=clock)
+        await s.open()
+        await s.ping()
+        await s.close()
+
+
+async def test_functions_round_trip(store: Store) -> None:
+    await store.register_functions(
+        [
+            fn_record("a", EventTrigger("order.*", "event.data.x > 1")),
+            fn_record("b", CronTrigger("0 9 * * *", "Europe/Paris")),
+        ]
+    )
+    await store.register_functions([fn_record("a", EventTrigger("order.placed"))])
+    fns = {f.id: f for f in await store.list_functions()}
+    assert set(fns) == {"a", "b"}
+    assert fns["a"].triggers == (EventTrigger("order.placed"),)
+    assert fns["b"].triggers == (CronTrigger("0 9 * * *", "Europe/Paris"),)
+    assert fns["a"].config == {"retries": 4}
+
+
+async def test_create_runs_and_idempotency(store: Store) -> None:
+    created = await store.create_runs([new_run("r1"), new_run("r2", key="k")])
+    assert [(c.id, c.created) for c in created] == [("r1", True), ("r2", True)]
+    again = await store.create_runs([new_run("r3", key="k")])
+    assert [(c.id, c.created) for c in again] == [("r2", False)]
+    other_fn = await store.create_runs([new_run("r4", fid="g", key="k")])
+    assert other_fn[0].created
+    row = await store.get_run("r1")
+    assert row is not None and row.status == "queued" and row.function_id == "f"
+    assert row.idempotency_key is None and row.attempt == 0
+    assert await store.get_run("nope") is None
+    assert {r.id for r in await store.get_runs(["r1", "r2", "nope"])} == {"r1", "r2"}
+
+
+async def test_claim_respects_limit_functions_and_order(store: Store) -> None:
+    await store.create_runs([new_run(f"r{i}") for i in range(5)] + [new_run("g1", fid="g")])
+    first = await store.claim("w1", ["f"], 3, LEASE)
+    assert [r.id for r in first.runs] == ["r0", "r1", "r2"]
+    assert all(r.token >= 1 and r.steps == {} and r.crashes == 0 for r in first.runs)
+    second = await store.claim("w2", ["f"], 10, LEASE)
+    assert [r.id for r in second.runs] == ["r3", "r4"]
+    assert (await store.claim("w3", ["f"], 10, LEASE)).runs == []
+    row = await store.get_run("r0")
+    assert row is not None and row.status == "running" and row.lease_owner == "w1"
+    assert second.next_due is not None and second.next_due > second.now
+    g = await store.claim("w3", ["g", "f"], 10, LEASE)
+    assert [r.id for r in g.runs] == ["g1"]
+
+
+async def test_concurrent_claims_never_hand_out_a_run_twice(store: Store) -> None:
+    await store.create_runs([new_run(f"r{i:03}") for i in range(200)])
+    claims = await asyncio.gather(*(store.claim(f"w{i}", ["f"], 30, LEASE) for i in range(10)))
+    ids = [r.id for c in claims for r in c.runs]
+    assert len(ids) == len(set(ids)) == 200
+
+
+async def test_checkpoints_are_fenced_by_the_lease_token(store: Store, clock: ManualClock) -> None:
+    await store.create_runs([new_run("r1")])
+    run = (await store.claim("w1", ["f"], 1, LEASE)).runs[0]
+    ok = await store.commit([StepWrite("r1", run.token, "a", 0, "run", "completed", output="1")])
+    assert ok == [True]
+    # The lease expires; another worker takes over.
+    await clock.advance(LEASE + 1)
+    taken = (await store.claim("w2", ["f"], 1, LEASE)).runs[0]
+    assert taken.token > run.token and taken.crashes == 1
+    assert taken.steps["a"].output == "1" and taken.steps["a"].status == "completed"
+    stale = await store.commit(
+        [
+            StepWrite("r1", run.token, "b", 1, "run", "completed", output="2"),
+            Outcome("r1", run.token, "complete", output="99"),
+        ]
+    )
+    assert stale == [False, False]
+    fresh = await store.commit(
+        [
+            StepWrite("r1", taken.token, "b", 1, "run", "completed", output="2"),
+            Outcome("r1", taken.token, "complete", output="3"),
+        ]
+    )
+    assert fresh == [True, True]
+    row = await store.get_run("r1")
+    assert row is not None and row.status == "completed" and row.output == "3"
+    assert row.ended_at is not None and row.available_at is None
+    steps = await store.get_steps("r1")
+    assert [(s.key, s.seq, s.output) for s in steps] == [("a", 0, "1"), ("b", 1, "2")]
+
+
+async def test_a_lease_is_not_taken_before_it_expires(store: Store, clock: ManualClock) -> None:
+    await store.create_runs([new_run("r1")])
+    run = (await store.claim("w1", ["f"], 1, LEASE)).runs[0]
+    await clock.advance(LEASE - 1)
+    assert (await store.claim("w2", ["f"], 1, LEASE)).runs == []
+    assert await store.heartbeat("w1", [("r1", run.token), ("ghost", 1)], LEASE) == ["ghost"]
+    await clock.advance(LEASE - 1)
+    assert (await store.claim("w2", ["f"], 1, LEASE)).runs == []
+    await clock.advance(2)
+    assert [r.id for r in (await store.claim("w2", ["f"], 1, LEASE)).runs] == ["r1"]
+    assert await store.heartbeat("w1", [("r1", run.token)], LEASE) == ["r1"]
+
+
+async def test_retry_and_suspend_outcomes(store: Store, clock: ManualClock) -> None:
+    await store.create_runs([new_run("r1")])
+    run = (await store.claim("w1", ["f"], 1, LEASE)).runs[0]
+    now = store.now()
+    err = serde.dumps({"type": "E", "message": "m"})
+    assert await store.commit(
+        [Outcome("r1", run.token, "retry", error=err, available_at=now + 10)]
+    ) == [True]
+    row = await store.get_run("r1")
+    assert row is not None and row.status == "queued" and row.attempt == 1
+    assert row.error == err and row.lease_owner is None
+    assert (await store.claim("w1", ["f"], 1, LEASE)).runs == []
+    await clock.advance(11)
+    run = (await store.claim("w1", ["f"], 1, LEASE)).runs[0]
+    assert run.attempt == 1 and run.crashes == 0
+    await store.commit(
+        [
+            StepWrite("r1", run.token, "nap", 0, "sleep", "sleeping", wake_at=store.now() + 100),
+            Outcome("r1", run.token, "suspend", available_at=store.now() + 100, status="sleeping"),
+        ]
+    )
+    row = await store.get_run("r1")
+    assert row is not None and row.status == "sleeping"
+    assert await store.next_due(["f"]) == pytest.approx(store.now() + 100)
+    await clock.advance(101)
+    run = (await store.claim("w1", ["f"], 1, LEASE)).runs[0]
+    assert run.steps["nap"].status == "sleeping"
+    assert await store.commit([Outcome("r1", run.token, "release")]) == [True]
+    row = await store.get_run("r1")
+    assert row is not None and row.status == "queued"
+    assert [r.id for r in (await store.claim("w2", ["f"], 1, LEASE)).runs] == ["r1"]
+
+
+async def test_events_fan_out_dedupe_and_record_runs(store: Store, clock: ManualClock) -> None:
+    await store.register_functions(
+        [
+            fn_record("exact", EventTrigger("order.placed")),
+            fn_record("wild", EventTrigger("order.*")),
+            fn_record("big", EventTrigger("order.placed", "event.data.total > 100")),
+        ]
+    )
+    sent = await store.send_events(
+        [
+            event_body("order.placed", {"total": 50}, "e1"),
+            event_body("order.placed", {"total": 500}, "e2"),
+            event_body("other", {}, "e3"),
+        ]
+    )
+    assert [(s.id, s.duplicate, len(s.run_ids)) for s in sent] == [
+        ("e1", False, 2),
+        ("e2", False, 3),
+        ("e3", False, 0),
+    ]
+    dup = await store.send_events([event_body("order.placed", {"total": 999}, "e1")])
+    assert dup[0].duplicate and dup[0].run_ids == []
+    runs = await store.list_runs(RunFilter())
+    assert len(runs) == 5
+    assert {r.event_id for r in runs} == {"e1", "e2"}
+    events = await store.list_events(None, None, 10)
+    assert [e.id for e in events] == ["e3", "e2", "e1"]
+    assert sorted(events[1].run_ids) == sorted(sent[1].run_ids)
+    page = await store.list_events(None, events[0].seq, 1)
+    assert [e.id for e in page] == ["e2"]
+    assert [e.id for e in await store.list_events("other", None, 10)] == ["e3"]
+    await clock.advance(24 * 3600 + 1)
+    again = await store.send_events([event_body("order.placed", {"total": 1}, "e1")])
+    assert not again[0].duplicate
+
+
+async def test_waits_resolve_on_the_matching_event(store: Store) -> None:
+    await store.create_runs([new_run("r1"), new_run("r2")])
+    runs = {r.id: r for r in (await store.claim("w", ["f"], 2, LEASE)).runs}
+    spec = WaitSpec("shipped", "data.run", serde.dumps("r1"), None, None)
+    expr = WaitSpec("shipped", None, None, "async.data.run == event.data.run", None)
+    assert (
+        await store.commit(
+            [
+                StepWrite("r1", runs["r1"].token, "w", 0, "wait", "waiting", wait=spec),
+                Outcome("r1", runs["r1"].token, "suspend", status="waiting", watch_keys=("w",)),
+                StepWrite("r2", runs["r2"].token, "w", 0, "wait", "waiting", wait=expr),
+                Outcome("r2", runs["r2"].token, "suspend", status="waiting", watch_keys=("w",)),
+            ]
+        )
+        == [True] * 4
+    )
+    r1 = await store.get_run("r1")
+    assert r1 is not None and r1.status == "waiting" and r1.available_at is None
+    await store.send_events([event_body("shipped", {"run": "nobody"}, "x1")])
+    assert (await store.claim("w", ["f"], 2, LEASE)).runs == []
+    await store.send_events([event_body("shipped", {"run": "r2"}, "x2")])
+    resumed = (await store.claim("w", ["f"], 2, LEASE)).runs
+    assert [r.id for r in resumed] == ["r2"]
+    step = resumed[0].steps["w"]
+    assert step.status == "completed" and serde.loads(step.output)["id"] == "x2"
+    await store.send_events([event_body("shipped", {"run": "r1"}, "x3")])
+    assert [r.id for r in (await store.claim("w", ["f"], 2, LEASE)).runs] == ["r1"]
+
+
+async def test_a_wait_resolved_while_running_makes_the_suspension_due(store: Store) -> None:
+    await store.create_runs([new_run("r1")])
+    run = (await store.claim("w", ["f"], 1, LEASE)).runs[0]
+    spec = WaitSpec("go", None, None, None, None)
+    await store.commit([StepWrite("r1", run.token, "w", 0, "wait", "waiting", wait=spec)])
+    await store.send_events([event_body("go", {}, "g1")])  # arrives before the suspension
+    await store.commit([Outcome("r1", run.token, "suspend", status="waiting", watch_keys=("w",))])
+    again = (await store.claim("w", ["f"], 1, LEASE)).runs
+    assert [r.id for r in again] == ["r1"]
+    assert again[0].steps["w"].status == "completed"
+
+
+async def test_expire_step_times_out_unless_resolved(store: Store, clock: ManualClock) -> None:
+    await store.create_runs([new_run("r1")])
+    run = (await store.claim("w", ["f"], 1, LEASE)).runs[0]
+    deadline = store.now() + 5
+    await store.commit(
+        [
+            StepWrite(
+                "r1",
+                run.token,
+                "a",
+                0,
+                "wait",
+                "waiting",
+                wake_at=deadline,
+                wait=WaitSpec("a", None, None, None, deadline),
+            ),
+            StepWrite(
+                "r1",
+                run.token,
+                "b",
+                1,
+                "wait",
+                "waiting",
+                wake_at=deadline,
+                wait=WaitSpec("b", None, None, None, deadline),
+            ),
+        ]
+    )
+    await store.send_events([event_body("b", {}, "eb")])
+    await clock.advance(6)
+    a = await store.expire_step("r1", run.token, "a")
+    assert a is not None and a.status == "completed" and a.output == "null"
+    b = await store.expire_step("r1", run.token, "b")
+    assert b is not None and b.status == "completed" and serde.loads(b.output)["id"] == "eb"
+    assert await store.expire_step("r1", run.token + 1, "a") is None
+    # The wait is gone: a late event changes nothing.
+    await store.send_events([event_body("a", {}, "late")])
+    steps = {s.key: s for s in await store.get_steps("r1")}
+    assert steps["a"].output == "null"
+
+
+async def test_invoke_children_resolve_their_parent(store: Store) -> None:
+    await store.create_runs([new_run("parent")])
+    p = (await store.claim("w", ["f"], 1, LEASE)).runs[0]
+    child = NewRun(
+        "child",
+        "g",
+        new_run("x").input,
+        idempotency_key="invoke:parent:c",
+        parent_run_id="parent",
+        parent_step="c",
+    )
+    assert await store.commit(
+        [
+            StepWrite("parent", p.token, "c", 0, "invoke", "invoking", child=child),
+            Outcome("parent", p.token, "suspend", status="waiting", watch_keys=("c",)),
+        ]
+    ) == [True, True]
+    # A retried invoke does not create a second child.
+    assert not (
+        await store.create_runs(
+            [NewRun("child2", "g", child.input, idempotency_key="invoke:parent:c")]
+        )
+    )[0].created
+    c = (await store.claim("w", ["g"], 5, LEASE)).runs
+    assert [r.id for r in c] == ["child"]
+    assert (await store.claim("w", ["f"], 1, LEASE)).runs == []
+    await store.commit([Outcome("child", c[0].token, "complete", output='{"v":1}')])
+    resumed = (await store.claim("w", ["f"], 1, LEASE)).runs
+    assert [r.id for r in resumed] == ["parent"]
+    assert resumed[0].steps["c"].status == "completed"
+    assert resumed[0].steps["c"].output == '{"v":1}'
+
+
+async def test_cancel_fences_and_is_final(store: Store) -> None:
+    await store.create_runs([new_run("r1"), new_run("r2")])
+    run = (await store.claim("w", ["f"], 1, LEASE)).runs[0]
+    row = await store.cancel_run("r1")
+    assert row is not None and row.status == "cancelled" and row.available_at is None
+    assert await store.commit([Outcome("r1", run.token, "complete", output="1")]) == [False]
+    assert await store.heartbeat("w", [("r1", run.token)], LEASE) == ["r1"]
+    again = await store.cancel_run("r1")
+    assert again is not None and again.status == "cancelled"
+    queued = await store.cancel_run("r2")
+    assert queued is not None and queued.status == "cancelled"
+    assert (await store.claim("w", ["f"], 5, LEASE)).runs == []
+    assert await store.cancel_run("missing") is None
+
+
+async def test_list_runs_filters_and_paginates(store: Store) -> None:
+    await store.create_runs([new_run(f"r{i:02}", fid="f" if i % 2 else "g") for i in range(10)])
+    page1 = await store.list_runs(RunFilter(limit=4))
+    assert [r.id for r in page1] == ["r09", "r08", "r07", "r06"]
+    page2 = await store.list_runs(RunFilter(limit=4, before=page1[-1].id))
+    assert [r.id for r in page2] == ["r05", "r04", "r03", "r02"]
+    only_f = await store.list_runs(RunFilter(function_id="f"))
+    assert [r.id for r in only_f] == ["r09", "r07", "r05", "r03", "r01"]
+    await store.cancel_run("r09")
+    assert [r.id for r in await store.list_runs(RunFilter(status="cancelled"))] == ["r09"]
+
+
+async def test_cron_ticks_fire_once(store: Store) -> None:
+    assert await store.cron_last_tick("f", "t") is None
+    assert await store.fire_cron("f", "t", 100.0, None)
+    assert await store.cron_last_tick("f", "t") == 100.0
+    results = await asyncio.gather(
+        store.fire_cron("f", "t", 200.0, new_run("c1", key="cron:t:200")),
+        store.fire_cron("f", "t", 200.0, new_run("c2", key="cron:t:200")),
+    )
+    assert sorted(results) == [False, True]
+    assert not await store.fire_cron("f", "t", 150.0, new_run("c3", key="cron:t:150"))
+    assert len(await store.list_runs(RunFilter())) == 1
+
+
+async def test_prune_deletes_old_ended_runs(store: Store, clock: ManualClock) -> None:
+    await store.create_runs([new_run("old"), new_run("new"), new_run("live")])
+    runs = {r.id: r for r in (await store.claim("w", ["f"], 3, LEASE)).runs}
+    await store.commit(
+        [
+            StepWrite("old", runs["old"].token, "a", 0, "run", "completed", output="1"),
+            Outcome("old", runs["old"].token, "complete", output="1"),
+        ]
+    )
+    await clock.advance(1000)
+    await store.commit([Outcome("new", runs["new"].token, "complete", output="1")])
+    assert await store.prune(store.now() - 500, 100) == 1
+    assert await store.get_run("old") is None and await store.get_steps("old") == []
+    assert await store.get_run("new") is not None and await store.get_run("live") is not None
+
+
+async def test_group_commit_of_many_runs(store: Store) -> None:
+    await store.create_runs([new_run(f"r{i:03}") for i in range(300)])
+    runs = (await store.claim("w", ["f"], 300, LEASE)).runs
+    writes = [
+        StepWrite(r.id, r.token, "s", 0, "run", "completed", output=str(i))
+        for i, r in enumerate(runs)
+    ]
+    results = await asyncio.gather(
+        *(store.commit([w]) for w in writes),
+        store.commit([Outcome(r.id, r.token, "complete", output="0") for r in runs[:10]]),
+    )
+    assert all(all(r) for r in results)
+    done = await store.list_runs(RunFilter(status="completed", limit=1000))
+    assert len(done) == 10
