@@ -78,6 +78,8 @@ class Worker:
         self.sync_pool = ThreadPoolExecutor(sync_concurrency, thread_name_prefix="perdure-fn")
         self._sync_slots = asyncio.Semaphore(sync_concurrency)
         self._active: dict[str, RunExecution] = {}
+        self._reserved = 0
+        self._saturated = False
         self._wake = asyncio.Event()
         self._next_due: float | None = None
         self._stopping = False
@@ -190,16 +192,45 @@ class Worker:
 
     # ------------------------------------------------------------------ claiming
 
+    @property
+    def free_slots(self) -> int:
+        """How many more runs this worker can take now."""
+        return self.concurrency - len(self._active) - self._reserved
+
+    def reserve(self, function_id: str) -> bool:
+        """Reserve a slot for a run started in this process (see :meth:`App.start`)."""
+        if (
+            self._started
+            and not self._stopping
+            and self.free_slots > 0
+            and function_id in self.app.functions
+            and (self._function_ids is None or function_id in self._function_ids)
+        ):
+            self._reserved += 1
+            return True
+        return False
+
+    def unreserve(self) -> None:
+        """Give back a reserved slot."""
+        self._reserved -= 1
+        if self._saturated:
+            self._wake.set()
+
+    def launch_started(self, claimed: ClaimedRun) -> None:
+        """Execute a run created already leased to this worker (no claim round trip)."""
+        self._launch(claimed)
+
     async def _claim_loop(self) -> None:
         clock = self.store.clock
         must_claim = True
         while not self.stopping:
-            free = self.concurrency - len(self._active)
+            free = self.free_slots
             if free > 0 and must_claim:
                 self._wake.clear()
+                want = min(free, 1000)
                 try:
                     claim = await self.store.claim(
-                        self.id, self.function_ids, min(free, 1000), self.lease_seconds
+                        self.id, self.function_ids, want, self.lease_seconds
                     )
                 except StoreUnavailableError as exc:
                     log.warning("claim failed, retrying: %s", exc)
@@ -208,10 +239,16 @@ class Worker:
                 self._next_due = claim.next_due
                 for claimed in claim.runs:
                     self._launch(claimed)
-                if len(claim.runs) >= min(free, 1000):
+                # Claimed as many as asked: more may be due, claim again when a slot frees.
+                self._saturated = len(claim.runs) >= want
+                if self._saturated and self.free_slots > 0:
                     await asyncio.sleep(0)
-                    continue  # there may be more
+                    continue
             must_claim = False
+            if free <= 0:
+                # Full: claim again when a slot frees.
+                self._saturated = True
+                self._wake.clear()
             deadline = self._next_due if free > 0 else None
             await clock.wait(self._wake, deadline, self.poll_interval)
             if self._stop_requested():
@@ -220,7 +257,7 @@ class Worker:
             if self._wake.is_set() or (self._next_due is not None and self._next_due <= now):
                 must_claim = True
                 continue
-            if self.concurrency - len(self._active) > 0:
+            if self.free_slots > 0:
                 # A cheap read for work committed by other processes.
                 try:
                     due = await self.store.next_due(self.function_ids)
@@ -292,7 +329,7 @@ class Worker:
             log.exception("run %s: internal error", ex.run_id)
         finally:
             self._active.pop(ex.run_id, None)
-            if not self._stopping:
+            if self._saturated and not self._stopping:
                 self._wake.set()
 
     @staticmethod

@@ -102,6 +102,31 @@ async def test_create_runs_and_idempotency(store: Store) -> None:
     assert {r.id for r in await store.get_runs(["r1", "r2", "nope"])} == {"r1", "r2"}
 
 
+async def test_runs_created_already_leased(store: Store, clock: ManualClock) -> None:
+    leased = new_run("r1", key="k")
+    leased.lease_owner, leased.lease_seconds = "w1", LEASE
+    created = await store.create_runs([leased, new_run("r2")])
+    assert [(c.id, c.created, c.token) for c in created] == [("r1", True, 1), ("r2", True, None)]
+    row = await store.get_run("r1")
+    assert row is not None and row.status == "running" and row.lease_owner == "w1"
+    assert row.started_at is not None
+    # Only the queued run is claimable; the leased one is already taken.
+    assert [r.id for r in (await store.claim("w2", ["f"], 5, LEASE)).runs] == ["r2"]
+    assert await store.commit([StepWrite("r1", 1, "a", 0, "run", "completed", output="1")]) == [
+        True
+    ]
+    again = new_run("r3", key="k")
+    again.lease_owner, again.lease_seconds = "w1", LEASE
+    assert [(c.id, c.created, c.token) for c in await store.create_runs([again])] == [
+        ("r1", False, None)
+    ]
+    # If the starting process dies, the lease expires like any other.
+    await clock.advance(LEASE + 1)
+    taken = {r.id: r for r in (await store.claim("w3", ["f"], 5, LEASE)).runs}
+    assert sorted((r.id, r.crashes) for r in taken.values()) == [("r1", 1), ("r2", 1)]
+    assert taken["r1"].steps["a"].output == "1"
+
+
 async def test_claim_respects_limit_functions_and_order(store: Store) -> None:
     await store.create_runs([new_run(f"r{i}") for i in range(5)] + [new_run("g1", fid="g")])
     first = await store.claim("w1", ["f"], 3, LEASE)

@@ -57,7 +57,6 @@ __all__ = ["CronSchedule"]
 
 _UTC = UTC
 _ONE_SECOND = timedelta(seconds=1)
-_ONE_MICROSECOND = timedelta(microseconds=1)
 
 # next_after looks this many years ahead: the Gregorian calendar repeats every 400 years, so an
 # expression that fires at all fires within that span.
@@ -281,8 +280,6 @@ class CronSchedule:
     _dow_ok: tuple[bool, ...] = field(init=False, repr=False, compare=False)
     _days_either: bool = field(init=False, repr=False, compare=False)
     _dom_only: bool = field(init=False, repr=False, compare=False)
-    _dom_star: bool = field(init=False, repr=False, compare=False)
-    _dow_star: bool = field(init=False, repr=False, compare=False)
     _hour_all: bool = field(init=False, repr=False, compare=False)
     _normalized: str = field(init=False, repr=False, compare=False)
 
@@ -338,8 +335,6 @@ class CronSchedule:
         either = not dom_star and not dow_star
         set_(self, "_days_either", either)
         set_(self, "_dom_only", not either and dows.is_full)
-        set_(self, "_dom_star", dom_star)
-        set_(self, "_dow_star", dow_star)
         set_(self, "_hour_all", hours.is_full)
         if not either and not any(
             d <= _MAX_MONTH_DAYS[m] for m in months.values for d in doms.values
@@ -521,16 +516,27 @@ class CronSchedule:
         change = self._transition(wall - first, wall - second)
         return change + second, change + first
 
+    def _local(self, u: datetime, instant: datetime) -> datetime:
+        """The naive UTC ``u`` (that is, ``instant``) in the schedule's time zone."""
+        try:
+            return u.replace(tzinfo=_UTC).astimezone(self._zone)
+        except OverflowError:
+            raise InvalidInputError(
+                f"{instant.isoformat()} is too close to the limits of the calendar "
+                f"for time zone {self.tz!r}"
+            ) from None
+
     # -- public API ---------------------------------------------------------------------------
 
     def next_after(self, instant: datetime) -> datetime:
         """The first firing instant strictly after ``instant`` (aware), as an aware UTC datetime.
 
-        Raises :class:`~perdure.errors.InvalidInputError` if ``instant`` is naive, or if there is
-        no firing instant before the end of year 9999.
+        Raises :class:`~perdure.errors.InvalidInputError` if ``instant`` is naive or within a day
+        of the limits of :class:`~datetime.datetime`, or if there is no firing instant before the
+        end of year 9999.
         """
         u = _to_utc(instant)
-        local = u.replace(tzinfo=_UTC).astimezone(self._zone)
+        local = self._local(u, instant)
         wall = local.replace(tzinfo=None, fold=0)
         whole = wall.replace(microsecond=0)
         last_year = min(9999, wall.year + _LOOKAHEAD_YEARS)
@@ -576,10 +582,11 @@ class CronSchedule:
 
         The search goes back to the start of the year ``lookback_years`` before the local year
         of ``instant`` (so between 5 and 6 years by default); ``None`` if nothing fires in that
-        span. Raises :class:`~perdure.errors.InvalidInputError` if ``instant`` is naive.
+        span. Raises :class:`~perdure.errors.InvalidInputError` if ``instant`` is naive or within a
+        day of the limits of :class:`~datetime.datetime`.
         """
         u = _to_utc(instant)
-        local = u.replace(tzinfo=_UTC).astimezone(self._zone)
+        local = self._local(u, instant)
         wall = local.replace(tzinfo=None, fold=0)
         whole = wall.replace(microsecond=0)
         first_year = max(1, wall.year - max(0, lookback_years))

@@ -46,7 +46,7 @@ def open_store(url: str, *, clock: Clock | None = None) -> Store:
         )
     if url.startswith(("postgresql://", "postgres://")):
         try:
-            from perdure.store.postgres import PostgresStore  # type: ignore[import-not-found]
+            from perdure.store.postgres import PostgresStore
         except ImportError as exc:  # pragma: no cover
             raise InvalidInputError(f"PostgreSQL support is not available: {exc}") from None
         store: Store = PostgresStore(url, clock=clock)

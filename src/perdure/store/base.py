@@ -38,14 +38,18 @@ class NewRun:
     parent_run_id: str | None = None
     parent_step: str | None = None
     priority: int = 0
+    lease_owner: str | None = None
+    lease_seconds: float = 0.0
 
 
 @dataclass(slots=True)
 class CreatedRun:
-    """The result of creating a run: its id, and whether it is new (idempotency may say no)."""
+    """The result of creating a run: its id, whether it is new (idempotency may say no), and,
+    for a new run created already leased (``NewRun.lease_owner``), its lease token."""
 
     id: str
     created: bool
+    token: int | None = None
 
 
 @dataclass(slots=True)
@@ -253,7 +257,9 @@ class Store(Protocol):
     # client side
     async def create_runs(self, runs: Sequence[NewRun]) -> list[CreatedRun]:
         """Create runs (due now); an existing ``(function_id, idempotency_key)`` returns the
-        existing run."""
+        existing run. A run with a ``lease_owner`` is created already claimed by that worker
+        (status running, lease token 1, lease for ``lease_seconds``): a worker in the starting
+        process executes it without a claim round trip."""
         ...
 
     async def send_events(self, events: Sequence[EventIn]) -> list[SentEvent]:

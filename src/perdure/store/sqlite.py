@@ -203,6 +203,11 @@ class SqliteStore:
         """Register a callback for runs that this process brought to a terminal state."""
         self._finished_cbs.append(callback)
 
+    async def schema_version(self) -> tuple[int, int]:
+        """The database's schema version and the latest this perdure knows."""
+        row = await self._read(lambda c: c.execute(q.SCHEMA_VERSION).fetchone())
+        return (int(row[0]) if row else 0), len(MIGRATIONS)
+
     async def ping(self) -> None:
         """Run a trivial read."""
         await self._read(lambda c: c.execute("SELECT 1").fetchone())
@@ -352,7 +357,7 @@ class SqliteStore:
 
         def op(tx: _Tx) -> list[CreatedRun]:
             out = _insert_runs(tx, runs)
-            if any(c.created for c in out):
+            if any(c.created and c.token is None for c in out):
                 tx.wake = True
             return out
 
@@ -652,7 +657,7 @@ def _run(row: tuple[Any, ...]) -> RunRow:
 
 def _insert_runs(tx: _Tx, runs: Sequence[NewRun]) -> list[CreatedRun]:
     conn, now = tx.conn, tx.now
-    plain = [r for r in runs if r.idempotency_key is None]
+    plain = [r for r in runs if r.idempotency_key is None and r.lease_owner is None]
     if len(plain) == len(runs):
         conn.executemany(
             q.INSERT_RUN,
@@ -675,6 +680,30 @@ def _insert_runs(tx: _Tx, runs: Sequence[NewRun]) -> list[CreatedRun]:
         return [CreatedRun(r.id, True) for r in runs]
     out = []
     for r in runs:
+        if r.lease_owner is not None:
+            cur = conn.execute(
+                q.INSERT_LEASED_RUN,
+                (
+                    r.id,
+                    r.function_id,
+                    r.input,
+                    r.event_id,
+                    r.idempotency_key,
+                    r.parent_run_id,
+                    r.parent_step,
+                    r.priority,
+                    now + r.lease_seconds,
+                    now,
+                    r.lease_owner,
+                    now,
+                ),
+            )
+            if cur.rowcount == 1:
+                out.append(CreatedRun(r.id, True, 1))
+                continue
+            existing = conn.execute(q.RUN_BY_KEY, (r.function_id, r.idempotency_key)).fetchone()
+            out.append(CreatedRun(existing[0], False))
+            continue
         cur = conn.execute(
             q.INSERT_RUN_IDEMPOTENT,
             (

@@ -42,6 +42,12 @@ INSERT_RUN: Final = (
     "parent_run_id, parent_step, priority, available_at, created_at) "
     "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+INSERT_LEASED_RUN: Final = (
+    "INSERT INTO runs (id, function_id, status, input, event_id, idempotency_key, "
+    "parent_run_id, parent_step, priority, available_at, created_at, lease_owner, lease_token, "
+    "started_at) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?) "
+    "ON CONFLICT (function_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+)
 INSERT_RUN_IDEMPOTENT: Final = (
     INSERT_RUN + " ON CONFLICT (function_id, idempotency_key) "
     "WHERE idempotency_key IS NOT NULL DO NOTHING"

@@ -1,0 +1,240 @@
+"""The REST API under ``/api/v1``: events, functions, runs.
+
+Shapes (the OpenAPI document at ``/openapi.json`` is the reference):
+
+- ``POST /api/v1/events``: one event object or a non-empty array of them (``name``, ``data``,
+  optional ``id``, ``ts`` in ms, ``user``). All events are validated before any is stored; on an
+  error nothing is stored. ``200 {"ids": [...], "events": [{"id", "duplicate", "run_ids"}]}``,
+  in the order sent; ``duplicate`` events (same id within the dedupe window) start nothing.
+- ``GET /api/v1/events?name=&cursor=&limit=``: ``{"events": [...], "next_cursor"}``, newest
+  first; each event has ``received_at`` and the ``run_ids`` it started.
+- ``GET /api/v1/functions``: ``{"functions": [{"id", "app", "triggers", "config"}]}``.
+- ``POST /api/v1/functions/{id}/runs`` with ``{"data": {...}, "idempotency_key": "..."}``
+  (both optional): ``201 {"run_id", "created": true}``, or ``200`` with ``"created": false``
+  when the idempotency key names an existing run; ``Location`` is the run's URL.
+- ``GET /api/v1/runs?status=&function_id=&cursor=&limit=``: ``{"runs": [...], "next_cursor"}``,
+  newest first, runs without their steps.
+- ``GET /api/v1/runs/{id}``: the run with its steps. ``POST /api/v1/runs/{id}/cancel``: the run
+  after cancelling (an ended run is returned unchanged).
+
+Cursors are opaque strings: pass ``next_cursor`` back as ``cursor`` for the next page;
+``next_cursor`` is ``null`` on the last page.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from perdure import ids, serde
+from perdure.app import App
+from perdure.engine.triggers import validate_event_name
+from perdure.errors import InvalidInputError, PayloadTooLargeError
+from perdure.server.http import (
+    ApiError,
+    JSONResponse,
+    json_type,
+    parse_limit,
+    query_params,
+    read_json,
+    too_large,
+)
+from perdure.types import Event, RunInfo, RunStatus, to_datetime
+
+MAX_EVENTS_PER_REQUEST = 5000
+"""The most events one ``POST /api/v1/events`` may carry (HTTP 413 above)."""
+
+PAGE_DEFAULT = 50
+PAGE_MAX = 500
+_STATUSES = tuple(s.value for s in RunStatus)
+
+
+def iso(seconds: float | None) -> str | None:
+    """Epoch seconds as an ISO 8601 UTC timestamp."""
+    value = to_datetime(seconds)
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+def run_summary(run: RunInfo) -> dict[str, Any]:
+    """A run as listed (no steps)."""
+    out = run.to_dict()
+    del out["steps"]
+    return out
+
+
+class Api:
+    """The route handlers, bound to one app."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    # ------------------------------------------------------------------ events
+
+    def _event(self, item: Any, where: str) -> Event:
+        prefix = f"{where}: " if where else ""
+        if not isinstance(item, dict):
+            raise ApiError(
+                400,
+                "invalid_input",
+                f"{where or 'an event'} must be a JSON object, not {json_type(item)}",
+            )
+        try:
+            event = Event.from_dict(item).stamped()
+            serde.dumps_limited(
+                event.to_dict(), f"{prefix}event {event.name!r}", self.app.limits.event
+            )
+        except PayloadTooLargeError as exc:
+            raise ApiError(413, exc.code, exc.message) from None
+        except InvalidInputError as exc:
+            raise ApiError(400, exc.code, prefix + exc.message) from None
+        return event
+
+    async def send_events(self, request: Request) -> Response:
+        """``POST /api/v1/events``."""
+        query_params(request, ())
+        payload = await read_json(request)
+        if isinstance(payload, dict):
+            events = [self._event(payload, "")]
+        elif isinstance(payload, list):
+            if not payload:
+                raise ApiError(
+                    400, "invalid_input", "the array of events is empty; send at least one event"
+                )
+            if len(payload) > MAX_EVENTS_PER_REQUEST:
+                raise too_large(
+                    f"the request has {len(payload)} events, over the limit of "
+                    f"{MAX_EVENTS_PER_REQUEST} per request"
+                )
+            events = [self._event(item, f"events[{i}]") for i, item in enumerate(payload)]
+        else:
+            raise ApiError(
+                400,
+                "invalid_input",
+                "the body must be an event object or an array of event objects, "
+                f"not {json_type(payload)}",
+            )
+        sent = await self.app.send_detailed(events)
+        return JSONResponse(
+            {
+                "ids": [s.id for s in sent],
+                "events": [
+                    {"id": s.id, "duplicate": s.duplicate, "run_ids": s.run_ids} for s in sent
+                ],
+            }
+        )
+
+    async def list_events(self, request: Request) -> Response:
+        """``GET /api/v1/events``."""
+        params = query_params(request, ("name", "cursor", "limit"))
+        limit = parse_limit(params.get("limit"), PAGE_DEFAULT, PAGE_MAX)
+        name = params.get("name")
+        if name is not None:
+            validate_event_name(name)
+        before: int | None = None
+        cursor = params.get("cursor")
+        if cursor is not None:
+            if not cursor.isdigit() or int(cursor) < 1:
+                raise ApiError(
+                    400,
+                    "invalid_input",
+                    f"cursor {cursor!r} is not an events cursor (use next_cursor)",
+                )
+            before = int(cursor)
+        await self.app.open()
+        rows = await self.app.store.list_events(name, before, limit + 1)
+        page = rows[:limit]
+        events = []
+        for row in page:
+            obj = serde.loads(row.body)
+            obj["received_at"] = iso(row.received_at)
+            obj["run_ids"] = row.run_ids
+            events.append(obj)
+        next_cursor = str(page[-1].seq) if len(rows) > limit else None
+        return JSONResponse({"events": events, "next_cursor": next_cursor})
+
+    # ------------------------------------------------------------------ functions
+
+    async def list_functions(self, request: Request) -> Response:
+        """``GET /api/v1/functions``."""
+        query_params(request, ())
+        await self.app.open()
+        records = sorted(await self.app.store.list_functions(), key=lambda r: r.id)
+        return JSONResponse({"functions": [r.to_dict() for r in records]})
+
+    async def start_run(self, request: Request) -> Response:
+        """``POST /api/v1/functions/{function_id}/runs``."""
+        query_params(request, ())
+        function_id: str = request.path_params["function_id"]
+        body = await read_json(request, optional=True)
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise ApiError(
+                400, "invalid_input", f"the body must be a JSON object, not {json_type(body)}"
+            )
+        unknown = sorted(set(body) - {"data", "idempotency_key"})
+        if unknown:
+            raise ApiError(
+                400,
+                "invalid_input",
+                f"unknown field(s): {', '.join(unknown)} (expected: data, idempotency_key)",
+            )
+        data = body.get("data")
+        if data is not None and not isinstance(data, dict):
+            raise ApiError(
+                400, "invalid_input", f"data must be a JSON object, not {json_type(data)}"
+            )
+        key = body.get("idempotency_key")
+        if key is not None and not isinstance(key, str):
+            raise ApiError(
+                400, "invalid_input", f"idempotency_key must be a string, not {json_type(key)}"
+            )
+        handle = await self.app.start(function_id, data, idempotency_key=key)
+        return JSONResponse(
+            {"run_id": handle.run_id, "created": handle.created},
+            status_code=201 if handle.created else 200,
+            headers={"Location": f"/api/v1/runs/{handle.run_id}"},
+        )
+
+    # ------------------------------------------------------------------ runs
+
+    async def list_runs(self, request: Request) -> Response:
+        """``GET /api/v1/runs``."""
+        params = query_params(request, ("status", "function_id", "cursor", "limit"))
+        limit = parse_limit(params.get("limit"), PAGE_DEFAULT, PAGE_MAX)
+        status = params.get("status")
+        if status is not None and status not in _STATUSES:
+            raise ApiError(
+                400, "invalid_input", f"status {status!r} is not one of: {', '.join(_STATUSES)}"
+            )
+        function_id = params.get("function_id")
+        if function_id is not None and not function_id:
+            raise ApiError(400, "invalid_input", "function_id is empty")
+        cursor = params.get("cursor")
+        if cursor is not None and not ids.is_valid(cursor):
+            raise ApiError(
+                400, "invalid_input", f"cursor {cursor!r} is not a runs cursor (use next_cursor)"
+            )
+        runs = await self.app.list_runs(
+            status=status,
+            function=function_id,
+            before=None if cursor is None else cursor.upper(),
+            limit=limit + 1,
+        )
+        page = runs[:limit]
+        next_cursor = page[-1].id if len(runs) > limit else None
+        return JSONResponse({"runs": [run_summary(r) for r in page], "next_cursor": next_cursor})
+
+    async def get_run(self, request: Request) -> Response:
+        """``GET /api/v1/runs/{run_id}``."""
+        query_params(request, ())
+        run = await self.app.get_run(request.path_params["run_id"])
+        return JSONResponse(run.to_dict())
+
+    async def cancel_run(self, request: Request) -> Response:
+        """``POST /api/v1/runs/{run_id}/cancel``."""
+        query_params(request, ())
+        run = await self.app.cancel(request.path_params["run_id"])
+        return JSONResponse(run.to_dict())

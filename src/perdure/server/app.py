@@ -1,0 +1,238 @@
+"""The ASGI application: routes, authentication, error handling, landing page."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import html
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from perdure._version import __version__
+from perdure.app import App
+from perdure.server import openapi
+from perdure.server.api import Api
+from perdure.server.http import (
+    RETRY_AFTER_SECONDS,
+    Handler,
+    JSONResponse,
+    endpoint,
+    error_response,
+)
+
+log = logging.getLogger("perdure.server")
+
+HEALTH_TIMEOUT = 5.0
+"""Seconds ``/health`` waits for the database before answering 503."""
+
+
+class BearerAuth:
+    """ASGI middleware: requests under ``/api/`` need ``Authorization: Bearer <token>``
+    (compared in constant time); anything else passes."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.token = token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/api/"):
+            header = Headers(scope=scope).get("authorization")
+            message = None
+            if header is None:
+                message = "this route needs an API token: send 'Authorization: Bearer <token>'"
+            else:
+                scheme, _, value = header.partition(" ")
+                if scheme.lower() != "bearer" or not value.strip():
+                    message = "the Authorization header must be 'Bearer <token>'"
+                elif not hmac.compare_digest(value.strip().encode(), self.token):
+                    message = "the API token is not valid"
+            if message is not None:
+                response = error_response(
+                    401, "unauthorized", message, {"WWW-Authenticate": 'Bearer realm="perdure"'}
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _by_method(handlers: Mapping[str, Handler]) -> tuple[Handler, list[str]]:
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return dispatch, list(handlers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    where = f"{request.method} {request.url.path}"
+    headers = dict(exc.headers or {})
+    if exc.status_code == 404:
+        hint = (
+            " (the API is described at /openapi.json)"
+            if request.url.path.startswith("/api/")
+            else ""
+        )
+        return error_response(404, "not_found", f"no route for {where}{hint}", headers)
+    if exc.status_code == 405:
+        allowed = headers.get("Allow", "")
+        return error_response(
+            405,
+            "method_not_allowed",
+            f"{request.method} is not allowed on {request.url.path} (allowed: {allowed})",
+            headers,
+        )
+    code = "invalid_input" if exc.status_code == 400 else f"http_{exc.status_code}"
+    return error_response(exc.status_code, code, exc.detail, headers)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "internal server error (logged by the server)")
+
+
+def create_app(app: App, *, dev: bool, api_token: str | None) -> Starlette:
+    """The HTTP server of ``app``: the REST API under ``/api/v1``, ``/health``,
+    ``/openapi.json`` and a landing page at ``/``.
+
+    ``api_token``: every ``/api/v1`` route needs ``Authorization: Bearer <api_token>``
+    (``/health``, ``/openapi.json`` and ``/`` stay open; the landing page then shows no data).
+    ``None`` turns authentication off, which only ``dev`` may do.
+    """
+    if api_token is None and not dev:
+        raise ValueError("a server that is not in dev mode needs an api_token")
+    if api_token is not None and not api_token.strip():
+        raise ValueError("api_token is empty")
+    api = Api(app)
+    auth = api_token is not None
+    spec = openapi.document(auth=auth)
+
+    async def health(request: Request) -> Response:
+        async def ping() -> None:
+            await app.open()
+            await app.store.ping()
+
+        try:
+            await asyncio.wait_for(ping(), HEALTH_TIMEOUT)
+        except Exception as exc:
+            reason = str(exc) or type(exc).__name__
+            if isinstance(exc, TimeoutError):
+                reason = f"no answer within {HEALTH_TIMEOUT:g}s"
+            log.warning("health check failed: %s", reason)
+            return JSONResponse(
+                {"status": "unavailable", "database": reason, "version": __version__},
+                status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        return JSONResponse({"status": "ok", "database": "ok", "version": __version__})
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(spec)
+
+    async def landing(request: Request) -> Response:
+        return HTMLResponse(await _landing_page(app, show_data=not auth))
+
+    events, events_methods = _by_method(
+        {"GET": endpoint(api.list_events), "POST": endpoint(api.send_events)}
+    )
+    routes = [
+        Route("/", endpoint(landing), methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/api/v1/events", events, methods=events_methods),
+        Route("/api/v1/functions", endpoint(api.list_functions), methods=["GET"]),
+        Route(
+            "/api/v1/functions/{function_id:path}/runs", endpoint(api.start_run), methods=["POST"]
+        ),
+        Route("/api/v1/runs", endpoint(api.list_runs), methods=["GET"]),
+        Route("/api/v1/runs/{run_id}", endpoint(api.get_run), methods=["GET"]),
+        Route("/api/v1/runs/{run_id}/cancel", endpoint(api.cancel_run), methods=["POST"]),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        try:
+            await app.open()
+        except Exception as exc:  # the server still starts; /health reports it
+            log.warning("cannot open the database yet: %s", exc)
+        yield
+
+    server = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        lifespan=lifespan,
+    )
+    if api_token is not None:
+        server.add_middleware(BearerAuth, token=api_token)
+    server.state.perdure_app = app
+    return server
+
+
+async def _landing_page(app: App, *, show_data: bool) -> str:
+    e = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>perdure</title>",
+        "<style>body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:60rem;"
+        "padding:0 1rem}table{border-collapse:collapse;width:100%}td,th{text-align:left;"
+        "padding:.25rem .5rem;border-bottom:1px solid #ddd}code{background:#f4f4f4;"
+        "padding:0 .2rem}.completed{color:#080}.failed{color:#b00}.cancelled{color:#777}"
+        "</style></head><body>",
+        f"<h1>perdure <small>{e(__version__)}</small></h1>",
+        "<p>API: <a href='/openapi.json'>/openapi.json</a> · <a href='/health'>/health</a>"
+        " · <a href='/api/v1/functions'>/api/v1/functions</a>"
+        " · <a href='/api/v1/runs'>/api/v1/runs</a>"
+        " · <a href='/api/v1/events'>/api/v1/events</a></p>",
+    ]
+    if not show_data:
+        parts.append(
+            "<p>The API needs a bearer token (<code>Authorization: Bearer "
+            "&lt;token&gt;</code>).</p></body></html>"
+        )
+        return "".join(parts)
+    await app.open()
+    functions = sorted(await app.store.list_functions(), key=lambda f: f.id)
+    runs = await app.list_runs(limit=25)
+    parts.append(
+        f"<h2>Functions ({len(functions)})</h2><table><tr><th>id</th><th>app</th>"
+        "<th>triggers</th></tr>"
+    )
+    for f in functions:
+        triggers = ", ".join(_trigger_text(t.to_dict()) for t in f.triggers) or "direct"
+        parts.append(
+            f"<tr><td><code>{e(f.id)}</code></td><td>{e(f.app)}</td><td>{e(triggers)}</td></tr>"
+        )
+    parts.append("</table><h2>Latest runs</h2>")
+    if not runs:
+        parts.append(
+            "<p>No runs yet. Send an event: <code>perdure send NAME --data "
+            "'{...}'</code> or <code>POST /api/v1/events</code>.</p>"
+        )
+    else:
+        parts.append("<table><tr><th>run</th><th>function</th><th>status</th><th>created</th></tr>")
+        for r in runs:
+            created = r.created_at.strftime("%Y-%m-%d %H:%M:%S") + "Z"
+            parts.append(
+                f"<tr><td><a href='/api/v1/runs/{e(r.id)}'><code>{e(r.id)}</code></a></td>"
+                f"<td>{e(r.function_id)}</td><td class='{e(r.status.value)}'>"
+                f"{e(r.status.value)}</td><td>{e(created)}</td></tr>"
+            )
+        parts.append("</table>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def _trigger_text(t: dict[str, Any]) -> str:
+    if "cron" in t:
+        return f"cron {t['cron']} ({t.get('tz', 'UTC')})"
+    text = f"event {t['event']}"
+    return f"{text} if {t['if']}" if "if" in t else text
