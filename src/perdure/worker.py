@@ -291,9 +291,11 @@ class Worker:
                     error=serde.dumps(
                         {
                             "type": "WorkerCrashError",
-                            "message": f"the run was interrupted by {fdef.max_crashes} worker crashes "
-                            f"(max_crashes={fdef.max_crashes}); it is failed to protect the "
-                            "workers",
+                            "message": (
+                                f"the run was interrupted by {fdef.max_crashes} worker crashes"
+                                f" (max_crashes={fdef.max_crashes}); it is failed to protect"
+                                " the workers"
+                            ),
                         }
                     ),
                 )
