@@ -6,6 +6,7 @@ restarts. See the README for a quick start.
 
 from perdure._version import __version__
 from perdure.app import App, Limits, RunHandle
+from perdure.clock import Clock, SystemClock
 from perdure.context import Context, Step, SyncContext, SyncStep
 from perdure.engine.backoff import RetryPolicy
 from perdure.errors import (
@@ -23,11 +24,13 @@ from perdure.errors import (
     StoreUnavailableError,
 )
 from perdure.functions import CronTrigger, EventTrigger, cron, event
+from perdure.store.base import SentEvent
 from perdure.types import Event, RunInfo, RunStatus, StepInfo
 from perdure.worker import Worker
 
 __all__ = [
     "App",
+    "Clock",
     "Context",
     "CronTrigger",
     "Event",
@@ -47,12 +50,14 @@ __all__ = [
     "RunInfo",
     "RunNotFoundError",
     "RunStatus",
+    "SentEvent",
     "Step",
     "StepError",
     "StepInfo",
     "StoreUnavailableError",
     "SyncContext",
     "SyncStep",
+    "SystemClock",
     "Worker",
     "__version__",
     "cron",

@@ -311,7 +311,8 @@ class App:
             data = {}
         if not isinstance(data, dict):
             raise InvalidInputError("run data must be a JSON object (a dict)")
-        event = Event(name=INVOKED_EVENT, data=data).stamped()
+        now_ms = int(self._store.now() * 1000) if self._store is not None else 0
+        event = Event(name=INVOKED_EVENT, data=data, ts=now_ms).stamped()
         return serde.dumps_limited(event.to_dict(), "the run's input", self.limits.run_input)
 
     async def start(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from perdure.engine.backoff import RetryPolicy
@@ -71,6 +71,10 @@ class CronTrigger:
     def to_dict(self) -> dict[str, Any]:
         """JSON form, as stored."""
         return {"cron": self.expr, "tz": self.tz, "catchup": self.catchup_seconds}
+
+    def next_after(self, instant: datetime) -> datetime:
+        """The first tick strictly after ``instant`` (an aware datetime), in UTC."""
+        return self.schedule.next_after(instant)
 
 
 Trigger = EventTrigger | CronTrigger

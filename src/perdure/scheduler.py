@@ -70,15 +70,18 @@ class Scheduler:
         """Re-check now (the clock moved)."""
         self._wake.set()
 
-    async def run(self) -> None:
-        """Loop until cancelled."""
+    async def run(self, first: float | None = None) -> None:
+        """Loop until cancelled; ``first`` is the result of a first :meth:`tick` already done."""
         store = self.app.store
+        next_at = first
         while True:
-            try:
-                next_at = await self.tick()
-            except StoreUnavailableError as exc:
-                log.warning("scheduler: store unavailable (%s)", exc)
-                next_at = store.now() + 1.0
+            if first is None:
+                try:
+                    next_at = await self.tick()
+                except StoreUnavailableError as exc:
+                    log.warning("scheduler: store unavailable (%s)", exc)
+                    next_at = store.now() + 1.0
+            first = None
             self._wake.clear()
             await store.clock.wait(self._wake, next_at, 60.0)
 

@@ -127,7 +127,10 @@ class Worker:
 
             hosted = [self.app.functions[f] for f in self.function_ids]
             self.scheduler = Scheduler(self.app, hosted)
-            self._tasks.append(loop.create_task(self.scheduler.run(), name="perdure-cron"))
+            # The first pass happens before start() returns: a new trigger's starting point is
+            # recorded, and ticks missed while no worker ran are caught up.
+            first = await self.scheduler.tick()
+            self._tasks.append(loop.create_task(self.scheduler.run(first), name="perdure-cron"))
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming; let running runs finish for up to ``grace`` seconds, then give the

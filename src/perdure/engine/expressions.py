@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-import cel
-
 from perdure.errors import InvalidExpressionError
 
 __all__ = ["Expression", "validate"]
@@ -100,6 +98,8 @@ def _compile(src: str) -> Expression:
     if not src.strip():
         raise InvalidExpressionError(f"invalid expression {src!r}: it is empty")
     try:
+        import cel  # imported on first use: it is slow to import (~250 ms)
+
         program = cel.compile(src)
     except Exception as exc:
         raise InvalidExpressionError(f"invalid expression {src!r}: {_explain(exc)}") from None
