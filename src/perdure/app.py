@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ T = TypeVar("T")
 
 INVOKED_EVENT = "perdure/function.invoked"
 _RECENT = 4096
+_POLL_SECONDS = 0.2
 _KiB = 1024
 _MiB = 1024 * 1024
 
@@ -140,6 +142,9 @@ class App:
         self._open_loop: asyncio.AbstractEventLoop | None = None
         self._workers: list[Worker] = []
         self._waiters: dict[str, list[asyncio.Future[_Outcome]]] = {}
+        self._pollers: dict[
+            asyncio.AbstractEventLoop, tuple[asyncio.Task[None], asyncio.Event]
+        ] = {}
         self._recent: collections.OrderedDict[str, _Outcome] = collections.OrderedDict()
         self._starts: Batcher[NewRun, Any] | None = None
         self._sends: Batcher[EventIn, SentEvent] | None = None
@@ -259,6 +264,8 @@ class App:
         """Stop this app's workers and close the database."""
         for worker in list(self._workers):
             await worker.stop()
+        for task, _ in list(self._pollers.values()):
+            task.cancel()
         if self._store is not None:
             if self._starts is not None:
                 await self._starts.drain()
@@ -437,56 +444,79 @@ class App:
         if len(self._recent) > _RECENT:
             self._recent.popitem(last=False)
         for fut in self._waiters.pop(run_id, ()):
-            if not fut.done():
-                fut.set_result(outcome)
+            _settle(fut, outcome)
 
     def _runs_finished_elsewhere(self, run_ids: Sequence[str]) -> None:
-        for run_id in run_ids:
-            for fut in self._waiters.get(run_id, ()):
-                if not fut.done():
-                    fut.set_result(_Outcome("", None, None))
+        """The store says these runs ended (another process, or a notification): look now."""
+        if any(r in self._waiters for r in run_ids):
+            for loop, (_, poll_now) in list(self._pollers.items()):
+                with contextlib.suppress(RuntimeError):  # that loop is closed
+                    loop.call_soon_threadsafe(poll_now.set)
 
     async def _wait_outcome(
         self, run_id: str, timeout: float | None, *, check_first: bool
     ) -> _Outcome:
+        """Wait for a run's outcome: told at once by a worker of this process, by the store's
+        notifications, or found by one shared poller that reads all awaited runs at once."""
         await self.open()
+        recent = self._recent.get(run_id)
+        if recent is not None:
+            return recent
         loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        poll = 0.05
-        check = check_first
-        while True:
-            recent = self._recent.get(run_id)
-            if recent is not None:
-                return recent
-            fut: asyncio.Future[_Outcome] = loop.create_future()
-            self._waiters.setdefault(run_id, []).append(fut)
+        fut: asyncio.Future[_Outcome] = loop.create_future()
+        self._waiters.setdefault(run_id, []).append(fut)
+        try:
+            if check_first:
+                row = await self.store.get_run(run_id)
+                if row is None:
+                    raise RunNotFoundError(f"no run with id {run_id!r}")
+                if row.status in TERMINAL_STATUSES:
+                    return _Outcome(row.status, row.output, row.error)
+            poller = self._pollers.get(loop)
+            if poller is None or poller[0].done():
+                poll_now = asyncio.Event()
+                task = loop.create_task(self._poll_outcomes(poll_now))
+                self._pollers[loop] = (task, poll_now)
             try:
-                if check:
-                    row = await self.store.get_run(run_id)
-                    if row is None:
-                        raise RunNotFoundError(f"no run with id {run_id!r}")
-                    if row.status in TERMINAL_STATUSES:
-                        return _Outcome(row.status, row.output, row.error)
-                wait = poll
-                if deadline is not None:
-                    wait = min(wait, deadline - loop.time())
-                    if wait <= 0:
-                        raise TimeoutError(f"run {run_id} did not finish within {timeout}s")
-                try:
-                    outcome = await asyncio.wait_for(asyncio.shield(fut), wait)
-                except TimeoutError:
-                    poll = min(poll * 2, 1.0)
-                    check = True
-                    continue
-                if outcome.status:
-                    return outcome
-                check = True
-            finally:
-                waiters = self._waiters.get(run_id)
-                if waiters is not None and fut in waiters:
-                    waiters.remove(fut)
-                    if not waiters:
-                        del self._waiters[run_id]
+                return await asyncio.wait_for(fut, timeout)
+            except TimeoutError:
+                raise TimeoutError(f"run {run_id} did not finish within {timeout}s") from None
+        finally:
+            waiters = self._waiters.get(run_id)
+            if waiters is not None and fut in waiters:
+                waiters.remove(fut)
+                if not waiters:
+                    del self._waiters[run_id]
+
+    async def _poll_outcomes(self, poll_now: asyncio.Event) -> None:
+        """While anyone in this loop awaits a result, read the awaited runs' states every
+        ``_POLL_SECONDS`` (one query per 500 runs), for runs ended by other processes."""
+        loop = asyncio.get_running_loop()
+        try:
+            while self._store is not None:
+                mine = [
+                    r
+                    for r, futs in self._waiters.items()
+                    if any(f.get_loop() is loop for f in futs)
+                ]
+                if not mine:
+                    return
+                poll_now.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(poll_now.wait(), _POLL_SECONDS)
+                for start in range(0, len(mine), 500):
+                    try:
+                        rows = await self.store.get_runs(mine[start : start + 500])
+                    except Exception:  # the store is down or closing: try again later
+                        break
+                    for row in rows:
+                        if row.status in TERMINAL_STATUSES:
+                            outcome = _Outcome(row.status, row.output, row.error)
+                            for fut in self._waiters.get(row.id, ()):
+                                _settle(fut, outcome)
+        finally:
+            if self._pollers.get(loop, (None,))[0] is asyncio.current_task():
+                del self._pollers[loop]
 
     # ------------------------------------------------------------------ sync twins
 
@@ -550,13 +580,32 @@ class App:
             self._sync_loop = loop
 
 
+def _settle(fut: asyncio.Future[_Outcome], outcome: _Outcome) -> None:
+    """Resolve a result future, from its own loop or another thread's."""
+
+    def settle() -> None:
+        if not fut.done():
+            fut.set_result(outcome)
+
+    loop = fut.get_loop()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        settle()
+    else:
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle)
+
+
 def run_info(row: RunRow, steps: list[StoredStep]) -> RunInfo:
     """A client view of a stored run."""
     return RunInfo(
         id=row.id,
         function_id=row.function_id,
         status=RunStatus(row.status),
-        event=Event.from_dict(serde.loads(row.input)),
+        event=Event.from_stored(serde.loads(row.input)),
         output=serde.loads(row.output),
         error=serde.loads(row.error),
         attempt=row.attempt,

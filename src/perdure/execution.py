@@ -75,7 +75,7 @@ class RunExecution:
         self.crashes = claimed.crashes
         self.input = claimed.input
         self.steps = claimed.steps
-        self.event = Event.from_dict(serde.loads(claimed.input))
+        self._event: Event | None = None
         self.loop = asyncio.get_running_loop()
         self._positions = {s.seq: s.key for s in claimed.steps.values()}
         self._counters: dict[str, int] = {}
@@ -87,6 +87,13 @@ class RunExecution:
         self.suspended = False
         self.aborted = False
         self.task: asyncio.Future[Any] | None = None
+
+    @property
+    def event(self) -> Event:
+        """The run's triggering event (decoded on first use)."""
+        if self._event is None:
+            self._event = Event.from_stored(serde.loads(self.input))
+        return self._event
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -493,7 +500,7 @@ def _event_or_none(output: str | None) -> Event | None:
     value = serde.loads(output)
     if value is None:
         return None
-    return Event.from_dict(value)
+    return Event.from_stored(value)
 
 
 def new_child(function_id: str, body: str, parent: str, key: str) -> NewRun:

@@ -1,19 +1,24 @@
 """Identifiers: ULIDs (26 characters, Crockford base32, time-ordered).
 
 Run and event ids sort by creation time, which makes cursor pagination a simple ``id < cursor``.
-Ids made in one process are strictly increasing even within a millisecond.
+Ids made in one process are strictly increasing even within a millisecond (the random part is
+incremented).
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# RFC 4648 base32 (what base64.b32encode speaks) translated to Crockford's alphabet.
+_TO_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET)
 _lock = threading.Lock()
 _last_ms = 0
 _last_rand = 0
+_last_prefix = ""
 _RAND_MAX = (1 << 80) - 1
 
 
@@ -27,7 +32,7 @@ def _encode(value: int, length: int) -> str:
 
 def new_id() -> str:
     """A new ULID, strictly greater than any id made before it in this process."""
-    global _last_ms, _last_rand
+    global _last_ms, _last_rand, _last_prefix
     ms = time.time_ns() // 1_000_000
     with _lock:
         if ms <= _last_ms:
@@ -38,8 +43,12 @@ def new_id() -> str:
                 rand = int.from_bytes(os.urandom(10), "big") >> 1
         else:
             rand = int.from_bytes(os.urandom(10), "big") >> 1
+        if ms != _last_ms or not _last_prefix:
+            _last_prefix = _encode(ms, 10)
         _last_ms, _last_rand = ms, rand
-    return _encode(ms, 10) + _encode(rand, 16)
+        prefix = _last_prefix
+    # 80 random bits are exactly 16 base32 characters.
+    return prefix + base64.b32encode(rand.to_bytes(10, "big")).decode().translate(_TO_CROCKFORD)
 
 
 def id_time_ms(ulid: str) -> int:

@@ -68,12 +68,36 @@ class Event:
         """This event with an id (``default_id`` or a new ULID) and a timestamp if it had none."""
         if self.id and self.ts:
             return self
-        return Event(
-            name=self.name,
-            data=self.data,
-            id=self.id or default_id or ids.new_id(),
-            ts=self.ts or int(time.time() * 1000),
-            user=self.user,
+        return Event._trusted(
+            self.name,
+            self.data,
+            self.id or default_id or ids.new_id(),
+            self.ts or int(time.time() * 1000),
+            self.user,
+        )
+
+    @classmethod
+    def _trusted(
+        cls, name: str, data: dict[str, Any], id: str, ts: int, user: dict[str, Any]
+    ) -> Event:
+        """Build without validation (values already validated, or read back from the store)."""
+        ev = object.__new__(cls)
+        object.__setattr__(ev, "name", name)
+        object.__setattr__(ev, "data", data)
+        object.__setattr__(ev, "id", id)
+        object.__setattr__(ev, "ts", ts)
+        object.__setattr__(ev, "user", user)
+        return ev
+
+    @classmethod
+    def from_stored(cls, value: dict[str, Any]) -> Event:
+        """Rebuild an event the store accepted earlier (no validation)."""
+        return cls._trusted(
+            value["name"],
+            value.get("data") or {},
+            value.get("id") or "",
+            value.get("ts") or 0,
+            value.get("user") or {},
         )
 
     def to_dict(self) -> dict[str, Any]:

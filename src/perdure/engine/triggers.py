@@ -21,6 +21,14 @@ MAX_EVENT_NAME_LENGTH = 256
 
 
 def _check(name: object, what: str, allow_wildcard: bool) -> str:
+    if (
+        isinstance(name, str)
+        and 0 < len(name) <= MAX_EVENT_NAME_LENGTH
+        and name.isprintable()  # False for every whitespace character but " "
+        and " " not in name
+        and (allow_wildcard or "*" not in name)
+    ):
+        return name
     if not isinstance(name, str):
         raise InvalidInputError(f"{what} must be a string, got {type(name).__name__}")
     if not name:
