@@ -234,3 +234,28 @@ async def test_unserializable_step_output_fails_the_step(db_url: str) -> None:
     async with app, app.worker():
         with pytest.raises(perdure.RunFailedError, match="not JSON-serializable"):
             await (await app.start(bad)).result(timeout=10)
+
+
+async def test_sync_functions_wait_invoke_and_send(db_url: str) -> None:
+    app = perdure.App("t", db_url)
+
+    @app.function()
+    def child(ctx: perdure.SyncContext) -> int:
+        return int(ctx.event.data["n"]) * 10
+
+    @app.function()
+    def parent(ctx: perdure.SyncContext) -> list[object]:
+        got = ctx.step.invoke("child", function=child, data={"n": 4})
+        ids = ctx.step.send_event("note", perdure.Event("sync.noted", {"v": got}))
+        ev = ctx.step.wait_for_event("go", event="sync.go", timeout=30)
+        late = ctx.step.wait_for_event("never", event="sync.never", timeout=0.2)
+        return [got, len(ids), None if ev is None else ev.data["ok"], late]
+
+    async with app, app.worker():
+        handle = await app.start(parent)
+        for _ in range(250):
+            if any(s.id == "go" for s in (await app.get_run(handle.run_id)).steps):
+                break
+            await asyncio.sleep(0.02)
+        await app.send(perdure.Event("sync.go", {"ok": True}))
+        assert await handle.result(timeout=10) == [40, 1, True, None]
