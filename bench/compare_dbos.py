@@ -85,15 +85,18 @@ def _watchdog(seconds: float, args: argparse.Namespace, out: dict[str, Any]) -> 
     import threading
 
     def fire() -> None:
-        out["error"] = (f"stalled: no result after {seconds:.0f} s "
-                        f"(stage {PROGRESS['stage']}, {PROGRESS['started']} started, "
-                        f"{PROGRESS['completed']} completed)")
+        out["error"] = (
+            f"stalled: no result after {seconds:.0f} s "
+            f"(stage {PROGRESS['stage']}, {PROGRESS['started']} started, "
+            f"{PROGRESS['completed']} completed)"
+        )
         try:
             import faulthandler
 
             with open(args.out + ".stacks", "w") as f:
                 faulthandler.dump_traceback(f, all_threads=True)
-            out["traceback"] = open(args.out + ".stacks").read()
+            with open(args.out + ".stacks") as f:
+                out["traceback"] = f.read()
         except Exception:  # pragma: no cover
             pass
         out["peak_rss_kib"] = _peak_rss_kib()
@@ -402,9 +405,22 @@ def _log(msg: str) -> None:
 def run_child(spec: str, url: str, args: argparse.Namespace, workdir: str) -> dict[str, Any]:
     out = os.path.join(workdir, spec.replace(":", "-") + ".json")
     cmd = [
-        sys.executable, HERE, "--child", spec, "--url", url, "--out", out,
-        "--runs", str(args.runs), "--warmup", str(args.warmup),
-        "--throughput", str(args.throughput), "--phase-timeout", str(args.phase_timeout),
+        sys.executable,
+        HERE,
+        "--child",
+        spec,
+        "--url",
+        url,
+        "--out",
+        out,
+        "--runs",
+        str(args.runs),
+        "--warmup",
+        str(args.warmup),
+        "--throughput",
+        str(args.throughput),
+        "--phase-timeout",
+        str(args.phase_timeout),
     ]
     if args.perdure_concurrency:
         cmd += ["--perdure-concurrency", str(args.perdure_concurrency)]
@@ -413,8 +429,7 @@ def run_child(spec: str, url: str, args: argparse.Namespace, workdir: str) -> di
         cmd += ["--profile-to", os.path.join(args.profile, spec.replace(":", "-"))]
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True,
-                              timeout=args.phase_timeout + 60)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.phase_timeout + 60)
     except subprocess.TimeoutExpired:
         return {"error": f"killed after {args.phase_timeout + 60:.0f} s"}
     took = time.perf_counter() - t0
@@ -423,12 +438,15 @@ def run_child(spec: str, url: str, args: argparse.Namespace, workdir: str) -> di
             res: dict[str, Any] = json.load(f)
     except (OSError, ValueError):
         tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-15:]
-        return {"error": f"child exited {proc.returncode} without a result:\n    "
-                + "\n    ".join(tail)}
+        return {
+            "error": f"child exited {proc.returncode} without a result:\n    " + "\n    ".join(tail)
+        }
     res["child_seconds"] = took
     if "error" in res:
-        _log(f"    child stderr (tail):\n      "
-             + "\n      ".join((proc.stderr or "").strip().splitlines()[-10:]))
+        _log(
+            "    child stderr (tail):\n      "
+            + "\n      ".join((proc.stderr or "").strip().splitlines()[-10:])
+        )
     return res
 
 
@@ -476,72 +494,120 @@ def build_rows(res: dict[str, dict[str, Any]], backend: str) -> list[tuple[Any, 
         ("peak RSS, sequential child (MiB)", "sequential", "peak_rss_kib", 1 / 1024, True, None),
         ("peak RSS, throughput child (MiB)", "throughput", "peak_rss_kib", 1 / 1024, True, 1.0),
     ):
-        rows.append((label, get("perdure", phase, key, scale), get("dbos", phase, key, scale),
-                     lower, target))
+        rows.append(
+            (
+                label,
+                get("perdure", phase, key, scale),
+                get("dbos", phase, key, scale),
+                lower,
+                target,
+            )
+        )
     return rows
 
 
-def print_report(args: argparse.Namespace, res: dict[str, dict[str, Any]], env: dict[str, Any],
-                 backends: list[str]) -> bool:
+def print_report(
+    args: argparse.Namespace,
+    res: dict[str, dict[str, Any]],
+    env: dict[str, Any],
+    backends: list[str],
+) -> bool:
     print()
     print("perdure vs DBOS Transact — same machine, same process model, same workload")
-    print(f"  machine : {env['cpus']} CPUs ({env['cpu_model']}), {env['mem']}, "
-          f"{platform.system()} {platform.release()}")
-    print(f"  python  : {platform.python_version()}    perdure {env['perdure']}    "
-          f"dbos {env['dbos']}    sqlite {env['sqlite']}    postgres {env.get('pg', '-')}")
-    print(f"  workload: workflow of {STEPS} no-op async steps; sequential {args.runs} runs "
-          f"(after {args.warmup} warm-up), throughput {args.throughput} started at once"
-          + (f"; median of {args.repeat} repeats" if args.repeat > 1 else ""))
-    print(f"  sqlite files in {env['workdir']} ({env['fs']}); load average before "
-          f"{env['load_before']:.2f}, after {env.get('load_after', 0):.2f} (other processes on "
-          "the machine skew the figures)")
+    print(
+        f"  machine : {env['cpus']} CPUs ({env['cpu_model']}), {env['mem']}, "
+        f"{platform.system()} {platform.release()}"
+    )
+    print(
+        f"  python  : {platform.python_version()}    perdure {env['perdure']}    "
+        f"dbos {env['dbos']}    sqlite {env['sqlite']}    postgres {env.get('pg', '-')}"
+    )
+    print(
+        f"  workload: workflow of {STEPS} no-op async steps; sequential {args.runs} runs "
+        f"(after {args.warmup} warm-up), throughput {args.throughput} started at once"
+        + (f"; median of {args.repeat} repeats" if args.repeat > 1 else "")
+    )
+    print(
+        f"  sqlite files in {env['workdir']} ({env['fs']}); load average before "
+        f"{env['load_before']:.2f}, after {env.get('load_after', 0):.2f} (other processes on "
+        "the machine skew the figures)"
+    )
     print()
     bare = res.get("bare:-:bare", {})
     if "median_ms" in bare:
-        print(f"  bare (3 no-op coroutines awaited, no engine): median "
-              f"{bare['median_ms'] * 1e3:.2f} µs/run, mean {bare['mean_ms'] * 1e3:.2f} µs/run")
+        print(
+            f"  bare (3 no-op coroutines awaited, no engine): median "
+            f"{bare['median_ms'] * 1e3:.2f} µs/run, mean {bare['mean_ms'] * 1e3:.2f} µs/run"
+        )
     idle = {k.split(":")[0]: v.get("peak_rss_kib") for k, v in res.items() if k.endswith(":idle")}
-    print("  idle RSS: interpreter " + _fmt(_mib(idle.get("python"))) + " MiB"
-          + "".join(f", + import {e} {_fmt(_mib(idle.get(e)))} MiB"
-                    for e in ("perdure", "dbos") if e in idle))
+    print(
+        "  idle RSS: interpreter with this script's imports "
+        + _fmt(_mib(idle.get("python")))
+        + " MiB"
+        + "".join(
+            f", + import {e} {_fmt(_mib(idle.get(e)))} MiB"
+            for e in ("perdure", "dbos")
+            if e in idle
+        )
+    )
     print()
     w = (38, 11, 11, 14, 11)
     head = ("metric", "perdure", "DBOS", "perdure adv.", "target")
     all_ok = True
     for backend in backends:
-        status = [f"{e}: {r['skipped'] if 'skipped' in r else r['error'].splitlines()[0]}"
-                  for e in ("perdure", "dbos") for phase in ("sequential", "throughput")
-                  if (r := res.get(f"{e}:{backend}:{phase}")) and ("error" in r or "skipped" in r)]
+        status = [
+            f"{e}: {r['skipped'] if 'skipped' in r else r['error'].splitlines()[0]}"
+            for e in ("perdure", "dbos")
+            for phase in ("sequential", "throughput")
+            if (r := res.get(f"{e}:{backend}:{phase}")) and ("error" in r or "skipped" in r)
+        ]
         print(f"== {backend} " + "=" * (sum(w) + 8 - len(backend)))
-        print("  ".join(h.ljust(x) if i == 0 else h.rjust(x) for i, (h, x) in
-                        enumerate(zip(head, w, strict=True))))
+        print(
+            "  ".join(
+                h.ljust(x) if i == 0 else h.rjust(x)
+                for i, (h, x) in enumerate(zip(head, w, strict=True))
+            )
+        )
         for label, p, d, lower, target in build_rows(res, backend):
-            r = _ratio(p, d, lower)
+            ratio = _ratio(p, d, lower)
             tgt = ""
-            if target is not None and r is not None:
-                ok = r >= target
+            if target is not None and ratio is not None:
+                ok = ratio >= target
                 all_ok &= ok
-                tgt = f"{'OK' if ok else 'MISS'} ≥{target:g}×"
-            print("  ".join((
-                label.ljust(w[0]), _fmt(p).rjust(w[1]), _fmt(d).rjust(w[2]),
-                ("-" if r is None else f"{r:.1f}×").rjust(w[3]), tgt.rjust(w[4]),
-            )))
+                tgt = f"{'OK' if ok else 'MISS'} ≥{target:g}x"
+            print(
+                "  ".join(
+                    (
+                        label.ljust(w[0]),
+                        _fmt(p).rjust(w[1]),
+                        _fmt(d).rjust(w[2]),
+                        ("-" if ratio is None else f"{ratio:.1f}x").rjust(w[3]),
+                        tgt.rjust(w[4]),
+                    )
+                )
+            )
         for e in ("perdure", "dbos"):
             for phase in ("sequential", "throughput"):
                 r = res.get(f"{e}:{backend}:{phase}") or {}
                 if "check_steps_recorded" in r and r["check_steps_recorded"] != STEPS:
-                    print(f"  !! {e} {phase}: last run shows {r['check_steps_recorded']} "
-                          f"recorded steps, expected {STEPS}")
+                    print(
+                        f"  !! {e} {phase}: last run shows {r['check_steps_recorded']} "
+                        f"recorded steps, expected {STEPS}"
+                    )
         seen = set()
         for s in status:
             if s not in seen:
                 seen.add(s)
                 print(f"  skipped/failed — {s}")
         print()
-    print("  perdure adv. = how many times better perdure is (DBOS time / perdure time; perdure "
-          "rate / DBOS rate; DBOS RSS / perdure RSS): > 1 means perdure is better.")
-    print("  targets (issue 3): per-step latency ≥5× lower, throughput ≥20× higher, memory no "
-          "more than DBOS.")
+    print(
+        "  perdure adv. = how many times better perdure is (DBOS time / perdure time; perdure "
+        "rate / DBOS rate; DBOS RSS / perdure RSS): > 1 means perdure is better."
+    )
+    print(
+        "  targets (issue 3): per-step latency ≥5x lower, throughput ≥20x higher, memory no "
+        "more than DBOS."
+    )
     if args.profile:
         print(f"  NOTE: run under pyinstrument (--profile {args.profile}); figures are inflated.")
     return all_ok
@@ -583,9 +649,15 @@ def _env(workdir: str) -> dict[str, Any]:
     except OSError:
         pass
     return {
-        "cpus": os.cpu_count(), "cpu_model": cpu_model, "mem": mem, "fs": fs,
-        "perdure": ver("perdure"), "dbos": ver("dbos"), "sqlite": sqlite3.sqlite_version,
-        "workdir": workdir, "load_before": os.getloadavg()[0],
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "mem": mem,
+        "fs": fs,
+        "perdure": ver("perdure"),
+        "dbos": ver("dbos"),
+        "sqlite": sqlite3.sqlite_version,
+        "workdir": workdir,
+        "load_before": os.getloadavg()[0],
     }
 
 
@@ -638,7 +710,8 @@ def parent_main(args: argparse.Namespace) -> int:
                 for e in engines:
                     for phase in ("sequential", "throughput"):
                         res[f"{e}:postgres:{phase}"] = {
-                            "skipped": f"PostgreSQL unreachable at {args.pg_url}"}
+                            "skipped": f"PostgreSQL unreachable at {args.pg_url}"
+                        }
         tag = f"{os.getpid()}"
         for backend in backends:
             if backend == "postgres" and pg is None:
@@ -658,12 +731,15 @@ def parent_main(args: argparse.Namespace) -> int:
                         if rep:
                             if backend == "sqlite":
                                 url = "sqlite:///" + os.path.join(
-                                    workdir, f"{engine}-{phase}-{rep}.db")
+                                    workdir, f"{engine}-{phase}-{rep}.db"
+                                )
                             else:
                                 assert pg is not None and dbname is not None
                                 url = pg.fresh(dbname)
-                        _log(f"  {spec} ..." + (f" (repeat {rep + 1}/{args.repeat})"
-                                                if args.repeat > 1 else ""))
+                        _log(
+                            f"  {spec} ..."
+                            + (f" (repeat {rep + 1}/{args.repeat})" if args.repeat > 1 else "")
+                        )
                         try:
                             tries.append(run_child(spec, url, args, workdir))
                         finally:
@@ -694,29 +770,47 @@ def parent_main(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--engines", default="perdure,dbos")
     ap.add_argument("--runs", type=int, default=500, help="sequential runs measured")
     ap.add_argument("--warmup", type=int, default=50, help="sequential warm-up runs")
     ap.add_argument("--throughput", type=int, default=2000, help="workflows started at once")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="run each measurement N times (fresh database each) and report "
-                         "the median of each figure")
-    ap.add_argument("--pg-url", default=DEFAULT_PG,
-                    help="a PostgreSQL server to create scratch databases on")
-    ap.add_argument("--perdure-concurrency", type=int, default=None,
-                    help="perdure worker concurrency (default: perdure's default)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each measurement N times (fresh database each) and report "
+        "the median of each figure",
+    )
+    ap.add_argument(
+        "--pg-url", default=DEFAULT_PG, help="a PostgreSQL server to create scratch databases on"
+    )
+    ap.add_argument(
+        "--perdure-concurrency",
+        type=int,
+        default=None,
+        help="perdure worker concurrency (default: perdure's default)",
+    )
     ap.add_argument("--workdir", default=None, help="where SQLite files go (default: $TMPDIR)")
     ap.add_argument("--keep", action="store_true", help="keep the SQLite files and child JSON")
     ap.add_argument("--json", default=None, help="also write all results to this JSON file")
-    ap.add_argument("--profile", default=None, metavar="DIR",
-                    help="run each measured phase under pyinstrument; reports go to DIR")
+    ap.add_argument(
+        "--profile",
+        default=None,
+        metavar="DIR",
+        help="run each measured phase under pyinstrument; reports go to DIR",
+    )
     ap.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
-    ap.add_argument("--phase-timeout", type=float, default=300.0,
-                    help="a child that has not finished after this many seconds is reported "
-                         "as stalled (with its progress and thread stacks)")
+    ap.add_argument(
+        "--phase-timeout",
+        type=float,
+        default=300.0,
+        help="a child that has not finished after this many seconds is reported "
+        "as stalled (with its progress and thread stacks)",
+    )
     # internal: child mode
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--url", default="", help=argparse.SUPPRESS)

@@ -11,6 +11,7 @@ import asyncio
 import collections
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -50,7 +51,8 @@ T = TypeVar("T")
 
 INVOKED_EVENT = "perdure/function.invoked"
 _RECENT = 4096
-_POLL_SECONDS = 0.2
+_POLL_SECONDS = 0.1
+_POLL_MAX_SECONDS = 1.0
 _KiB = 1024
 _MiB = 1024 * 1024
 
@@ -313,14 +315,20 @@ class App:
         if fid not in known:
             raise FunctionNotFoundError(f"no function with id {fid!r} is registered")
 
-    def _invocation(self, data: Any) -> str:
+    def _invocation(self, data: Any, event_id: str) -> str:
         if data is None:
             data = {}
         if not isinstance(data, dict):
             raise InvalidInputError("run data must be a JSON object (a dict)")
-        now_ms = int(self._store.now() * 1000) if self._store is not None else 0
-        event = Event(name=INVOKED_EVENT, data=data, ts=now_ms).stamped()
-        return serde.dumps_limited(event.to_dict(), "the run's input", self.limits.run_input)
+        now = self._store.now() if self._store is not None else time.time()
+        event = {
+            "id": event_id,
+            "name": INVOKED_EVENT,
+            "data": data,
+            "user": {},
+            "ts": int(now * 1000),
+        }
+        return serde.dumps_limited(event, "the run's input", self.limits.run_input)
 
     async def start(
         self,
@@ -332,7 +340,8 @@ class App:
         """Start a run of ``function`` (decorated function or id) with ``data`` (its
         ``ctx.event.data``). The same ``idempotency_key`` always gives the same run."""
         fid = self.function_id(function)
-        body = self._invocation(data)
+        run_id = ids.new_id()
+        body = self._invocation(data, run_id)
         if idempotency_key is not None and (
             not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 256
         ):
@@ -340,7 +349,7 @@ class App:
         await self.open()
         await self._check_function(fid)
         assert self._starts is not None
-        run = NewRun(ids.new_id(), fid, body, idempotency_key=idempotency_key)
+        run = NewRun(run_id, fid, body, idempotency_key=idempotency_key)
         # A worker of this process hosting the function takes the run at once: it is created
         # already leased to it, which saves the claim round trip.
         local = next((w for w in self._workers if w.reserve(fid)), None)
@@ -365,7 +374,9 @@ class App:
         from perdure.execution import new_child
 
         await self._check_function(function_id)
-        return new_child(function_id, self._invocation(data), parent, key)
+        child = new_child(function_id, "", parent, key)
+        child.input = self._invocation(data, child.id)
+        return child
 
     async def get_run(self, run_id: str, *, steps: bool = True) -> RunInfo:
         """A run with its status, input event, output or error, steps and timestamps."""
@@ -446,9 +457,13 @@ class App:
         for fut in self._waiters.pop(run_id, ()):
             _settle(fut, outcome)
 
+    def _held_locally(self, run_id: str) -> bool:
+        return any(run_id in w._active for w in self._workers)
+
     def _runs_finished_elsewhere(self, run_ids: Sequence[str]) -> None:
-        """The store says these runs ended (another process, or a notification): look now."""
-        if any(r in self._waiters for r in run_ids):
+        """The store says these runs ended (another process, or a notification): look now.
+        Runs a worker of this process holds are left out: that worker reports them itself."""
+        if any(r in self._waiters and not self._held_locally(r) for r in run_ids):
             for loop, (_, poll_now) in list(self._pollers.items()):
                 with contextlib.suppress(RuntimeError):  # that loop is closed
                     loop.call_soon_threadsafe(poll_now.set)
@@ -489,21 +504,25 @@ class App:
                     del self._waiters[run_id]
 
     async def _poll_outcomes(self, poll_now: asyncio.Event) -> None:
-        """While anyone in this loop awaits a result, read the awaited runs' states every
-        ``_POLL_SECONDS`` (one query per 500 runs), for runs ended by other processes."""
+        """While anyone in this loop awaits a result, read the awaited runs' states (one query
+        per 500 runs), for runs ended by other processes. The interval starts at
+        ``_POLL_SECONDS`` and backs off to ``_POLL_MAX_SECONDS`` while nothing ends elsewhere;
+        a store notification cuts the wait short. Runs a local worker holds are skipped."""
         loop = asyncio.get_running_loop()
+        interval = _POLL_SECONDS
         try:
-            while self._store is not None:
+            while self._store is not None and self._waiters:
+                poll_now.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(poll_now.wait(), interval)
+                interval = min(interval * 1.5, _POLL_MAX_SECONDS)
+                one_loop = len(self._pollers) == 1
                 mine = [
                     r
                     for r, futs in self._waiters.items()
-                    if any(f.get_loop() is loop for f in futs)
+                    if (one_loop or any(f.get_loop() is loop for f in futs))
+                    and not self._held_locally(r)
                 ]
-                if not mine:
-                    return
-                poll_now.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(poll_now.wait(), _POLL_SECONDS)
                 for start in range(0, len(mine), 500):
                     try:
                         rows = await self.store.get_runs(mine[start : start + 500])
@@ -511,6 +530,7 @@ class App:
                         break
                     for row in rows:
                         if row.status in TERMINAL_STATUSES:
+                            interval = _POLL_SECONDS
                             outcome = _Outcome(row.status, row.output, row.error)
                             for fut in self._waiters.get(row.id, ()):
                                 _settle(fut, outcome)

@@ -39,9 +39,8 @@ class SystemClock:
         if deadline is not None:
             until = max(0.0, deadline - time.time())
             timeout = until if timeout is None else min(timeout, until)
-        if event.is_set():
-            return
-        if timeout is not None and timeout <= 0:
+        if event.is_set() or (timeout is not None and timeout <= 0):
+            await asyncio.sleep(0)  # always yield, so a caller's loop can never spin
             return
         try:
             await asyncio.wait_for(event.wait(), timeout)

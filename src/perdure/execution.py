@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -211,6 +212,8 @@ class RunExecution:
                         started_at=started,
                     )
                 )
+                if value is None or (type(value) in _IMMUTABLE and _plain(tp)):
+                    return value  # what a replay would decode, without decoding it
                 return serde.decode_as(text, tp)
         if not isinstance(exc, Exception):
             raise exc
@@ -310,9 +313,13 @@ class RunExecution:
         for parked in self._parked:
             if not parked.fut.done():
                 parked.fut.set_exception(LeaseLost())
-        if self.task is not None and not self.fdef.is_async:
+        if self.task is None or not self.fdef.is_async:
             return  # a thread cannot be interrupted; it stops at its next step call
-        if self.task is not None:
+        try:
+            current = asyncio.current_task()
+        except RuntimeError:
+            current = None
+        if self.task is not current:  # from inside, the LeaseLost raised next unwinds it
             self.task.cancel()
 
     # ------------------------------------------------------------------ steps
@@ -343,7 +350,7 @@ class RunExecution:
             value: Any = None
             exc: BaseException | None = None
             try:
-                if asyncio.iscoroutinefunction(fn):
+                if _is_async(fn):
                     value = await fn(*args, **kwargs)
                 else:
                     value = await self.loop.run_in_executor(
@@ -484,6 +491,22 @@ class RunExecution:
     def child_key(self, key: str, index: int) -> str:
         """A deterministic id for the index-th event sent by a send_event step."""
         return f"{self.run_id}-{key}-{index}"
+
+
+_IMMUTABLE = frozenset({bool, int, str})  # not float: JSON turns NaN into null
+_PLAIN_TYPES = frozenset({Any, bool, int, float, str, object})
+
+
+def _plain(tp: Any) -> bool:
+    try:
+        return tp in _PLAIN_TYPES
+    except TypeError:  # an unhashable annotation
+        return False
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_async(fn: Callable[..., Any]) -> bool:
+    return asyncio.iscoroutinefunction(fn)
 
 
 def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -53,6 +53,10 @@ def hit(point: str) -> None:
     """Pass a fault point."""
     if not _armed:
         return
+    _hit(point)
+
+
+def _hit(point: str) -> None:
     with _lock:
         fault = _armed.get(point)
         if fault is None:

@@ -11,7 +11,7 @@ soon as the test calls ``clock.advance(timedelta(days=7))``::
         assert await handle.result(timeout=5) == ...
 
 Leases, retries, sleeps, wait and invoke timeouts and cron ticks all follow the clock.
-Only SQLite honours a manual clock; PostgreSQL uses the database server's clock.
+Both stores honour it (PostgreSQL reads the manual time instead of the database server's clock).
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ class ManualClock:
     async def wait(self, event: asyncio.Event, deadline: float | None, cap: float | None) -> None:
         """Wait for the event, the deadline (manual time) or ``cap`` real seconds."""
         if event.is_set() or (deadline is not None and deadline <= self._now):
+            await asyncio.sleep(0)
             return
         self._events.add(event)
         try:

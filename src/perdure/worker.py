@@ -344,9 +344,9 @@ class Worker:
     async def _attempt(self, ex: RunExecution, fdef: FunctionDef) -> Outcome | None:
         try:
             if fdef.is_async:
-                task = asyncio.ensure_future(fdef.fn(Context(ex)))
-                ex.task = task
-                result = await task
+                # The run's own task is what abort() cancels: no extra task per run.
+                ex.task = asyncio.current_task()
+                result = await fdef.fn(Context(ex))
             else:
                 async with self._sync_slots:
                     fut = asyncio.get_running_loop().run_in_executor(

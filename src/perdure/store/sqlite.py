@@ -302,12 +302,24 @@ class SqliteStore:
         by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         for item, (value, error) in zip(batch, outcomes, strict=True):
             by_loop.setdefault(item.loop, []).append((item.fut, value, error))
+        announce = (tx.wake or bool(tx.finished)) and self._cb_loop is not None
         for loop, results in by_loop.items():
             with contextlib.suppress(RuntimeError):  # loop closed
-                loop.call_soon_threadsafe(_resolve, results)
-        if (tx.wake or tx.finished) and self._cb_loop is not None:
+                if announce and loop is self._cb_loop:
+                    # One wake-up of the loop for both the results and the announcement.
+                    loop.call_soon_threadsafe(
+                        self._resolve_and_announce, results, tx.wake, tx.finished
+                    )
+                    announce = False
+                else:
+                    loop.call_soon_threadsafe(_resolve, results)
+        if announce and self._cb_loop is not None:
             with contextlib.suppress(RuntimeError):
                 self._cb_loop.call_soon_threadsafe(self._announce, tx.wake, tx.finished)
+
+    def _resolve_and_announce(self, results: list[Any], wake: bool, finished: list[str]) -> None:
+        _resolve(results)
+        self._announce(wake, finished)
 
     def _announce(self, wake: bool, finished: list[str]) -> None:
         if wake:
