@@ -20,6 +20,25 @@ sys.path.insert(0, str(APPS))
 import crashy  # noqa: E402
 
 
+def spawn(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "perdure.cli",
+            "worker",
+            "crashy:app",
+            "--concurrency",
+            "20",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 @pytest.mark.slow
 async def test_three_worker_processes_on_one_sqlite_file(sqlite_url: str, tmp_path: Path) -> None:
     ledger = tmp_path / "ledger.txt"
@@ -35,25 +54,7 @@ async def test_three_worker_processes_on_one_sqlite_file(sqlite_url: str, tmp_pa
     )
     client = perdure.App("crashy", sqlite_url)
     client.function(id="chain")(crashy.chain)
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "perdure.cli",
-                "worker",
-                "crashy:app",
-                "--concurrency",
-                "20",
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(3)
-    ]
+    procs = [spawn(env) for _ in range(3)]
     try:
         async with client:
             await client.register()

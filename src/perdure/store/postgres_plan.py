@@ -1,0 +1,241 @@
+"""How the PostgreSQL backend packs a batch of writes into statements and reads their results
+back (pure: no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, LiteralString
+
+import orjson
+from psycopg.rows import TupleRow
+
+from perdure import serde
+from perdure.functions import FunctionRecord, trigger_from_dict
+from perdure.store import postgres_sql as q
+from perdure.store.base import Claim, ClaimedRun, StepWrite, StoredStep, WriteOp
+
+
+def to_json(rows: list[dict[str, Any]]) -> str:
+    return orjson.dumps(rows).decode()
+
+
+def function_from_row(row: Sequence[Any]) -> FunctionRecord:
+    fid, app, triggers, config = row
+    return FunctionRecord(
+        fid, app, tuple(trigger_from_dict(t) for t in serde.loads(triggers)), serde.loads(config)
+    )
+
+
+def claim_from_rows(rows: list[TupleRow]) -> Claim:
+    now, next_due = float(rows[0][0]), rows[0][1]
+    ordered: list[tuple[float, str, ClaimedRun]] = []
+    for row in rows:
+        if row[2] is None:
+            continue
+        run_id, fid, token, run_input, attempt, crashes, due_at = row[2:9]
+        steps: dict[str, StoredStep] = {}
+        if row[9] is not None:
+            for step in zip(*row[9:19], strict=True):
+                steps[step[0]] = StoredStep(*step)
+        ordered.append(
+            (due_at, run_id, ClaimedRun(run_id, fid, token, run_input, attempt, steps, crashes))
+        )
+    ordered.sort(key=lambda item: (item[0], item[1]))
+    return Claim([c for _, _, c in ordered], now, None if next_due is None else float(next_due))
+
+
+@dataclass(slots=True)
+class CommitPlan:
+    """The statements of one ``commit(ops)`` and how to read their results back per op.
+
+    An op of a run that comes after an outcome of that run with the same token is rejected
+    without being sent (the run ended first), like the SQLite store does. The remaining ops
+    are fenced in SQL against the locked run rows: first one statement for every step, wait
+    and child of the batch (the writes of one step are merged: its first write's position and
+    start, its last write's state), then one statement per outcome kind: ending runs,
+    retries, suspensions and releases.
+    """
+
+    ops: list[WriteOp]
+    live: list[bool]
+    steps_sql: LiteralString = ""
+    steps: dict[str, Any] = field(default_factory=dict)
+    ends: dict[str, Any] | None = None
+    retries: dict[str, Any] | None = None
+    suspends: dict[str, Any] | None = None
+
+    @classmethod
+    def build(
+        cls,
+        ops: list[WriteOp],
+        now: float | None,
+        wake_channel: str,
+        done_channel: str,
+        origin: str,
+    ) -> CommitPlan:
+        live: list[bool] = []
+        ended: set[tuple[str, int]] = set()
+        step_rows: dict[tuple[str, int, str], dict[str, Any]] = {}
+        wait_rows: dict[tuple[str, int, str], dict[str, Any]] = {}
+        child_rows: list[dict[str, Any]] = []
+        ends: list[dict[str, Any]] = []
+        retries: list[dict[str, Any]] = []
+        suspends: list[dict[str, Any]] = []
+        watched: list[dict[str, Any]] = []
+        lock_ids: set[str] = set()
+        for op in ops:
+            fence = (op.run_id, op.token)
+            ok = fence not in ended
+            live.append(ok)
+            if not ok:
+                continue
+            lock_ids.add(op.run_id)
+            if isinstance(op, StepWrite):
+                k = (op.run_id, op.token, op.key)
+                row = step_rows.get(k)
+                if row is None:
+                    row = step_rows[k] = {
+                        "run_id": op.run_id,
+                        "token": op.token,
+                        "key": op.key,
+                        "seq": op.seq,
+                        "kind": op.kind,
+                        "started_at": op.started_at,
+                    }
+                row["status"] = op.status
+                row["output"] = op.output
+                row["error"] = op.error
+                row["attempts"] = op.attempts
+                row["wake_at"] = op.wake_at
+                row["done"] = op.status in ("completed", "failed")
+                if op.wait is not None:
+                    w = op.wait
+                    wait_rows[k] = {
+                        "run_id": op.run_id,
+                        "token": op.token,
+                        "key": op.key,
+                        "event_name": w.event_name,
+                        "match_path": w.match_path,
+                        "match_value": w.match_value,
+                        "expression": w.expression,
+                        "expires_at": w.expires_at,
+                    }
+                if op.child is not None:
+                    c = op.child
+                    child_rows.append(
+                        {
+                            "fence_run": op.run_id,
+                            "token": op.token,
+                            "id": c.id,
+                            "function_id": c.function_id,
+                            "input": c.input,
+                            "event_id": c.event_id,
+                            "idempotency_key": c.idempotency_key,
+                            "parent_run_id": c.parent_run_id,
+                            "parent_step": c.parent_step,
+                            "priority": c.priority,
+                        }
+                    )
+                continue
+            ended.add(fence)
+            if op.kind in ("complete", "fail"):
+                ends.append(
+                    {
+                        "run_id": op.run_id,
+                        "token": op.token,
+                        "status": "completed" if op.kind == "complete" else "failed",
+                        "output": op.output,
+                        "error": op.error,
+                    }
+                )
+            elif op.kind == "retry":
+                retries.append(
+                    {
+                        "run_id": op.run_id,
+                        "token": op.token,
+                        "error": op.error,
+                        "available_at": op.available_at,
+                    }
+                )
+            else:
+                release = op.kind == "release"
+                suspends.append(
+                    {
+                        "run_id": op.run_id,
+                        "token": op.token,
+                        "available": None if release else op.available_at,
+                        "status": "queued" if release else op.status,
+                        "release": release,
+                    }
+                )
+                if not release:
+                    watched.extend({"run_id": op.run_id, "key": key} for key in op.watch_keys)
+        plan = cls(ops, live)
+        extras = bool(wait_rows or child_rows)
+        plan.steps_sql = q.COMMIT_STEPS[(bool(ends), extras)]
+        plan.steps = {
+            "now": now,
+            "lock_ids": sorted(lock_ids),
+            "steps": to_json(list(step_rows.values())),
+        }
+        if ends:
+            plan.steps["ending"] = [e["run_id"] for e in ends]
+        if extras:
+            plan.steps.update(
+                waits=to_json(list(wait_rows.values())),
+                children=to_json(child_rows),
+                wake_channel=wake_channel,
+                origin=origin,
+            )
+        if ends:
+            plan.ends = {
+                "now": now,
+                "ends": to_json(ends),
+                "wake_channel": wake_channel,
+                "done_channel": done_channel,
+                "origin": origin,
+            }
+        if retries:
+            plan.retries = {"retries": to_json(retries)}
+        if suspends:
+            plan.suspends = {
+                "now": now,
+                "suspends": to_json(suspends),
+                "watched": to_json(watched),
+                "wake_channel": wake_channel,
+                "origin": origin,
+            }
+        return plan
+
+    def statements(self) -> list[tuple[LiteralString, dict[str, Any]]]:
+        out: list[tuple[LiteralString, dict[str, Any]]] = [(self.steps_sql, self.steps)]
+        if self.ends is not None:
+            out.append((q.COMMIT_END, self.ends))
+        if self.retries is not None:
+            out.append((q.COMMIT_RETRY, self.retries))
+        if self.suspends is not None:
+            out.append((q.COMMIT_SUSPEND, self.suspends))
+        return out
+
+    def results(self, results: list[list[TupleRow]]) -> tuple[list[bool], bool, list[str]]:
+        """Per op: applied or not; whether work became due; the runs that ended."""
+        locked = results[0]
+        tokens = {row[0]: row[1] for row in locked if row[2] == "running"}
+        wake = bool(locked and locked[0][3])
+        oks = [
+            ok and tokens.get(op.run_id) == op.token
+            for op, ok in zip(self.ops, self.live, strict=True)
+        ]
+        finished: list[str] = []
+        at = 1
+        if self.ends is not None:
+            done_ids, woken, _, _ = results[at][0]
+            finished = list(done_ids or ())
+            wake = wake or bool(woken)
+            at += 1
+        if self.retries is not None:
+            at += 1
+        if self.suspends is not None:
+            wake = wake or bool(results[at][0][0])
+        return oks, wake, finished

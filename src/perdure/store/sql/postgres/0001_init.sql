@@ -1,0 +1,114 @@
+-- perdure schema for PostgreSQL, migration 1 (the initial schema).
+--
+-- Times are double precision seconds since the epoch (UTC), read from the database clock
+-- (perdure_now). Ids and keys use the "C" collation: byte order, like SQLite, whatever the
+-- database's locale, so that ULIDs sort by creation time and cursors (id < $1) are stable.
+
+CREATE TABLE perdure_meta (
+    key   text COLLATE "C" PRIMARY KEY,
+    value text NOT NULL
+);
+
+INSERT INTO perdure_meta (key, value) VALUES ('registry_version', '0');
+
+-- The store's clock: the database's, unless a test passes its manual clock's time.
+CREATE FUNCTION perdure_now(manual double precision) RETURNS double precision
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT coalesce(manual, extract(epoch FROM now())::double precision) $$;
+
+CREATE TABLE functions (
+    id         text COLLATE "C" PRIMARY KEY,
+    app        text NOT NULL,
+    triggers   text NOT NULL,
+    config     text NOT NULL,
+    updated_at double precision NOT NULL
+);
+
+-- A run is also its queue item: available_at is when it may be claimed (its lease expiry while
+-- it is running; NULL when terminal or waiting without a deadline).
+CREATE TABLE runs (
+    id              text COLLATE "C" PRIMARY KEY,
+    function_id     text COLLATE "C" NOT NULL,
+    status          text NOT NULL,
+    input           text NOT NULL,
+    output          text,
+    error           text,
+    event_id        text COLLATE "C",
+    idempotency_key text COLLATE "C",
+    parent_run_id   text COLLATE "C",
+    parent_step     text COLLATE "C",
+    priority        integer NOT NULL DEFAULT 0,
+    attempt         integer NOT NULL DEFAULT 0,
+    crashes         integer NOT NULL DEFAULT 0,
+    available_at    double precision,
+    lease_token     bigint NOT NULL DEFAULT 0,
+    lease_owner     text,
+    created_at      double precision NOT NULL,
+    started_at      double precision,
+    ended_at        double precision
+);
+
+CREATE INDEX runs_due ON runs (available_at, id) WHERE available_at IS NOT NULL;
+CREATE UNIQUE INDEX runs_idempotency ON runs (function_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX runs_by_function ON runs (function_id, id);
+CREATE INDEX runs_by_status ON runs (status, id);
+CREATE INDEX runs_by_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
+CREATE INDEX runs_ended ON runs (ended_at) WHERE ended_at IS NOT NULL;
+CREATE INDEX runs_by_event ON runs (event_id) WHERE event_id IS NOT NULL;
+
+CREATE TABLE steps (
+    run_id     text COLLATE "C" NOT NULL,
+    key        text COLLATE "C" NOT NULL,
+    seq        integer NOT NULL,
+    kind       text NOT NULL,
+    status     text NOT NULL,
+    output     text,
+    error      text,
+    attempts   integer NOT NULL,
+    wake_at    double precision,
+    started_at double precision,
+    ended_at   double precision,
+    PRIMARY KEY (run_id, key)
+);
+
+CREATE TABLE waits (
+    run_id      text COLLATE "C" NOT NULL,
+    step_key    text COLLATE "C" NOT NULL,
+    event_name  text COLLATE "C" NOT NULL,
+    match_path  text,
+    match_value text,
+    expression  text,
+    expires_at  double precision,
+    created_at  double precision NOT NULL,
+    PRIMARY KEY (run_id, step_key)
+);
+
+CREATE INDEX waits_by_event ON waits (event_name);
+
+CREATE TABLE events (
+    seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id          text COLLATE "C" NOT NULL,
+    name        text COLLATE "C" NOT NULL,
+    body        text NOT NULL,
+    received_at double precision NOT NULL
+);
+
+CREATE INDEX events_by_id ON events (id);
+CREATE INDEX events_by_name ON events (name, seq);
+CREATE INDEX events_received ON events (received_at);
+
+-- Event ids seen within the dedupe window.
+CREATE TABLE event_ids (
+    id         text COLLATE "C" PRIMARY KEY,
+    expires_at double precision NOT NULL
+);
+
+CREATE INDEX event_ids_expiry ON event_ids (expires_at);
+
+CREATE TABLE cron_ticks (
+    function_id text COLLATE "C" NOT NULL,
+    trigger     text NOT NULL,
+    last_tick   double precision NOT NULL,
+    PRIMARY KEY (function_id, trigger)
+);
