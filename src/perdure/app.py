@@ -144,6 +144,7 @@ class App:
         self._open_loop: asyncio.AbstractEventLoop | None = None
         self._workers: list[Worker] = []
         self._waiters: dict[str, list[asyncio.Future[_Outcome]]] = {}
+        self._closing = False
         self._pollers: dict[
             asyncio.AbstractEventLoop, tuple[asyncio.Task[None], asyncio.Event]
         ] = {}
@@ -231,6 +232,9 @@ class App:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def _is_closing(self) -> bool:
+        return self._closing
+
     @property
     def is_open(self) -> bool:
         """Whether the database is open."""
@@ -255,6 +259,7 @@ class App:
             store = open_store(self.database_url, clock=self.clock)
             await store.open()
             store.on_finished(self._runs_finished_elsewhere)
+            self._closing = False
             self._open_loop = asyncio.get_running_loop()
             from perdure.batching import Batcher
 
@@ -266,8 +271,18 @@ class App:
         """Stop this app's workers and close the database."""
         for worker in list(self._workers):
             await worker.stop()
-        for task, _ in list(self._pollers.values()):
-            task.cancel()
+        # Let the result pollers finish their current read rather than cancel it mid-query.
+        self._closing = True
+        for loop, (task, poll_now) in list(self._pollers.items()):
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(poll_now.set)
+            if loop is asyncio.get_running_loop():
+                try:
+                    await asyncio.wait_for(asyncio.shield(task), 2.0)
+                except (TimeoutError, Exception):
+                    task.cancel()
+            else:
+                loop.call_soon_threadsafe(task.cancel)
         if self._store is not None:
             if self._starts is not None:
                 await self._starts.drain()
@@ -511,10 +526,12 @@ class App:
         loop = asyncio.get_running_loop()
         interval = _POLL_SECONDS
         try:
-            while self._store is not None and self._waiters:
+            while self._store is not None and self._waiters and not self._is_closing():
                 poll_now.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(poll_now.wait(), interval)
+                if self._is_closing():
+                    break
                 interval = min(interval * 1.5, _POLL_MAX_SECONDS)
                 one_loop = len(self._pollers) == 1
                 mine = [

@@ -344,6 +344,42 @@ async def test_expire_step_times_out_unless_resolved(store: Store, clock: Manual
     assert steps["a"].output == "null"
 
 
+async def test_an_event_after_the_wait_deadline_does_not_resolve_it(
+    store: Store, clock: ManualClock
+) -> None:
+    await store.create_runs([new_run("r1")])
+    run = (await store.claim("w", ["f"], 1, LEASE)).runs[0]
+    deadline = store.now() + 5
+    await store.commit(
+        [
+            StepWrite(
+                "r1",
+                run.token,
+                "w",
+                0,
+                "wait",
+                "waiting",
+                wake_at=deadline,
+                wait=WaitSpec("late", None, None, None, deadline),
+            ),
+            Outcome(
+                "r1",
+                run.token,
+                "suspend",
+                available_at=deadline,
+                status="waiting",
+                watch_keys=("w",),
+            ),
+        ]
+    )
+    await clock.advance(6)  # the deadline passed; no worker has timed the wait out yet
+    await store.send_events([event_body("late", {}, "too-late")])
+    run = (await store.claim("w", ["f"], 1, LEASE)).runs[0]
+    assert run.steps["w"].status == "waiting"
+    step = await store.expire_step("r1", run.token, "w")
+    assert step is not None and step.output == "null"
+
+
 async def test_invoke_children_resolve_their_parent(store: Store) -> None:
     await store.create_runs([new_run("parent")])
     p = (await store.claim("w", ["f"], 1, LEASE)).runs[0]

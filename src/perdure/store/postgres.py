@@ -473,7 +473,9 @@ class PostgresStore:
                     c_reg = await conn.execute(
                         q.REGISTRY_IF_CHANGED, {"known": self._registry_version}
                     )
-                    c_waits = await conn.execute(q.WAITS_FOR_EVENTS, {"names": names})
+                    c_waits = await conn.execute(
+                        q.WAITS_FOR_EVENTS, {"names": names, "now": self._now_param()}
+                    )
                 new = {row[0] for row in await c_new.fetchall()}
                 self._update_registry(await c_reg.fetchall())
                 registry = self._registry

@@ -192,6 +192,7 @@ WAITS_FOR_EVENTS: Final = (
     "SELECT w.event_name, w.run_id, w.step_key, w.match_path, w.match_value, w.expression, "
     "CASE WHEN w.expression IS NOT NULL THEN r.input END "
     "FROM waits w JOIN runs r ON r.id = w.run_id WHERE w.event_name = ANY(%(names)s::text[]) "
+    "AND (w.expires_at IS NULL OR w.expires_at > " + _NOW + ") "
     "ORDER BY w.created_at, w.run_id, w.step_key"
 )
 INSERT_EVENTS: Final = (

@@ -399,7 +399,7 @@ class SqliteStore:
                     _insert_runs(tx, new_runs)
                     tx.wake = True
                 for run_id, key, path, value, expr, run_input in conn.execute(
-                    q.WAITS_FOR_EVENT, (ev.name,)
+                    q.WAITS_FOR_EVENT, (ev.name, now)
                 ).fetchall():
                     if not wait_matches(path, value, expr, run_input, ev.obj):
                         continue

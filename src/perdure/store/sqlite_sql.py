@@ -127,7 +127,8 @@ DEDUPE_EVENT: Final = (
 INSERT_EVENT: Final = "INSERT INTO events (id, name, body, received_at) VALUES (?, ?, ?, ?)"
 WAITS_FOR_EVENT: Final = (
     "SELECT w.run_id, w.step_key, w.match_path, w.match_value, w.expression, r.input "
-    "FROM waits w JOIN runs r ON r.id = w.run_id WHERE w.event_name = ?"
+    "FROM waits w JOIN runs r ON r.id = w.run_id WHERE w.event_name = ? "
+    "AND (w.expires_at IS NULL OR w.expires_at > ?)"
 )
 LIST_EVENTS: Final = "SELECT seq, id, name, body, received_at FROM events"
 RUNS_OF_EVENTS: Final = "SELECT event_id, id FROM runs WHERE event_id IN ({ids}) ORDER BY id"
