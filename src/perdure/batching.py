@@ -2,9 +2,9 @@
 
 Callers :meth:`Batcher.submit` an item and await its result. While a flush is in flight, new
 items accumulate; as soon as it ends, the next flush takes everything queued. With no load an
-item is flushed at once (one loop hop later, so items submitted in the same loop iteration share
-the flush); under load each flush carries hundreds of items, which is how one durable commit
-serves many concurrent runs.
+item is flushed at once; under load each flush carries hundreds of items, which is how one
+durable commit serves many concurrent runs. ``max_inflight`` flushes may run at once (more than
+one lets PostgreSQL overlap transactions on several connections).
 """
 
 from __future__ import annotations
@@ -43,8 +43,11 @@ class Batcher(Generic[T, R]):
         self._items.append(item)
         self._futures.append(fut)
         if not self._scheduled and self._inflight < self._max_inflight:
-            self._scheduled = True
-            loop.call_soon(self._start)
+            if self._inflight == 0:
+                self._start()  # idle: flush at once (latency); later items group behind it
+            else:
+                self._scheduled = True
+                loop.call_soon(self._start)
         return fut
 
     def _start(self) -> None:

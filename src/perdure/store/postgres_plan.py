@@ -64,6 +64,7 @@ class CommitPlan:
     ends: dict[str, Any] | None = None
     retries: dict[str, Any] | None = None
     suspends: dict[str, Any] | None = None
+    ends_only: bool = False
 
     @classmethod
     def build(
@@ -172,6 +173,10 @@ class CommitPlan:
                 if not release:
                     watched.extend({"run_id": op.run_id, "key": key} for key in op.watch_keys)
         plan = cls(ops, live)
+        # Only completions/failures (a run finishing alone, the common sequential case): the
+        # END statement fences itself (its UPDATE locks each row and checks the token), so it
+        # runs as one autocommit statement instead of lock + end + commit.
+        plan.ends_only = bool(ends) and not (step_rows or retries or suspends)
         extras = bool(wait_rows or child_rows)
         plan.steps_sql = q.COMMIT_STEPS[(bool(ends), extras)]
         plan.steps = {
@@ -209,6 +214,8 @@ class CommitPlan:
         return plan
 
     def statements(self) -> list[tuple[LiteralString, dict[str, Any]]]:
+        if self.ends_only and self.ends is not None:
+            return [(q.COMMIT_END, self.ends)]
         out: list[tuple[LiteralString, dict[str, Any]]] = [(self.steps_sql, self.steps)]
         if self.ends is not None:
             out.append((q.COMMIT_END, self.ends))
@@ -220,6 +227,11 @@ class CommitPlan:
 
     def results(self, results: list[list[TupleRow]]) -> tuple[list[bool], bool, list[str]]:
         """Per op: applied or not; whether work became due; the runs that ended."""
+        if self.ends_only:
+            done_ids, woken, _, _ = results[0][0]
+            done = set(done_ids or ())
+            oks = [ok and op.run_id in done for op, ok in zip(self.ops, self.live, strict=True)]
+            return oks, bool(woken), list(done)
         locked = results[0]
         tokens = {row[0]: row[1] for row in locked if row[2] == "running"}
         wake = bool(locked and locked[0][3])
