@@ -313,7 +313,8 @@ class App:
 
         Options: ``concurrency`` (runs at once, default 500), ``sync_concurrency`` (threads for
         plain ``def`` functions and sync step bodies, default 32), ``lease_seconds`` (30),
-        ``poll_interval`` (seconds between checks for work from other processes, 0.1),
+        ``poll_interval`` (seconds between checks for work from other processes; SQLite 0.1,
+        PostgreSQL 2, where notifications wake workers at once),
         ``functions`` (ids to host; default all).
         """
         from perdure.worker import Worker

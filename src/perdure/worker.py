@@ -61,7 +61,7 @@ class Worker:
         concurrency: int = 500,
         sync_concurrency: int = 32,
         lease_seconds: float = 30.0,
-        poll_interval: float = 0.1,
+        poll_interval: float | None = None,
         functions: Sequence[str] | None = None,
         worker_id: str | None = None,
         schedule: bool = True,
@@ -69,7 +69,7 @@ class Worker:
         self.app = app
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
-        self.poll_interval = poll_interval
+        self._poll_interval = poll_interval
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{ids.new_id()[-6:]}"
         self._function_ids = list(functions) if functions is not None else None
         self.schedule = schedule
@@ -194,6 +194,15 @@ class Worker:
             self._wake.set()
 
     # ------------------------------------------------------------------ claiming
+
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between checks for work committed by other processes: the option, else the
+        store's default (SQLite 0.1 s, which has no notifications; PostgreSQL 2 s, a safety net
+        behind LISTEN/NOTIFY)."""
+        if self._poll_interval is not None:
+            return self._poll_interval
+        return self.store.poll_interval
 
     @property
     def free_slots(self) -> int:

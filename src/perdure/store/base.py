@@ -218,6 +218,8 @@ class Store(Protocol):
 
     url: str
     clock: Clock
+    #: How often workers look for work committed by other processes when nothing woke them.
+    poll_interval: float
 
     def now(self) -> float:
         """The store's notion of the current time (seconds since the epoch)."""

@@ -134,6 +134,7 @@ class PostgresStore:
 
     def __init__(self, url: str, *, clock: Clock | None = None) -> None:
         self.url = url
+        self.poll_interval = 2.0  # a safety net: LISTEN/NOTIFY wakes workers at once
         self._cfg = parse_url(url)
         self.schema = self._cfg.schema
         manual = clock is not None and not isinstance(clock, SystemClock)

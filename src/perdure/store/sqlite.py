@@ -119,6 +119,7 @@ class SqliteStore:
             raise InvalidInputError("synchronous must be FULL, NORMAL or EXTRA")
         self.path = path
         self.url = f"sqlite:///{path}"
+        self.poll_interval = 0.1  # no cross-process notifications: a cheap read instead
         self.clock: Clock = clock or SystemClock()
         self._sync = synchronous.upper()
         self._busy_ms = int(busy_timeout * 1000)
