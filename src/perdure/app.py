@@ -373,10 +373,12 @@ class App:
             created = await self._starts.submit(run)
         else:
             run.lease_owner, run.lease_seconds = local.id, local.lease_seconds
+            asked_at = self.store.now()
             try:
                 created = await self._starts.submit(run)
                 if created.token is not None:
-                    local.launch_started(ClaimedRun(run.id, fid, created.token, body, 0, {}, 0))
+                    claimed = ClaimedRun(run.id, fid, created.token, body, 0, {}, 0)
+                    local.launch_started(claimed, asked_at)
             finally:
                 local.unreserve()
         return RunHandle(self, created.id, fresh=created.created)

@@ -170,6 +170,8 @@ class SyncStep:
             if rec.wake_at is not None and rec.wake_at > ex.now():
                 self._call(ex.park(key, rec.wake_at, "queued", watch=False))
         started = ex.now()
+        if ex.aborted or started >= ex.lease_sure_until:
+            self._call(ex.worker.confirm_lease(ex))
         result: Any = None
         exc: BaseException | None = None
         try:

@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -36,6 +37,7 @@ from perdure.errors import (
     RetryAfterError,
     SerializationError,
     StepError,
+    StoreUnavailableError,
     describe,
 )
 from perdure.store.base import ClaimedRun, NewRun, Outcome, StepWrite, StoredStep, WaitSpec
@@ -46,6 +48,8 @@ if TYPE_CHECKING:
     from perdure.worker import Worker
 
 MAX_STEP_ID = 200
+
+log = logging.getLogger("perdure.worker")
 
 
 @dataclass(slots=True)
@@ -88,6 +92,9 @@ class RunExecution:
         self.suspended = False
         self.aborted = False
         self.task: asyncio.Future[Any] | None = None
+        self.lease_sure_until = 0.0
+        """The store's time until which this worker is sure to hold the run's lease (see
+        :meth:`Worker.confirm_lease`); a step body starts only before it, or after a renewal."""
 
     @property
     def event(self) -> Event:
@@ -150,12 +157,34 @@ class RunExecution:
     # ------------------------------------------------------------------ durable writes
 
     async def write(self, op: StepWrite) -> None:
-        """Make a checkpoint durable (grouped with other runs' writes); stop if fenced."""
+        """Make a checkpoint durable (grouped with other runs' writes); stop if fenced, or if
+        the store is unavailable: that is not the function's failure (it must neither count as
+        an attempt nor reach user code), so the run stops here and, once its lease expires, is
+        replayed from its checkpoints."""
         if self.aborted:
             raise LeaseLost()
-        if not await self.worker.committer.submit(op):
+        async with self.store_call():
+            ok = await self.worker.committer.submit(op)
+        if not ok:
             self.abort()
             raise LeaseLost()
+
+    @contextlib.asynccontextmanager
+    async def store_call(self) -> AsyncIterator[None]:
+        """Around the engine's own store calls inside a step: the store being unavailable is
+        not the function's failure (it must neither count as an attempt nor reach user code),
+        so the run stops here and, once its lease expires, is replayed from its checkpoints."""
+        try:
+            yield
+        except StoreUnavailableError as exc:
+            log.warning(
+                "run %s: the store is unavailable (%s); the run stops here and resumes from "
+                "its checkpoints when its lease expires",
+                self.run_id,
+                exc,
+            )
+            self.abort()
+            raise LeaseLost() from exc
 
     def write_soon(self, op: StepWrite) -> None:
         """Queue a checkpoint without waiting for it (bookkeeping nobody depends on)."""
@@ -347,6 +376,8 @@ class RunExecution:
         self.body_started()
         try:
             started = self.now()
+            if self.aborted or started >= self.lease_sure_until:
+                await self.worker.confirm_lease(self)
             value: Any = None
             exc: BaseException | None = None
             try:
@@ -412,7 +443,8 @@ class RunExecution:
         """A wait or invoke step whose deadline passed: time it out (unless resolved)."""
         self.body_started()
         try:
-            step = await self.worker.store.expire_step(self.run_id, self.token, key)
+            async with self.store_call():
+                step = await self.worker.store.expire_step(self.run_id, self.token, key)
         finally:
             self.body_finished()
         if step is None:
@@ -454,7 +486,8 @@ class RunExecution:
         """``step.invoke``: start another function's run and return its output."""
         rec = self.recorded(key, seq, "invoke")
         if rec is None:
-            child = await self.worker.app.child_run(function_id, data, self.run_id, key)
+            async with self.store_call():
+                child = await self.worker.app.child_run(function_id, data, self.run_id, key)
             deadline = None if timeout is None else self.now() + timeout
             self.body_started()
             try:
@@ -480,7 +513,8 @@ class RunExecution:
         self.body_started()
         try:
             stamped = [e.stamped(self.child_key(key, i)) for i, e in enumerate(events)]
-            ids = await self.worker.app.send(stamped)
+            async with self.store_call():
+                ids = await self.worker.app.send(stamped)
             await self.write(
                 self.step_write(key, seq, "send", "completed", output=serde.dumps(ids))
             )

@@ -10,7 +10,11 @@
   checkpoint to be durable before its function goes on.
 - **Leases** are renewed by a heartbeat every third of the lease; a run whose lease is lost
   (taken over after an expiry, or cancelled) is stopped at its next step and none of its writes
-  land (fencing by token).
+  land (fencing by token). A step body starts only while the worker is sure it still holds the
+  lease: each run knows until when its last claim or renewal guarantees it (the store's time
+  before the request, plus three quarters of the lease); past that -- the process was paused,
+  or its heartbeats failed -- the lease is confirmed with one round trip before the body runs,
+  so a worker that wakes up after its run was taken over starts no side effect.
 - **Crash cap**: a run claimed after its previous worker died counts a crash; past the
   function's ``max_crashes`` it fails with a clear error instead of taking down more workers.
 """
@@ -69,6 +73,9 @@ class Worker:
         self.app = app
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
+        # How long a claim or a renewal makes this worker sure of a lease: a quarter of the
+        # lease is left as margin (clock estimates, the time to start a step body).
+        self.lease_sure_seconds = lease_seconds * 0.75
         self._poll_interval = poll_interval
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{ids.new_id()[-6:]}"
         self._function_ids = list(functions) if functions is not None else None
@@ -228,9 +235,10 @@ class Worker:
         if self._saturated:
             self._wake.set()
 
-    def launch_started(self, claimed: ClaimedRun) -> None:
-        """Execute a run created already leased to this worker (no claim round trip)."""
-        self._launch(claimed)
+    def launch_started(self, claimed: ClaimedRun, asked_at: float) -> None:
+        """Execute a run created already leased to this worker (no claim round trip);
+        ``asked_at`` is the store's time before the run was created."""
+        self._launch(claimed, asked_at)
 
     async def _claim_loop(self) -> None:
         clock = self.store.clock
@@ -240,6 +248,7 @@ class Worker:
             if free > 0 and must_claim:
                 self._wake.clear()
                 want = min(free, 1000)
+                asked_at = self.store.now()
                 try:
                     claim = await self.store.claim(
                         self.id, self.function_ids, want, self.lease_seconds
@@ -250,7 +259,7 @@ class Worker:
                     continue
                 self._next_due = claim.next_due
                 for claimed in claim.runs:
-                    self._launch(claimed)
+                    self._launch(claimed, asked_at)
                 # Claimed as many as asked: more may be due, claim again when a slot frees.
                 self._saturated = len(claim.runs) >= want
                 if self._saturated and self.free_slots > 0:
@@ -278,11 +287,12 @@ class Worker:
                 self._next_due = due
                 must_claim = due is not None and due <= self.store.now()
 
-    def _launch(self, claimed: ClaimedRun) -> None:
+    def _launch(self, claimed: ClaimedRun, asked_at: float) -> None:
         fdef = self.app.functions.get(claimed.function_id)
         if fdef is None:  # pragma: no cover - claims are filtered by function id
             return
         ex = RunExecution(self, fdef, claimed)
+        ex.lease_sure_until = asked_at + self.lease_sure_seconds
         self._active[claimed.id] = ex
         task = asyncio.get_running_loop().create_task(self._execute(ex), name=claimed.id)
         self._run_tasks.add(task)
@@ -371,6 +381,11 @@ class Worker:
             if ex.aborted:
                 return None
             raise
+        except StoreUnavailableError as exc:
+            # The store failed under the function (not the function itself): no attempt is
+            # spent; the lease expires and the run is replayed from its checkpoints.
+            log.warning("run %s: the store is unavailable (%s); stopping it here", ex.run_id, exc)
+            return None
         except Fatal as fatal:
             return self._fail(ex, fatal.error)
         except (StepError, NonRetriableError) as exc:
@@ -421,6 +436,7 @@ class Worker:
             leases = [(ex.run_id, ex.token) for ex in self._active.values()]
             if not leases:
                 continue
+            asked_at = self.store.now()
             try:
                 lost = await self.store.heartbeat(self.id, leases, self.lease_seconds)
             except StoreUnavailableError as exc:
@@ -431,3 +447,29 @@ class Worker:
                 if ex is not None:
                     log.info("run %s: lease lost; stopping it here", run_id)
                     ex.abort()
+            sure = asked_at + self.lease_sure_seconds
+            for run_id, token in leases:
+                ex = self._active.get(run_id)
+                if ex is not None and ex.token == token and ex.lease_sure_until < sure:
+                    ex.lease_sure_until = sure
+
+    async def confirm_lease(self, ex: RunExecution) -> None:
+        """Renew the lease of ``ex`` now, or raise :class:`LeaseLost` (after stopping the run)
+        if it was lost or cannot be confirmed. Called before a step body starts when the last
+        claim or renewal no longer guarantees the lease."""
+        if not ex.aborted:
+            asked_at = self.store.now()
+            try:
+                lost = await self.store.heartbeat(
+                    self.id, [(ex.run_id, ex.token)], self.lease_seconds
+                )
+            except StoreUnavailableError as exc:
+                log.warning("run %s: cannot confirm the lease (%s); stopping it", ex.run_id, exc)
+            else:
+                if not lost and not ex.aborted:
+                    sure = asked_at + self.lease_sure_seconds
+                    ex.lease_sure_until = max(ex.lease_sure_until, sure)
+                    return
+                log.info("run %s: lease lost; stopping it before its next step", ex.run_id)
+        ex.abort()
+        raise LeaseLost()
