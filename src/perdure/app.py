@@ -370,12 +370,12 @@ class App:
         # already leased to it, which saves the claim round trip.
         local = next((w for w in self._workers if w.reserve(fid)), None)
         if local is None:
-            created = await self._starts.submit(run)
+            created = await self._starts.call(run)
         else:
             run.lease_owner, run.lease_seconds = local.id, local.lease_seconds
             asked_at = self.store.now()
             try:
-                created = await self._starts.submit(run)
+                created = await self._starts.call(run)
                 if created.token is not None:
                     claimed = ClaimedRun(run.id, fid, created.token, body, 0, {}, 0)
                     local.launch_started(claimed, asked_at)

@@ -50,6 +50,23 @@ class Batcher(Generic[T, R]):
                 loop.call_soon(self._start)
         return fut
 
+    async def call(self, item: T) -> R:
+        """Submit ``item`` and wait for its result. When nothing is in flight the caller
+        flushes it itself (no task, no extra loop hop: the sequential fast path); otherwise it
+        joins the next group."""
+        if self._inflight >= self._max_inflight or self._items or self._scheduled:
+            return await self.submit(item)
+        self._inflight += 1
+        try:
+            results = await self._flush([item])
+        finally:
+            self._inflight -= 1
+            if self._items:
+                self._start()
+            elif self._inflight == 0 and self._idle is not None:
+                self._idle.set()
+        return results[0]
+
     def _start(self) -> None:
         self._scheduled = False
         while self._items and self._inflight < self._max_inflight:

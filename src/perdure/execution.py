@@ -164,7 +164,7 @@ class RunExecution:
         if self.aborted:
             raise LeaseLost()
         async with self.store_call():
-            ok = await self.worker.committer.submit(op)
+            ok = await self.worker.committer.call(op)
         if not ok:
             self.abort()
             raise LeaseLost()

@@ -325,7 +325,7 @@ class Worker:
                 outcome = await self._attempt(ex, fdef)
             if outcome is None:
                 return
-            ok = await self.committer.submit(outcome)
+            ok = await self.committer.call(outcome)
             faults.hit("after_outcome")
             if ok:
                 if outcome.kind in ("complete", "fail"):

@@ -108,7 +108,7 @@ async def test_sigstop_mid_step_beyond_the_lease(pg_url: str, tmp_path: Path) ->
             )
             cluster.stop(first)
             stopped_at = mono_ns()
-            assert process_state(first.pid) == "T"
+            await wait_for(lambda: process_state(first.pid) == "T", "SIGSTOP to take effect")
             second = cluster.spawn_worker(1)
             done = await wait_completed(http, url, run_id)
             assert done["status"] == "completed" and done["output"] == spec.expected(), done
