@@ -141,7 +141,6 @@ class App:
         self.functions: dict[str, FunctionDef] = {}
         self._store: Store | None = None
         self._open_lock: asyncio.Lock | None = None
-        self._open_loop: asyncio.AbstractEventLoop | None = None
         self._workers: list[Worker] = []
         self._waiters: dict[str, list[asyncio.Future[_Outcome]]] = {}
         self._closing = False
@@ -260,7 +259,6 @@ class App:
             await store.open()
             store.on_finished(self._runs_finished_elsewhere)
             self._closing = False
-            self._open_loop = asyncio.get_running_loop()
             from perdure.batching import Batcher
 
             self._starts = Batcher(store.create_runs, max_batch=2000)
@@ -388,13 +386,17 @@ class App:
         return RunHandle(self, run_id)
 
     async def child_run(self, function_id: str, data: Any, parent: str, key: str) -> NewRun:
-        """The run an ``invoke`` step creates."""
-        from perdure.execution import new_child
-
+        """The run an ``invoke`` step creates; its idempotency key makes retries safe."""
         await self._check_function(function_id)
-        child = new_child(function_id, "", parent, key)
-        child.input = self._invocation(data, child.id)
-        return child
+        run_id = ids.new_id()
+        return NewRun(
+            run_id,
+            function_id,
+            self._invocation(data, run_id),
+            idempotency_key=f"invoke:{parent}:{key}",
+            parent_run_id=parent,
+            parent_step=key,
+        )
 
     async def get_run(self, run_id: str, *, steps: bool = True) -> RunInfo:
         """A run with its status, input event, output or error, steps and timestamps."""

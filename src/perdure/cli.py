@@ -367,8 +367,15 @@ def _bind(host: str, port: int) -> Any:
         raise click.ClickException(str(exc)) from None
 
 
-def _uvicorn_level(level: str) -> str:
-    return "debug" if level.lower() == "debug" else "warning"
+async def _serve(asgi: Any, sock: Any, banner: list[str], log_level: str) -> None:
+    """Print the banner, then serve the ASGI app on the bound socket until cancelled."""
+    from perdure.server import serve
+
+    for line in banner:
+        click.echo(line)
+    sys.stdout.flush()
+    debug = log_level.lower() == "debug"
+    await serve(asgi, sock, log_level="debug" if debug else "warning", access_log=debug)
 
 
 @cli.command()
@@ -403,7 +410,7 @@ def dev(
     if database_url:
         app.database_url = database_url
     sock = _bind(host, port)
-    from perdure.server import create_app, serve, socket_url
+    from perdure.server import create_app, socket_url
 
     url = socket_url(sock, host)
 
@@ -412,22 +419,16 @@ def dev(
             async with app:
                 w = app.worker()
                 await w.start()
-                click.echo(
+                banner = [
                     f"perdure dev: serving app {app.name!r} ({len(app.functions)} functions) "
-                    f"at {url} with a worker, database {app.database_url}; Ctrl+C to stop",
-                )
+                    f"at {url} with a worker, database {app.database_url}; Ctrl+C to stop"
+                ]
                 if app_spec is None:
-                    click.echo(
+                    banner.append(
                         'try: perdure send demo/order.placed --data \'{"order_id": "A1"}\''
-                        f"  then open {url}/",
+                        f"  then open {url}/"
                     )
-                sys.stdout.flush()
-                await serve(
-                    create_app(app, dev=True, api_token=None),
-                    sock,
-                    log_level=_uvicorn_level(log_level),
-                    access_log=log_level.lower() == "debug",
-                )
+                await _serve(create_app(app, dev=True, api_token=None), sock, banner, log_level)
         finally:
             sock.close()
 
@@ -494,7 +495,7 @@ def server(
     if database_url:
         app.database_url = database_url
     sock = _bind(host, port)
-    from perdure.server import create_app, serve, socket_url
+    from perdure.server import create_app, socket_url
 
     url = socket_url(sock, host)
     asgi = create_app(app, dev=api_token is None, api_token=api_token)
@@ -505,17 +506,11 @@ def server(
                 if app_spec:
                     await app.register()
                 auth = "bearer token required" if api_token else "NO authentication"
-                click.echo(
+                banner = [
                     f"perdure server: serving at {url} ({auth}), database {app.database_url}; "
                     "Ctrl+C to stop"
-                )
-                sys.stdout.flush()
-                await serve(
-                    asgi,
-                    sock,
-                    log_level=_uvicorn_level(log_level),
-                    access_log=log_level.lower() == "debug",
-                )
+                ]
+                await _serve(asgi, sock, banner, log_level)
         finally:
             sock.close()
 

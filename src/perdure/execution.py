@@ -40,7 +40,7 @@ from perdure.errors import (
     StoreUnavailableError,
     describe,
 )
-from perdure.store.base import ClaimedRun, NewRun, Outcome, StepWrite, StoredStep, WaitSpec
+from perdure.store.base import ClaimedRun, Outcome, StepWrite, StoredStep, WaitSpec
 from perdure.types import Event
 
 if TYPE_CHECKING:
@@ -558,17 +558,3 @@ def _event_or_none(output: str | None) -> Event | None:
     if value is None:
         return None
     return Event.from_stored(value)
-
-
-def new_child(function_id: str, body: str, parent: str, key: str) -> NewRun:
-    """The run an invoke step creates; its idempotency key makes retries safe."""
-    from perdure import ids
-
-    return NewRun(
-        ids.new_id(),
-        function_id,
-        body,
-        idempotency_key=f"invoke:{parent}:{key}",
-        parent_run_id=parent,
-        parent_step=key,
-    )

@@ -83,7 +83,6 @@ class Worker:
         self.scheduler: Scheduler | None = None
         self.step_pool = ThreadPoolExecutor(sync_concurrency, thread_name_prefix="perdure-step")
         self.sync_pool = ThreadPoolExecutor(sync_concurrency, thread_name_prefix="perdure-fn")
-        self._sync_slots = asyncio.Semaphore(sync_concurrency)
         self._active: dict[str, RunExecution] = {}
         self._reserved = 0
         self._saturated = False
@@ -367,12 +366,12 @@ class Worker:
                 ex.task = asyncio.current_task()
                 result = await fdef.fn(Context(ex))
             else:
-                async with self._sync_slots:
-                    fut = asyncio.get_running_loop().run_in_executor(
-                        self.sync_pool, fdef.fn, SyncContext(ex)
-                    )
-                    ex.task = fut
-                    result = await fut
+                # The pool's size bounds how many sync functions run at once; others queue.
+                fut = asyncio.get_running_loop().run_in_executor(
+                    self.sync_pool, fdef.fn, SyncContext(ex)
+                )
+                ex.task = fut
+                result = await fut
         except Suspend:
             return ex.suspension()
         except LeaseLost:

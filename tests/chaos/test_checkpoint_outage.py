@@ -9,7 +9,6 @@ no retries: the run stops there and, once its lease expires, is replayed from it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -17,6 +16,7 @@ import pytest
 
 import perdure
 from conftest import new_pg_schema_url
+from tcp_proxy import Proxy
 
 pytestmark = pytest.mark.postgres
 
@@ -24,46 +24,6 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     yield from new_pg_schema_url()
-
-
-class Proxy:
-    """A TCP proxy that can drop every connection and refuse new ones, then come back."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.port = 0
-        self.server: asyncio.Server | None = None
-        self.streams: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-            self.server = None
-        for w in list(self.streams):
-            w.transport.abort()
-        self.streams.clear()
-
-    async def _handle(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
-        try:
-            sr, sw = await asyncio.open_connection(*self.target)
-        except OSError:
-            cw.transport.abort()
-            return
-        self.streams |= {cw, sw}
-
-        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(Exception):
-                while data := await r.read(65536):
-                    w.write(data)
-                    await w.drain()
-            w.transport.abort()
-
-        await asyncio.gather(pipe(cr, sw), pipe(sr, cw))
 
 
 @pytest.mark.timeout(120)

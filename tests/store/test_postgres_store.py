@@ -20,6 +20,7 @@ from perdure.errors import InvalidInputError, StoreUnavailableError
 from perdure.store import open_store
 from perdure.store.base import EventIn, NewRun, Outcome, StepWrite, Store, WaitSpec
 from perdure.store.postgres import PostgresStore, channel_name, parse_url
+from tcp_proxy import Proxy
 
 pytestmark = pytest.mark.postgres
 
@@ -256,58 +257,6 @@ async def test_now_follows_the_database_clock(pg_url: str) -> None:
 
 
 # ---------------------------------------------------------------------- outages
-
-
-class Proxy:
-    """A TCP proxy in front of PostgreSQL that a test can take down and bring back."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.port = 0
-        self.server: asyncio.Server | None = None
-        self.writers: set[asyncio.StreamWriter] = set()
-        self.handlers: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-            self.server = None
-        for w in list(self.writers):
-            w.transport.abort()
-        self.writers.clear()
-        await asyncio.gather(*self.handlers, return_exceptions=True)
-
-    async def _handle(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self.handlers.add(task)
-        try:
-            await self._forward(cr, cw)
-        finally:
-            self.handlers.discard(task)
-
-    async def _forward(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
-        try:
-            sr, sw = await asyncio.open_connection(*self.target)
-        except OSError:
-            cw.transport.abort()
-            return
-        self.writers |= {cw, sw}
-
-        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(Exception):
-                while data := await r.read(65536):
-                    w.write(data)
-                    await w.drain()
-            w.transport.abort()
-
-        await asyncio.gather(pipe(cr, sw), pipe(sr, cw))
-        self.writers -= {cw, sw}
 
 
 async def test_an_outage_raises_unavailable_and_the_store_recovers(pg_url: str) -> None:
