@@ -14,23 +14,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-
-class PerdureError(Exception):
-    """A perdure error."""
-
-    code: str = "error"
-
-    def __init__(self, message: str | None = None) -> None:
-        if message is None:
-            message = (type(self).__doc__ or "").strip().splitlines()[0]
-        super().__init__(message)
-        self.message = message
-
-
-class InvalidInputError(PerdureError, ValueError):
-    """The input is invalid."""
-
-    code = "invalid_input"
+from perdure._error_base import InvalidInputError as InvalidInputError
+from perdure._error_base import PerdureError as PerdureError
+from perdure.engine.durations import to_seconds
 
 
 class InvalidExpressionError(InvalidInputError):
@@ -112,8 +98,6 @@ class RetryAfterError(PerdureError):
     code = "retry_after"
 
     def __init__(self, delay: timedelta | float | str, message: str | None = None) -> None:
-        from perdure.engine.durations import to_seconds
-
         self.delay_seconds = to_seconds(delay)
         super().__init__(message or f"retry after {self.delay_seconds:g}s")
 

@@ -13,7 +13,7 @@ import math
 import re
 from datetime import timedelta
 
-from perdure.errors import InvalidInputError
+from perdure._error_base import InvalidInputError
 
 __all__ = ["format_duration", "to_seconds", "to_timedelta"]
 
