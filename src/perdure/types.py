@@ -206,8 +206,14 @@ class RunInfo:
         }
 
 
+def iso_utc(value: datetime | float) -> str:
+    """An instant (aware datetime or epoch seconds) as ISO 8601 text in UTC (``...Z``)."""
+    when = value if isinstance(value, datetime) else datetime.fromtimestamp(value, UTC)
+    return when.isoformat().replace("+00:00", "Z")
+
+
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
+    return None if value is None else iso_utc(value)
 
 
 def to_datetime(value: float | None) -> datetime | None:
