@@ -342,7 +342,10 @@ class Worker:
         except Exception:  # pragma: no cover - a bug in perdure or a driver
             log.exception("run %s: internal error", attempt.run_id)
         finally:
-            self._active.pop(attempt.run_id, None)
+            # A worker that stalled past its lease may have claimed its own run again: only
+            # this attempt's entry is removed.
+            if self._active.get(attempt.run_id) is attempt:
+                del self._active[attempt.run_id]
             if self._saturated and not self._stopping:
                 self._wake.set()
 
