@@ -422,7 +422,7 @@ class Starter:
             except httpx.TransportError as exc:
                 self.answers.append(Answer(mono_ns(), server, None, type(exc).__name__))
             else:
-                run_id = None
+                run_id: str | None = None
                 if r.status_code in (200, 201):
                     run_id = r.json()["run_id"]
                     self.acks[spec.i].append(run_id)

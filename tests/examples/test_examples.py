@@ -58,7 +58,9 @@ async def wait_status(
     raise AssertionError(f"run {run_id} never became {status.value}")
 
 
-async def runs_of(app: perdure.App, function_id: str, n: int, timeout: float = 10.0) -> list[Any]:
+async def runs_of(
+    app: perdure.App, function_id: str, n: int, timeout: float = 10.0
+) -> list[perdure.RunInfo]:
     deadline = time.monotonic() + timeout
     runs: list[perdure.RunInfo] = []
     while time.monotonic() < deadline:

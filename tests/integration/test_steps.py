@@ -16,6 +16,11 @@ from perdure.testing import ManualClock
 FAST = perdure.RetryPolicy(retries=4, initial_delay=0.01, max_delay=0.05)
 
 
+def identity(i: int) -> int:
+    """A sync step body that returns its argument."""
+    return i
+
+
 async def test_happy_path_runs_each_step_and_the_body_once(db_url: str) -> None:
     app = perdure.App("t", db_url)
     calls: list[str] = []
@@ -56,7 +61,7 @@ async def test_repeated_step_ids_get_distinct_keys(db_url: str) -> None:
 
     @app.function()
     async def loop(ctx: perdure.Context) -> list[int]:
-        return [await ctx.step.run("same", lambda i=i: i) for i in range(3)]
+        return [await ctx.step.run("same", identity, i) for i in range(3)]
 
     async with app, app.worker():
         handle = await app.start(loop)

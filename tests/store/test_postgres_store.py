@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from urllib.parse import urlsplit
 
 import psycopg
@@ -59,10 +59,10 @@ def event(name: str, ev_id: str, data: dict[str, object] | None = None) -> Event
     return EventIn(ev_id, name, obj, serde.dumps(obj))
 
 
-async def eventually(check: object, timeout: float = 5.0) -> None:
+async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if callable(check) and check():
+        if check():
             return
         await asyncio.sleep(0.01)
     raise AssertionError("condition not met in time")
@@ -104,8 +104,12 @@ async def test_notifications_reach_other_processes_of_the_same_schema_only(
         wakes = {"a": 0, "b": 0, "c": 0}
         finished: dict[str, list[str]] = {"a": [], "b": [], "c": []}
         for name, store in (("a", a), ("b", b), ("c", c)):
-            store.on_wake(lambda n=name: wakes.__setitem__(n, wakes[n] + 1))
-            store.on_finished(lambda ids, n=name: finished[n].extend(ids))
+
+            def wake(n: str = name) -> None:
+                wakes[n] += 1
+
+            store.on_wake(wake)
+            store.on_finished(finished[name].extend)
         await a.create_runs([new_run("r1")])
         # This process is woken directly (once: it ignores its own notification), the other
         # one by the notification.
@@ -199,11 +203,11 @@ async def test_overlapping_group_commits_do_not_deadlock(pg_url: str) -> None:
             *(s.commit(forward if i % 2 else backward) for i, s in enumerate([a, b] * 4))
         )
         assert all(all(r) for r in results)
-        beats = await asyncio.gather(
+        lost, committed = await asyncio.gather(
             a.heartbeat("w", [(r.id, r.token) for r in runs], LEASE),
             b.commit(backward),
         )
-        assert beats == [[], [True] * 100]
+        assert [lost, committed] == [[], [True] * 100]
 
 
 async def test_repeated_writes_of_a_step_in_one_batch(pg_url: str) -> None:
