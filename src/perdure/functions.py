@@ -113,10 +113,6 @@ class FunctionRecord:
         """The event triggers."""
         return [t for t in self.triggers if isinstance(t, EventTrigger)]
 
-    def cron_triggers(self) -> list[CronTrigger]:
-        """The cron triggers."""
-        return [t for t in self.triggers if isinstance(t, CronTrigger)]
-
     def to_dict(self) -> dict[str, Any]:
         """JSON form (HTTP API)."""
         return {
