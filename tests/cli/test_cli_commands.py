@@ -133,6 +133,9 @@ def test_failures_give_one_line_and_status_1(tmp_path: Path, populated: Populate
 
 
 def test_migrate_creates_and_reports_the_schema(tmp_path: Path) -> None:
+    # The folder of a SQLite file must exist (only ./.perdure/ is created: see
+    # test_cli_database.py); the file itself is created.
+    (tmp_path / "sub").mkdir()
     url = f"sqlite:///{tmp_path}/sub/db.sqlite"
     first = perdure("migrate", "--database-url", url)
     assert first.returncode == 0, first.stderr
