@@ -15,19 +15,18 @@ from typing import Any
 from perdure.functions import CronTrigger, EventTrigger, FunctionRecord, Trigger
 from perdure.query import EventInfo, Page
 from perdure.store.base import SentEvent
-from perdure.types import RunInfo, StepInfo
+from perdure.types import RunInfo, StepInfo, iso_utc
 
 # ---------------------------------------------------------------------- time
 
 
 def iso(value: datetime | float | None) -> str | None:
     """An aware datetime, or epoch seconds, as an ISO 8601 UTC timestamp
-    (``2024-06-01T09:00:00.123456Z``); ``None`` stays ``None``."""
+    (``2024-06-01T09:00:00.123456Z``, by :func:`perdure.types.iso_utc`); ``None`` stays
+    ``None``."""
     if value is None:
         return None
-    if not isinstance(value, datetime):
-        value = datetime.fromtimestamp(value, UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return iso_utc(value.astimezone(UTC) if isinstance(value, datetime) else value)
 
 
 def when_text(value: datetime | None) -> str:
