@@ -28,10 +28,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from perdure import ids, serde
+from perdure import ids, serde, views
 from perdure.app import App
 from perdure.engine.triggers import validate_event_name
 from perdure.errors import InvalidInputError, PayloadTooLargeError
+from perdure.query import Query
 from perdure.server.http import (
     ApiError,
     JSONResponse,
@@ -41,7 +42,7 @@ from perdure.server.http import (
     read_json,
     too_large,
 )
-from perdure.types import Event, RunInfo, RunStatus, to_datetime
+from perdure.types import Event, RunStatus
 
 MAX_EVENTS_PER_REQUEST = 5000
 """The most events one ``POST /api/v1/events`` may carry (HTTP 413 above)."""
@@ -51,24 +52,12 @@ PAGE_MAX = 500
 _STATUSES = tuple(s.value for s in RunStatus)
 
 
-def iso(seconds: float | None) -> str | None:
-    """Epoch seconds as an ISO 8601 UTC timestamp."""
-    value = to_datetime(seconds)
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
-
-
-def run_summary(run: RunInfo) -> dict[str, Any]:
-    """A run as listed (no steps)."""
-    out = run.to_dict()
-    del out["steps"]
-    return out
-
-
 class Api:
     """The route handlers, bound to one app."""
 
     def __init__(self, app: App) -> None:
         self.app = app
+        self.query = Query(app)
 
     # ------------------------------------------------------------------ events
 
@@ -116,14 +105,7 @@ class Api:
                 f"not {json_type(payload)}",
             )
         sent = await self.app.send_detailed(events)
-        return JSONResponse(
-            {
-                "ids": [s.id for s in sent],
-                "events": [
-                    {"id": s.id, "duplicate": s.duplicate, "run_ids": s.run_ids} for s in sent
-                ],
-            }
-        )
+        return JSONResponse(views.sent_json(sent))
 
     async def list_events(self, request: Request) -> Response:
         """``GET /api/v1/events``."""
@@ -142,26 +124,15 @@ class Api:
                     f"cursor {cursor!r} is not an events cursor (use next_cursor)",
                 )
             before = int(cursor)
-        await self.app.open()
-        rows = await self.app.store.list_events(name, before, limit + 1)
-        page = rows[:limit]
-        events = []
-        for row in page:
-            obj = serde.loads(row.body)
-            obj["received_at"] = iso(row.received_at)
-            obj["run_ids"] = row.run_ids
-            events.append(obj)
-        next_cursor = str(page[-1].seq) if len(rows) > limit else None
-        return JSONResponse({"events": events, "next_cursor": next_cursor})
+        page = await self.query.list_events(name=name, before=before, limit=limit)
+        return JSONResponse(views.events_page_json(page))
 
     # ------------------------------------------------------------------ functions
 
     async def list_functions(self, request: Request) -> Response:
         """``GET /api/v1/functions``."""
         query_params(request, ())
-        await self.app.open()
-        records = sorted(await self.app.store.list_functions(), key=lambda r: r.id)
-        return JSONResponse({"functions": [r.to_dict() for r in records]})
+        return JSONResponse(views.functions_json(await self.query.list_functions()))
 
     async def start_run(self, request: Request) -> Response:
         """``POST /api/v1/functions/{function_id}/runs``."""
@@ -217,24 +188,22 @@ class Api:
             raise ApiError(
                 400, "invalid_input", f"cursor {cursor!r} is not a runs cursor (use next_cursor)"
             )
-        runs = await self.app.list_runs(
+        page = await self.query.list_runs(
             status=status,
-            function=function_id,
+            function_id=function_id,
             before=None if cursor is None else cursor.upper(),
-            limit=limit + 1,
+            limit=limit,
         )
-        page = runs[:limit]
-        next_cursor = page[-1].id if len(runs) > limit else None
-        return JSONResponse({"runs": [run_summary(r) for r in page], "next_cursor": next_cursor})
+        return JSONResponse(views.runs_page_json(page))
 
     async def get_run(self, request: Request) -> Response:
         """``GET /api/v1/runs/{run_id}``."""
         query_params(request, ())
-        run = await self.app.get_run(request.path_params["run_id"])
-        return JSONResponse(run.to_dict())
+        run = await self.query.get_run(request.path_params["run_id"])
+        return JSONResponse(views.run_json(run))
 
     async def cancel_run(self, request: Request) -> Response:
         """``POST /api/v1/runs/{run_id}/cancel``."""
         query_params(request, ())
         run = await self.app.cancel(request.path_params["run_id"])
-        return JSONResponse(run.to_dict())
+        return JSONResponse(views.run_json(run))
