@@ -14,20 +14,21 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar, overload
 
-from perdure.client import INVOKED_EVENT, Client, RunHandle, run_info
+from perdure.client import INVOKED_EVENT, Client, RunHandle
 from perdure.clock import Clock
 from perdure.drivers.python import PythonDriver
 from perdure.engine.backoff import RetryPolicy
 from perdure.errors import InvalidInputError
 from perdure.functions import FunctionDef, Trigger, function_id_of
 from perdure.limits import Limits
+from perdure.query import Query
 from perdure.runtime import Runtime, Worker
 from perdure.store import default_url
 from perdure.store.base import SentEvent, Store
 from perdure.sync import SyncBridge
 from perdure.types import Event, RunInfo, RunStatus
 
-__all__ = ["INVOKED_EVENT", "App", "Limits", "RunHandle", "run_info"]
+__all__ = ["INVOKED_EVENT", "App", "Limits", "RunHandle"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -162,6 +163,11 @@ class App:
     def is_open(self) -> bool:
         """Whether the database is open."""
         return self.runtime.is_open
+
+    @property
+    def query(self) -> Query:
+        """The read side (runs, steps, events, functions as the API and CLI show them)."""
+        return self.client.query
 
     @property
     def store(self) -> Store:

@@ -23,6 +23,7 @@ from perdure.errors import (
     RunNotFoundError,
 )
 from perdure.functions import function_id_of
+from perdure.query import Query, run_info
 from perdure.results import ResultWaiter, RunOutcome
 from perdure.runtime.batching import Batcher
 from perdure.runtime.runtime import Runtime
@@ -31,12 +32,9 @@ from perdure.store.base import (
     CreatedRun,
     EventIn,
     NewRun,
-    RunFilter,
-    RunRow,
     SentEvent,
-    StoredStep,
 )
-from perdure.types import Event, RunInfo, RunStatus, StepInfo, to_datetime
+from perdure.types import Event, RunInfo, RunStatus
 
 INVOKED_EVENT = "perdure/function.invoked"
 
@@ -87,6 +85,7 @@ class Client:
         self.functions = functions
         self.bridge = bridge
         self.results = ResultWaiter(runtime)
+        self.query = Query(runtime)
         self._starts: Batcher[NewRun, CreatedRun] | None = None
         self._sends: Batcher[EventIn, SentEvent] | None = None
         self._known_remote: set[str] = set()
@@ -193,12 +192,7 @@ class Client:
     async def get_run(self, run_id: str, *, steps: bool = True) -> RunInfo:
         """A run with its status, input event, output or error, steps and timestamps."""
         await self.open()
-        store = self.runtime.store
-        row = await store.get_run(run_id)
-        if row is None:
-            raise RunNotFoundError(f"no run with id {run_id!r}")
-        recorded = await store.get_steps(run_id) if steps else []
-        return run_info(row, recorded)
+        return await self.query.get_run(run_id, steps=steps)
 
     async def list_runs(
         self,
@@ -210,13 +204,13 @@ class Client:
     ) -> list[RunInfo]:
         """Runs, newest first; ``before`` is the last id of the previous page."""
         await self.open()
-        flt = RunFilter(
-            status=None if status is None else RunStatus(status).value,
+        page = await self.query.list_runs(
+            status=status,
             function_id=None if function is None else function_id_of(function),
             before=before,
-            limit=max(1, min(limit, 1000)),
+            limit=limit,
         )
-        return [run_info(r, []) for r in await self.runtime.store.list_runs(flt)]
+        return page.items
 
     async def cancel(self, run_id: str) -> RunInfo:
         """Cancel a queued, running, sleeping or waiting run: it becomes ``cancelled`` and
@@ -264,36 +258,3 @@ class Client:
         prepared = [self._event_in(e) for e in events]
         await self.open()
         return await self.runtime.store.send_events(prepared)
-
-
-def run_info(row: RunRow, steps: list[StoredStep]) -> RunInfo:
-    """A client view of a stored run."""
-    return RunInfo(
-        id=row.id,
-        function_id=row.function_id,
-        status=RunStatus(row.status),
-        event=Event.from_stored(serde.loads(row.input)),
-        output=serde.loads(row.output),
-        error=serde.loads(row.error),
-        attempt=row.attempt,
-        created_at=to_datetime(row.created_at),  # type: ignore[arg-type]
-        started_at=to_datetime(row.started_at),
-        ended_at=to_datetime(row.ended_at),
-        parent_run_id=row.parent_run_id,
-        idempotency_key=row.idempotency_key,
-        steps=[
-            StepInfo(
-                id=s.key,
-                kind=s.kind,
-                status=s.status,
-                output=serde.loads(s.output),
-                error=serde.loads(s.error),
-                attempts=s.attempts,
-                position=s.seq,
-                started_at=to_datetime(s.started_at),
-                ended_at=to_datetime(s.ended_at),
-                wake_at=to_datetime(s.wake_at),
-            )
-            for s in steps
-        ],
-    )

@@ -113,15 +113,6 @@ class FunctionRecord:
         """The event triggers."""
         return [t for t in self.triggers if isinstance(t, EventTrigger)]
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form (HTTP API)."""
-        return {
-            "id": self.id,
-            "app": self.app,
-            "triggers": [t.to_dict() for t in self.triggers],
-            "config": self.config,
-        }
-
 
 @dataclass(slots=True)
 class FunctionDef:

@@ -173,47 +173,14 @@ class RunInfo:
     idempotency_key: str | None
     steps: list[StepInfo]
 
-    def to_dict(self) -> dict[str, Any]:
-        """The run as a JSON object (the HTTP API's shape)."""
-        return {
-            "id": self.id,
-            "function_id": self.function_id,
-            "status": self.status.value,
-            "event": self.event.to_dict(),
-            "output": self.output,
-            "error": self.error,
-            "attempt": self.attempt,
-            "created_at": _iso(self.created_at),
-            "started_at": _iso(self.started_at),
-            "ended_at": _iso(self.ended_at),
-            "parent_run_id": self.parent_run_id,
-            "idempotency_key": self.idempotency_key,
-            "steps": [
-                {
-                    "id": s.id,
-                    "kind": s.kind,
-                    "status": s.status,
-                    "output": s.output,
-                    "error": s.error,
-                    "attempts": s.attempts,
-                    "position": s.position,
-                    "started_at": _iso(s.started_at),
-                    "ended_at": _iso(s.ended_at),
-                    "wake_at": _iso(s.wake_at),
-                }
-                for s in self.steps
-            ],
-        }
-
 
 def iso_utc(value: datetime | float) -> str:
     """An instant (aware datetime or epoch seconds) as ISO 8601 text in UTC (``...Z``)."""
-    when = value if isinstance(value, datetime) else datetime.fromtimestamp(value, UTC)
+    if isinstance(value, datetime):
+        when = value.astimezone(UTC)
+    else:
+        when = datetime.fromtimestamp(value, UTC)
     return when.isoformat().replace("+00:00", "Z")
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else iso_utc(value)
 
 
 def to_datetime(value: float | None) -> datetime | None:

@@ -58,7 +58,7 @@ async def test_an_unexpected_error_is_a_bare_500(
     async def broken(**kwargs: Any) -> Any:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(app, "list_runs", broken)
+    monkeypatch.setattr(app.query, "list_runs", broken)
     async with client_for(app) as c:
         r = await c.get("/api/v1/runs")
     message = assert_error(r, 500, "internal_error")

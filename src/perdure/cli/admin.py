@@ -8,7 +8,6 @@ from perdure._version import __version__
 from perdure.app import App
 from perdure.cli.options import client, database_option, with_app
 from perdure.cli.output import redact_url
-from perdure.query import Query
 
 
 @click.command()
@@ -33,7 +32,7 @@ def migrate(database_url: str | None) -> None:
     app = client(database_url, must_exist=False)
 
     async def work(a: App) -> str:
-        version = await Query(a).schema_version()
+        version = await a.query.schema_version()
         if version is None:
             return "migrations applied"
         current, latest = version

@@ -7,7 +7,6 @@ import click
 from perdure import views
 from perdure.cli.options import client, database_option, json_option, with_app
 from perdure.cli.output import dumps, table
-from perdure.query import Query
 
 
 @click.command()
@@ -20,7 +19,7 @@ def functions(as_json: bool, database_url: str | None) -> None:
     Example:
       perdure functions --database-url sqlite:///.perdure/perdure.db
     """
-    records = with_app(client(database_url), lambda a: Query(a).list_functions())
+    records = with_app(client(database_url), lambda a: a.query.list_functions())
     if as_json:
         click.echo(dumps(views.functions_json(records)))
         return

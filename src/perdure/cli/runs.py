@@ -8,7 +8,7 @@ from perdure import ids, views
 from perdure.app import App
 from perdure.cli.options import client, database_option, json_option, option, with_app
 from perdure.cli.output import dumps, duration, error_text, short, status, table
-from perdure.query import Page, Query
+from perdure.query import Page
 from perdure.types import RunInfo, RunStatus
 
 
@@ -62,7 +62,7 @@ def runs_list(
         raise click.BadParameter(f"{cursor!r} is not a run id", param_hint="'--cursor'")
 
     async def work(app: App) -> Page[RunInfo]:
-        return await Query(app).list_runs(
+        return await app.query.list_runs(
             status=status,
             function_id=function_id,
             before=None if cursor is None else cursor.upper(),
@@ -96,7 +96,7 @@ def runs_show(run_id: str, as_json: bool, database_url: str | None) -> None:
     Example:
       perdure runs show 01J0Z3Q8X2V4K6M8N0P2R4T6W8
     """
-    run = with_app(client(database_url), lambda a: Query(a).get_run(run_id))
+    run = with_app(client(database_url), lambda a: a.query.get_run(run_id))
     if as_json:
         click.echo(dumps(views.run_json(run), pretty=True))
         return
@@ -154,7 +154,7 @@ def runs_cancel(run_id: str, database_url: str | None) -> None:
     """
 
     async def work(app: App) -> tuple[RunStatus, RunInfo]:
-        before = await Query(app).get_run(run_id, steps=False)
+        before = await app.query.get_run(run_id, steps=False)
         return before.status, await app.cancel(run_id)
 
     before, after = with_app(client(database_url), work)

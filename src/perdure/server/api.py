@@ -32,7 +32,6 @@ from perdure import ids, serde, views
 from perdure.app import App
 from perdure.engine.triggers import validate_event_name
 from perdure.errors import InvalidInputError, PayloadTooLargeError
-from perdure.query import Query
 from perdure.server.http import (
     ApiError,
     JSONResponse,
@@ -57,7 +56,7 @@ class Api:
 
     def __init__(self, app: App) -> None:
         self.app = app
-        self.query = Query(app)
+        self.query = app.query
 
     # ------------------------------------------------------------------ events
 
