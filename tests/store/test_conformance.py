@@ -137,7 +137,7 @@ async def test_claim_respects_limit_functions_and_order(store: Store) -> None:
     assert (await store.claim("w3", ["f"], 10, LEASE)).runs == []
     row = await store.get_run("r0")
     assert row is not None and row.status == "running" and row.lease_owner == "w1"
-    assert second.next_due is not None and second.next_due > second.now
+    assert second.next_due is not None and second.next_due > store.now()
     g = await store.claim("w3", ["g", "f"], 10, LEASE)
     assert [r.id for r in g.runs] == ["g1"]
 
