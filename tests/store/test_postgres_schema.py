@@ -88,7 +88,7 @@ def introspect(schema: str) -> dict[str, list[tuple[Any, ...]]]:
     pattern = re.compile(rf'\b"?{re.escape(schema)}"?\.')
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         for what, query in CATALOG.items():
-            rows = conn.execute(query, {"s": schema}).fetchall()  # type: ignore[call-overload]
+            rows = conn.execute(query, {"s": schema}).fetchall()
             out[what] = sorted(
                 tuple(pattern.sub("<schema>.", v) if isinstance(v, str) else v for v in row)
                 for row in rows
