@@ -35,14 +35,15 @@ DONE_STATUSES: Final = ("completed", "failed")
 def live_ops(ops: Sequence[WriteOp]) -> list[bool]:
     """Per op: ``False`` if it follows an outcome of the same run and lease token in ``ops``
     (the write-after-outcome rule), else ``True`` (it still has to pass the fence)."""
-    ended: set[tuple[str, int]] = set()
-    live: list[bool] = []
-    for op in ops:
-        fence = (op.run_id, op.token)
-        if fence in ended:
-            live.append(False)
-            continue
-        live.append(True)
-        if not isinstance(op, StepWrite):
-            ended.add(fence)
+    live = [True] * len(ops)
+    if len(ops) == 1:
+        return live
+    ended: set[tuple[str, int]] | None = None  # no set, no tuples until the first outcome
+    for i, op in enumerate(ops):
+        if ended is not None and (op.run_id, op.token) in ended:
+            live[i] = False
+        elif type(op) is not StepWrite:
+            if ended is None:
+                ended = set()
+            ended.add((op.run_id, op.token))
     return live
