@@ -264,3 +264,25 @@ async def test_sync_functions_wait_invoke_and_send(db_url: str) -> None:
             await asyncio.sleep(0.02)
         await app.send(perdure.Event("sync.go", {"ok": True}))
         assert await handle.result(timeout=10) == [40, 1, True, None]
+
+
+@pytest.mark.parametrize("step_id", ["", "x" * 201, "a\x00b", "lone\ud800"])
+async def test_an_invalid_step_id_fails_the_run_and_writes_no_step(
+    db_url: str, step_id: str
+) -> None:
+    app = perdure.App("t", db_url)
+
+    async def work() -> str:
+        return "never"
+
+    @app.function(retries=0)
+    async def flow(ctx: perdure.Context) -> str:
+        return await ctx.step.run(step_id, work)
+
+    async with app, app.worker():
+        handle = await app.start(flow)
+        with pytest.raises(perdure.RunFailedError) as err:
+            await handle.result(timeout=30)
+        assert err.value.error_type == "InvalidInputError"
+        assert "a step id must be" in err.value.error_message
+        assert (await app.get_run(handle.run_id)).steps == []

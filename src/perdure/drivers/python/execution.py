@@ -48,6 +48,7 @@ from perdure.functions import FunctionDef
 from perdure.runtime.attempt import Attempt
 from perdure.store.base import Outcome, StepWrite, StoredStep, WaitSpec
 from perdure.store.common import MISSING, lookup_path
+from perdure.store.inputs import storable
 from perdure.types import Event
 
 MAX_STEP_ID = 200
@@ -112,9 +113,15 @@ class RunExecution:
 
     def next_key(self, step_id: str) -> tuple[str, int]:
         """Assign the key and position of a step call (deterministic in call order)."""
-        if not isinstance(step_id, str) or not step_id or len(step_id) > MAX_STEP_ID:
+        if (
+            not isinstance(step_id, str)
+            or not step_id
+            or len(step_id) > MAX_STEP_ID
+            or not storable(step_id)
+        ):
             raise InvalidInputError(
                 f"a step id must be a non-empty string of at most {MAX_STEP_ID} characters"
+                " (no NUL characters)"
             )
         if self.aborted:
             raise LeaseLost()
