@@ -156,7 +156,7 @@ def test_an_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
 
 MALFORMED = [
     (f"postgresql://bob:{PASSWORD}@[::1/db", "Invalid IPv6 URL"),
-    ("sqlite:///x.db?busy_timeout=soon", "is not a valid database URL"),
+    ("sqlite:///x.db?busy_timeout=soon", "busy_timeout must be a number of seconds"),
     ("sqlite:///x.db?journal=off", "unknown SQLite URL option"),
     (f"mysql://bob:{PASSWORD}@db/app", "unsupported database URL"),
     (f"postgresql://bob:{PASSWORD}@db/app?nonsense=1", "invalid PostgreSQL URL"),
