@@ -7,7 +7,7 @@ import contextlib
 import hmac
 import html
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
@@ -20,8 +20,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from perdure._version import __version__
 from perdure.app import App
+from perdure.errors import InvalidInputError
 from perdure.server import openapi
 from perdure.server.api import Api
+from perdure.server.guard import RequestGuard, resolve_allowed_hosts
 from perdure.server.http import (
     RETRY_AFTER_SECONDS,
     Handler,
@@ -101,18 +103,45 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal_error", "internal server error (logged by the server)")
 
 
-def create_app(app: App, *, dev: bool, api_token: str | None) -> Starlette:
+def check_api_token(token: str) -> str:
+    """``token`` if it can be an API token, else InvalidInputError saying why: 1 or more
+    printable ASCII characters without spaces (what an ``Authorization`` header carries
+    unchanged; any other token could never match)."""
+    if not token.strip():
+        raise InvalidInputError("api_token is empty")
+    for index, char in enumerate(token):
+        if not "!" <= char <= "~":
+            raise InvalidInputError(
+                f"the API token has the character {char!r} at index {index}: a token must be "
+                "printable ASCII without spaces (an HTTP header cannot carry it otherwise)"
+            )
+    return token
+
+
+def create_app(
+    app: App,
+    *,
+    dev: bool,
+    api_token: str | None,
+    allowed_hosts: Sequence[str] | str | None = None,
+) -> Starlette:
     """The HTTP server of ``app``: the REST API under ``/api/v1``, ``/health``,
     ``/openapi.json`` and a landing page at ``/``.
 
     ``api_token``: every ``/api/v1`` route needs ``Authorization: Bearer <api_token>``
     (``/health``, ``/openapi.json`` and ``/`` stay open; the landing page then shows no data).
-    ``None`` turns authentication off, which only ``dev`` may do.
+    ``None`` turns authentication off, which only ``dev`` may do. The token must be printable
+    ASCII without spaces (InvalidInputError otherwise).
+
+    ``allowed_hosts``: the ``Host`` names served (see :mod:`perdure.server.guard`); ``None``:
+    ``PERDURE_ALLOWED_HOSTS`` if set, else the loopback names without a token and any host
+    with one. Every request body must be ``application/json`` (415 otherwise).
     """
     if api_token is None and not dev:
-        raise ValueError("a server that is not in dev mode needs an api_token")
-    if api_token is not None and not api_token.strip():
-        raise ValueError("api_token is empty")
+        raise InvalidInputError("a server that is not in dev mode needs an api_token")
+    if api_token is not None:
+        check_api_token(api_token)
+    hosts = resolve_allowed_hosts(allowed_hosts, authenticated=api_token is not None)
     api = Api(app)
     auth = api_token is not None
     spec = openapi.document(auth=auth)
@@ -174,6 +203,7 @@ def create_app(app: App, *, dev: bool, api_token: str | None) -> Starlette:
     )
     if api_token is not None:
         server.add_middleware(BearerAuth, token=api_token)
+    server.add_middleware(RequestGuard, hosts=hosts)  # outermost: before authentication
     server.state.perdure_app = app
     return server
 
