@@ -133,7 +133,7 @@ class Api:
             models.EventsQuery, query_params(request, ("name", "cursor", "limit"))
         )
         name, limit = query.name, query.limit
-        before = None if query.cursor is None else models.events_cursor(query.cursor)
+        before = None if query.cursor is None else int(query.cursor)
         await self.app.open()
         rows = await self.app.store.list_events(name, before, limit + 1)
         page = rows[:limit]

@@ -178,12 +178,9 @@ def document(*, auth: bool) -> dict[str, Any]:
                     {
                         "oneOf": [
                             _ref("EventIn"),
-                            {
-                                "type": "array",
-                                "minItems": 1,
-                                "maxItems": models.MAX_EVENTS_PER_REQUEST,
-                                "items": _ref("EventIn"),
-                            },
+                            # the count limit is a payload limit (413, like the size
+                            # limits), not a rule of the schema
+                            {"type": "array", "minItems": 1, "items": _ref("EventIn")},
                         ]
                     },
                     required=True,
