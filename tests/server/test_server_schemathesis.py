@@ -9,12 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
+import schemathesis
 from hypothesis import HealthCheck, settings
 from srv_helpers import ServerProcess, start_server
 
 from perdure.server import openapi
-
-schemathesis = pytest.importorskip("schemathesis")
 
 # the operations the document must hold (checked below, so that none is silently skipped)
 OPERATIONS = {

@@ -112,8 +112,9 @@ def check_api_token(token: str) -> str:
     for index, char in enumerate(token):
         if not "!" <= char <= "~":
             raise InvalidInputError(
-                f"the API token has the character {char!r} at index {index}: a token must be "
-                "printable ASCII without spaces (an HTTP header cannot carry it otherwise)"
+                f"the API token has a space or a character that is not printable ASCII at "
+                f"index {index}: a token must be printable ASCII without spaces (an HTTP "
+                "header cannot carry any other token unchanged, so it could never match)"
             )
     return token
 

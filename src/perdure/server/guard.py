@@ -85,7 +85,7 @@ def _split_host(value: str) -> tuple[str, int | None]:
             raise ValueError(value)
         port = int(port_text)
     host = host.lower().rstrip(".")
-    if not host or not host.isascii() or any(c in host for c in "/\\@?#[] \t"):
+    if not host or not host.isascii() or any(c in host for c in "/\\@?#[], \t"):
         raise ValueError(value)
     return host, port
 
