@@ -29,7 +29,7 @@ async def app(sqlite_url: str) -> AsyncIterator[perdure.App]:
 
 def client_for(app: perdure.App, **kwargs: Any) -> httpx.AsyncClient:
     asgi = create_app(app, dev=True, api_token=None, **kwargs)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://t")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://localhost")
 
 
 async def test_database_unavailable_is_503_with_retry_after(app: perdure.App) -> None:

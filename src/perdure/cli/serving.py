@@ -57,6 +57,16 @@ def run_until_signal(main: Coroutine[Any, Any, None]) -> None:
 
 
 def _server_options(f: F) -> F:
+    f = option(
+        "--allowed-hosts",
+        envvar="PERDURE_ALLOWED_HOSTS",
+        default=None,
+        metavar="HOSTS",
+        help=(
+            "Comma-separated Host names served (host, host:port, *.domain, *) [default: "
+            "localhost names and loopback addresses without a token; any host with one]."
+        ),
+    )(f)
     f = log_option(f)
     f = database_option(f)
     f = option(
@@ -190,7 +200,12 @@ def worker(
 )
 @_server_options
 def dev(
-    app_spec: str | None, host: str, port: int, database_url: str | None, log_level: str
+    app_spec: str | None,
+    host: str,
+    port: int,
+    database_url: str | None,
+    log_level: str,
+    allowed_hosts: str | None,
 ) -> None:
     """Run the HTTP server and a worker for an app, in one process, without authentication.
 
@@ -229,7 +244,8 @@ def dev(
                         'try: perdure send demo/order.placed --data \'{"order_id": "A1"}\''
                         f"  then open {url}/"
                     )
-                await _serve(create_app(app, dev=True, api_token=None), sock, banner, log_level)
+                asgi = create_app(app, dev=True, api_token=None, allowed_hosts=allowed_hosts)
+                await _serve(asgi, sock, banner, log_level)
             finally:
                 await app.close()
         finally:
@@ -268,6 +284,7 @@ def server(
     port: int,
     database_url: str | None,
     log_level: str,
+    allowed_hosts: str | None,
     api_token: str | None,
     no_auth: bool,
 ) -> None:
@@ -299,7 +316,7 @@ def server(
     from perdure.server import create_app, socket_url
 
     url = socket_url(sock, host)
-    asgi = create_app(app, dev=api_token is None, api_token=api_token)
+    asgi = create_app(app, dev=api_token is None, api_token=api_token, allowed_hosts=allowed_hosts)
 
     async def main() -> None:
         try:

@@ -28,27 +28,22 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from perdure import ids, serde, views
+from perdure import serde, views
 from perdure.app import App
-from perdure.engine.triggers import validate_event_name
 from perdure.errors import InvalidInputError, PayloadTooLargeError
+from perdure.server import models
 from perdure.server.http import (
     ApiError,
     JSONResponse,
     json_type,
-    parse_limit,
     query_params,
     read_json,
     too_large,
 )
-from perdure.types import Event, RunStatus
+from perdure.server.models import MAX_EVENTS_PER_REQUEST, PAGE_DEFAULT, PAGE_MAX
+from perdure.types import Event
 
-MAX_EVENTS_PER_REQUEST = 5000
-"""The most events one ``POST /api/v1/events`` may carry (HTTP 413 above)."""
-
-PAGE_DEFAULT = 50
-PAGE_MAX = 500
-_STATUSES = tuple(s.value for s in RunStatus)
+__all__ = ["MAX_EVENTS_PER_REQUEST", "PAGE_DEFAULT", "PAGE_MAX", "Api"]
 
 
 class Api:
@@ -69,7 +64,14 @@ class Api:
                 f"{where or 'an event'} must be a JSON object, not {json_type(item)}",
             )
         try:
-            event = Event.from_dict(item).stamped()
+            valid = models.validate(models.EventIn, item, unknown="unknown event field(s)")
+            event = Event(
+                name=valid.name,
+                data=valid.data or {},
+                id=valid.id or "",
+                ts=valid.ts or 0,
+                user=valid.user or {},
+            ).stamped()
             serde.dumps_limited(
                 event.to_dict(), f"{prefix}event {event.name!r}", self.app.limits.event
             )
@@ -108,22 +110,11 @@ class Api:
 
     async def list_events(self, request: Request) -> Response:
         """``GET /api/v1/events``."""
-        params = query_params(request, ("name", "cursor", "limit"))
-        limit = parse_limit(params.get("limit"), PAGE_DEFAULT, PAGE_MAX)
-        name = params.get("name")
-        if name is not None:
-            validate_event_name(name)
-        before: int | None = None
-        cursor = params.get("cursor")
-        if cursor is not None:
-            if not cursor.isdigit() or int(cursor) < 1:
-                raise ApiError(
-                    400,
-                    "invalid_input",
-                    f"cursor {cursor!r} is not an events cursor (use next_cursor)",
-                )
-            before = int(cursor)
-        page = await self.query.list_events(name=name, before=before, limit=limit)
+        query = models.validate(
+            models.EventsQuery, query_params(request, ("name", "cursor", "limit"))
+        )
+        before = None if query.cursor is None else int(query.cursor)
+        page = await self.query.list_events(name=query.name, before=before, limit=query.limit)
         return JSONResponse(views.events_page_json(page))
 
     # ------------------------------------------------------------------ functions
@@ -144,23 +135,10 @@ class Api:
             raise ApiError(
                 400, "invalid_input", f"the body must be a JSON object, not {json_type(body)}"
             )
-        unknown = sorted(set(body) - {"data", "idempotency_key"})
-        if unknown:
-            raise ApiError(
-                400,
-                "invalid_input",
-                f"unknown field(s): {', '.join(unknown)} (expected: data, idempotency_key)",
-            )
-        data = body.get("data")
-        if data is not None and not isinstance(data, dict):
-            raise ApiError(
-                400, "invalid_input", f"data must be a JSON object, not {json_type(data)}"
-            )
-        key = body.get("idempotency_key")
-        if key is not None and not isinstance(key, str):
-            raise ApiError(
-                400, "invalid_input", f"idempotency_key must be a string, not {json_type(key)}"
-            )
+        start = models.validate(
+            models.StartRun, body, unknown="unknown field(s) (expected: data, idempotency_key)"
+        )
+        data, key = start.data, start.idempotency_key
         handle = await self.app.start(function_id, data, idempotency_key=key)
         return JSONResponse(
             {"run_id": handle.run_id, "created": handle.created},
@@ -172,21 +150,15 @@ class Api:
 
     async def list_runs(self, request: Request) -> Response:
         """``GET /api/v1/runs``."""
-        params = query_params(request, ("status", "function_id", "cursor", "limit"))
-        limit = parse_limit(params.get("limit"), PAGE_DEFAULT, PAGE_MAX)
-        status = params.get("status")
-        if status is not None and status not in _STATUSES:
-            raise ApiError(
-                400, "invalid_input", f"status {status!r} is not one of: {', '.join(_STATUSES)}"
-            )
-        function_id = params.get("function_id")
-        if function_id is not None and not function_id:
-            raise ApiError(400, "invalid_input", "function_id is empty")
-        cursor = params.get("cursor")
-        if cursor is not None and not ids.is_valid(cursor):
-            raise ApiError(
-                400, "invalid_input", f"cursor {cursor!r} is not a runs cursor (use next_cursor)"
-            )
+        query = models.validate(
+            models.RunsQuery, query_params(request, ("status", "function_id", "cursor", "limit"))
+        )
+        status, function_id, cursor, limit = (
+            query.status,
+            query.function_id,
+            query.cursor,
+            query.limit,
+        )
         page = await self.query.list_runs(
             status=status,
             function_id=function_id,
