@@ -61,12 +61,6 @@ class RunNotFoundError(PerdureError, LookupError):
     code = "run_not_found"
 
 
-class ConflictError(PerdureError):
-    """The operation conflicts with the current state."""
-
-    code = "conflict"
-
-
 class StoreUnavailableError(PerdureError):
     """The database is unreachable; retry later."""
 

@@ -15,7 +15,6 @@ code                  status meaning
 ``function_not_found`` 404   no function with that id is registered
 ``run_not_found``     404    no run with that id
 ``method_not_allowed`` 405   the route exists, not with this method (see ``Allow``)
-``conflict``          409    the operation conflicts with the current state
 ``payload_too_large`` 413    the body, an event, or a run's input is over its limit
 ``unsupported_media_type`` 415 a body that is not ``Content-Type: application/json``
 ``unavailable``       503    the database is unreachable; retry after ``Retry-After``
@@ -35,7 +34,6 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from perdure.errors import (
-    ConflictError,
     FunctionNotFoundError,
     InvalidInputError,
     PayloadTooLargeError,
@@ -114,8 +112,6 @@ def map_error(exc: BaseException) -> ApiError | None:
             f"the database is unavailable: {exc.message}",
             {"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
-    if isinstance(exc, ConflictError):
-        return ApiError(409, exc.code, exc.message)
     return None
 
 
