@@ -28,7 +28,7 @@ class ErrorDetail(BaseModel):
     code: str = Field(
         description="Stable, for programs: malformed_json, invalid_input, host_not_allowed, "
         "unauthorized, origin_not_allowed, not_found, function_not_found, run_not_found, "
-        "method_not_allowed, conflict, payload_too_large, unsupported_media_type, "
+        "method_not_allowed, payload_too_large, unsupported_media_type, "
         "unavailable, internal_error."
     )
     message: str = Field(description="Precise, for humans.")
