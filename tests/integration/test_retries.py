@@ -8,8 +8,18 @@ import time
 import pytest
 
 import perdure
+from perdure.testing import ManualClock
 
 FAST = perdure.RetryPolicy(retries=4, initial_delay=0.01, max_delay=0.05)
+
+
+async def wait_sleeping(handle: perdure.RunHandle, timeout: float = 60.0) -> None:
+    """Wait for the run to be asleep, failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while (await handle.status()) != perdure.RunStatus.SLEEPING:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {handle.run_id} did not sleep within {timeout:.0f} s")
+        await asyncio.sleep(0.02)
 
 
 async def test_a_failing_step_is_retried_then_succeeds(db_url: str) -> None:
@@ -179,7 +189,8 @@ async def test_step_error_can_be_caught_to_compensate(db_url: str) -> None:
 
 
 async def test_replay_that_no_longer_matches_fails_naming_the_step(sqlite_url: str) -> None:
-    app = perdure.App("t", sqlite_url)
+    clock = ManualClock()  # the run sleeps until the test has changed the code
+    app = perdure.App("t", sqlite_url, clock=clock)
     version = 1
 
     @app.function()
@@ -194,11 +205,9 @@ async def test_replay_that_no_longer_matches_fails_naming_the_step(sqlite_url: s
 
     async with app, app.worker():
         handle = await app.start(evolving)
-        for _ in range(100):
-            if (await handle.status()) == perdure.RunStatus.SLEEPING:
-                break
-            await asyncio.sleep(0.02)
+        await wait_sleeping(handle)
         version = 2  # a deploy renames a step while the run sleeps
+        await clock.advance(seconds=1)
         with pytest.raises(perdure.RunFailedError) as info:
             await handle.result(timeout=10)
     assert info.value.error_type == "NonDeterminismError"
@@ -206,7 +215,8 @@ async def test_replay_that_no_longer_matches_fails_naming_the_step(sqlite_url: s
 
 
 async def test_appending_steps_to_a_sleeping_run_is_fine(sqlite_url: str) -> None:
-    app = perdure.App("t", sqlite_url)
+    clock = ManualClock()  # the run sleeps until the test has changed the code
+    app = perdure.App("t", sqlite_url, clock=clock)
     version = 1
 
     @app.function()
@@ -219,16 +229,15 @@ async def test_appending_steps_to_a_sleeping_run_is_fine(sqlite_url: str) -> Non
 
     async with app, app.worker():
         handle = await app.start(growing)
-        for _ in range(100):
-            if (await handle.status()) == perdure.RunStatus.SLEEPING:
-                break
-            await asyncio.sleep(0.02)
+        await wait_sleeping(handle)
         version = 2
+        await clock.advance(seconds=1)
         assert await handle.result(timeout=10) == [1, 2]
 
 
 async def test_removing_a_step_before_an_existing_one_is_detected(sqlite_url: str) -> None:
-    app = perdure.App("t", sqlite_url)
+    clock = ManualClock()  # the run sleeps until the test has changed the code
+    app = perdure.App("t", sqlite_url, clock=clock)
     version = 1
 
     @app.function()
@@ -241,10 +250,8 @@ async def test_removing_a_step_before_an_existing_one_is_detected(sqlite_url: st
 
     async with app, app.worker():
         handle = await app.start(shrinking)
-        for _ in range(100):
-            if (await handle.status()) == perdure.RunStatus.SLEEPING:
-                break
-            await asyncio.sleep(0.02)
+        await wait_sleeping(handle)
         version = 2
+        await clock.advance(seconds=1)
         with pytest.raises(perdure.RunFailedError, match="'kept'"):
             await handle.result(timeout=10)

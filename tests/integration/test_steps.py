@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pydantic
@@ -14,6 +15,15 @@ import perdure
 from perdure.testing import ManualClock
 
 FAST = perdure.RetryPolicy(retries=4, initial_delay=0.01, max_delay=0.05)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 60) -> None:
+    """Wait for ``check()`` to hold, failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(0.02)
 
 
 async def test_happy_path_runs_each_step_and_the_body_once(db_url: str) -> None:
@@ -148,19 +158,22 @@ async def test_a_seven_day_sleep_with_a_manual_clock(sqlite_url: str) -> None:
 
     async with app, app.worker():
         handle = await app.start(weekly)
-        for _ in range(100):
-            if (await handle.status()) == perdure.RunStatus.SLEEPING:
-                break
-            await asyncio.sleep(0.02)
+
+        async def sleeping() -> bool:
+            return (await handle.status()) == perdure.RunStatus.SLEEPING
+
+        async def second_sleep() -> bool:
+            info = await app.get_run(handle.run_id)
+            return len(info.steps) == 2 and await sleeping()
+
+        await eventually(sleeping, "the run to sleep")
         await clock.advance(days=6)
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # grace for a wrong early wake-up (no event announces one)
         assert (await handle.status()) == perdure.RunStatus.SLEEPING
         await clock.advance(days=1)
-        for _ in range(100):
-            info = await app.get_run(handle.run_id)
-            if len(info.steps) == 2:
-                break
-            await asyncio.sleep(0.02)
+        # The second sleep's wake time is computed from the clock: it must be recorded (and
+        # the run asleep again) before the clock moves on.
+        await eventually(second_sleep, "the run to sleep until the next day")
         await clock.advance(days=1, seconds=1)
         assert await handle.result(timeout=10) == "done"
 
@@ -253,9 +266,10 @@ async def test_sync_functions_wait_invoke_and_send(db_url: str) -> None:
 
     async with app, app.worker():
         handle = await app.start(parent)
-        for _ in range(250):
-            if any(s.id == "go" for s in (await app.get_run(handle.run_id)).steps):
-                break
-            await asyncio.sleep(0.02)
+
+        async def waiting() -> bool:
+            return any(s.id == "go" for s in (await app.get_run(handle.run_id)).steps)
+
+        await eventually(waiting, "the wait for sync.go to be recorded")
         await app.send(perdure.Event("sync.go", {"ok": True}))
         assert await handle.result(timeout=10) == [40, 1, True, None]
