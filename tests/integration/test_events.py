@@ -146,7 +146,7 @@ async def test_wait_for_event_matches_on_a_field(db_url: str) -> None:
         await wait_status(app, runs[0].id, perdure.RunStatus.WAITING)
         await app.send(perdure.Event("order.shipped", {"order_id": "B", "carrier": "wrong"}))
         ids = await app.send(perdure.Event("order.shipped", {"order_id": "A", "carrier": "ups"}))
-        result = await app.handle(runs[0].id).result(timeout=10)
+        result = await app.handle(runs[0].id).result(timeout=60)
     assert result == {"carrier": "ups", "id": ids[0]}
 
 
@@ -169,7 +169,7 @@ async def test_wait_for_event_with_an_expression(db_url: str) -> None:
         await app.send(perdure.Event("review.done", {"doc": 7, "ok": False, "by": "x"}))
         await app.send(perdure.Event("review.done", {"doc": 8, "ok": True, "by": "y"}))
         await app.send(perdure.Event("review.done", {"doc": 7, "ok": True, "by": "ann"}))
-        assert await handle.result(timeout=10) == "ann"
+        assert await handle.result(timeout=60) == "ann"
 
 
 async def test_wait_for_event_times_out_with_none(sqlite_url: str) -> None:
@@ -185,7 +185,7 @@ async def test_wait_for_event_times_out_with_none(sqlite_url: str) -> None:
         handle = await app.start(waiter)
         await wait_status(app, handle.run_id, perdure.RunStatus.WAITING)
         await clock.advance(days=2, seconds=1)
-        assert await handle.result(timeout=10) == "timeout"
+        assert await handle.result(timeout=60) == "timeout"
         await app.send(perdure.Event("reply"))  # too late: changes nothing
         info = await app.get_run(handle.run_id)
     assert info.steps[0].status == "completed" and info.steps[0].output is None
@@ -199,7 +199,7 @@ async def test_wait_for_event_timeout_in_real_time(db_url: str) -> None:
         return await ctx.step.wait_for_event("w", event="never", timeout=0.5) is None
 
     async with app, app.worker():
-        assert await (await app.start(waiter)).result(timeout=10) is True
+        assert await (await app.start(waiter)).result(timeout=60) is True
 
 
 async def test_an_event_sent_while_the_run_is_still_running_is_not_lost(db_url: str) -> None:
@@ -229,7 +229,7 @@ async def test_an_event_sent_while_the_run_is_still_running_is_not_lost(db_url: 
         assert (await handle.status()) == perdure.RunStatus.RUNNING
         await app.send(perdure.Event("go", {"n": 1}))
         gate.set()
-        assert await handle.result(timeout=10) == [1, "sibling"]
+        assert await handle.result(timeout=60) == [1, "sibling"]
 
 
 async def test_events_sent_before_the_wait_began_do_not_match(db_url: str) -> None:
@@ -245,7 +245,7 @@ async def test_events_sent_before_the_wait_began_do_not_match(db_url: str) -> No
         await app.send(perdure.Event("early"))
         handle = await app.start(late)
         async with app.worker():
-            assert await handle.result(timeout=10) is True
+            assert await handle.result(timeout=60) is True
 
 
 async def test_send_event_step_sends_once_and_triggers(db_url: str) -> None:
@@ -265,7 +265,7 @@ async def test_send_event_step_sends_once_and_triggers(db_url: str) -> None:
         return ids
 
     async with app, app.worker():
-        ids = await (await app.start(parent)).result(timeout=10)
+        ids = await (await app.start(parent)).result(timeout=60)
         # The children were created with the sends, before the parent completed.
         await wait_all_completed(app, 2, child)
         assert len(await runs_of(app, child)) == 2

@@ -110,7 +110,7 @@ async def test_a_run_that_keeps_crashing_workers_fails(sqlite_url: str) -> None:
             await clock.advance(31)
         async with app.worker():
             with pytest.raises(perdure.RunFailedError) as err:
-                await handle.result(timeout=10)
+                await handle.result(timeout=60)
     assert err.value.error_type == "WorkerCrashError"
     assert "max_crashes=2" in err.value.error_message
 

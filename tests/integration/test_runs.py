@@ -39,8 +39,8 @@ async def test_same_idempotency_key_gives_the_same_run(db_url: str) -> None:
         )
         assert h1.run_id == h2.run_id
         assert len({h.run_id for h in many}) == 1
-        assert await h2.result(timeout=10) == 5
-        assert await many[0].result(timeout=10) == 1
+        assert await h2.result(timeout=60) == 5
+        assert await many[0].result(timeout=60) == 1
     assert count == 2
 
 
@@ -67,7 +67,7 @@ async def test_invoke_returns_the_child_output(db_url: str) -> None:
 
     async with app, app.worker():
         handle = await app.start(parent)
-        result = await handle.result(timeout=10)
+        result = await handle.result(timeout=60)
         children = [r for r in await app.list_runs() if r.parent_run_id == handle.run_id]
     assert result == {"a": 49, "b": 9, "err": "child broke"}
     assert len(children) == 3
@@ -93,7 +93,7 @@ async def test_invoke_timeout_raises_step_error(sqlite_url: str) -> None:
         handle = await app.start(parent)
         await wait_status(app, handle.run_id, perdure.RunStatus.WAITING)
         await clock.advance(hours=2)
-        assert await handle.result(timeout=10) == "InvokeTimeoutError"
+        assert await handle.result(timeout=60) == "InvokeTimeoutError"
 
 
 @pytest.mark.parametrize("state", ["queued", "running", "sleeping", "waiting"])
@@ -196,7 +196,7 @@ async def test_large_step_output_fails_the_step_without_retrying(sqlite_url: str
 
     async with app, app.worker():
         with pytest.raises(perdure.RunFailedError, match="over the limit of 1000 bytes"):
-            await (await app.start(fn)).result(timeout=10)
+            await (await app.start(fn)).result(timeout=60)
     assert calls == 1
 
 
@@ -209,7 +209,7 @@ async def test_large_run_output_fails_the_run(sqlite_url: str) -> None:
 
     async with app, app.worker():
         with pytest.raises(perdure.RunFailedError, match="PayloadTooLargeError"):
-            await (await app.start(fn)).result(timeout=10)
+            await (await app.start(fn)).result(timeout=60)
 
 
 async def test_result_from_another_app_instance_on_the_same_database(db_url: str) -> None:
@@ -223,13 +223,13 @@ async def test_result_from_another_app_instance_on_the_same_database(db_url: str
 
     async with worker_app, client, worker_app.worker():
         handle = await client.start("echo", {"hello": "world"})
-        assert await handle.result(timeout=10) == {"hello": "world"}
+        assert await handle.result(timeout=60) == {"hello": "world"}
         slow = await client.start("echo", {"sleep": 60})
         with pytest.raises(TimeoutError):
             await slow.result(timeout=0.3)
         await client.cancel(slow.run_id)
         with pytest.raises(perdure.RunCancelledError):
-            await worker_app.handle(slow.run_id).result(timeout=5)
+            await worker_app.handle(slow.run_id).result(timeout=60)
         with pytest.raises(perdure.RunNotFoundError):
             await client.handle("missing").result(timeout=1)
 
@@ -263,7 +263,7 @@ def test_sync_client_twins(sqlite_url: str) -> None:
             assert time.monotonic() < deadline, "the worker thread did not start"
             threading.Event().wait(0.02)
         handle = app.start_sync("hello", {"name": "sam"})
-        assert handle.result_sync(timeout=10) == "hi sam"
+        assert handle.result_sync(timeout=60) == "hi sam"
         assert app.get_run_sync(handle.run_id).status == perdure.RunStatus.COMPLETED
         ids = app.send_sync(perdure.Event("nothing.listens"))
         assert len(ids) == 1
