@@ -17,15 +17,6 @@ from perdure.testing import ManualClock
 FAST = perdure.RetryPolicy(retries=4, initial_delay=0.01, max_delay=0.05)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 60) -> None:
-    """Wait for ``check()`` to hold, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 async def test_happy_path_runs_each_step_and_the_body_once(db_url: str) -> None:
     app = perdure.App("t", db_url)
     calls: list[str] = []
@@ -142,6 +133,15 @@ async def test_sleep_suspends_and_resumes_on_time(db_url: str) -> None:
         before = await handle.result(timeout=60)
     resumed_after = seen[-1] - before
     assert 2.0 <= resumed_after < 2.3, resumed_after
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 60) -> None:
+    """Wait for ``check()`` to hold, failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(0.02)
 
 
 async def test_a_seven_day_sleep_with_a_manual_clock(sqlite_url: str) -> None:
