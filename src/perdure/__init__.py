@@ -7,7 +7,7 @@ restarts. See the README for a quick start.
 from perdure._version import __version__
 from perdure.app import App, Limits, RunHandle
 from perdure.clock import Clock, SystemClock
-from perdure.context import Context, Step, SyncContext, SyncStep
+from perdure.drivers.python import Context, Step, SyncContext, SyncStep
 from perdure.engine.backoff import RetryPolicy
 from perdure.errors import (
     FunctionNotFoundError,
@@ -24,9 +24,9 @@ from perdure.errors import (
     StoreUnavailableError,
 )
 from perdure.functions import CronTrigger, EventTrigger, cron, event
+from perdure.runtime import Worker
 from perdure.store.base import SentEvent
 from perdure.types import Event, RunInfo, RunStatus, StepInfo
-from perdure.worker import Worker
 
 __all__ = [
     "App",

@@ -141,16 +141,3 @@ class RunCancelledError(PerdureError):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"run {run_id} was cancelled")
         self.run_id = run_id
-
-
-def describe(exc: BaseException) -> dict[str, Any]:
-    """The JSON description of an error, as recorded for a failed step or run."""
-    out: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
-    if isinstance(exc, StepError):
-        out = {
-            "type": "StepError",
-            "message": str(exc),
-            "step_id": exc.step_id,
-            "cause": {"type": exc.error_type, "message": exc.error_message},
-        }
-    return out

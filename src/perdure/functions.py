@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from perdure.engine.backoff import RetryPolicy
@@ -19,7 +19,7 @@ from perdure.engine.cron import CronSchedule
 from perdure.engine.durations import to_seconds
 from perdure.engine.expressions import Expression, validate
 from perdure.engine.triggers import EventPattern
-from perdure.errors import InvalidInputError
+from perdure.errors import FunctionNotFoundError, InvalidInputError
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +56,7 @@ class CronTrigger:
     """Start a run at every tick of a cron schedule (5 or 6 fields) in a time zone.
 
     After downtime, only the most recent missed tick runs, if it is within ``catchup_seconds``
-    (see :mod:`perdure.scheduler`)."""
+    (see :mod:`perdure.runtime.scheduler`)."""
 
     expr: str
     tz: str = "UTC"
@@ -71,10 +71,6 @@ class CronTrigger:
     def to_dict(self) -> dict[str, Any]:
         """JSON form, as stored."""
         return {"cron": self.expr, "tz": self.tz, "catchup": self.catchup_seconds}
-
-    def next_after(self, instant: datetime) -> datetime:
-        """The first tick strictly after ``instant`` (an aware datetime), in UTC."""
-        return self.schedule.next_after(instant)
 
 
 Trigger = EventTrigger | CronTrigger
@@ -116,19 +112,6 @@ class FunctionRecord:
     def event_triggers(self) -> list[EventTrigger]:
         """The event triggers."""
         return [t for t in self.triggers if isinstance(t, EventTrigger)]
-
-    def cron_triggers(self) -> list[CronTrigger]:
-        """The cron triggers."""
-        return [t for t in self.triggers if isinstance(t, CronTrigger)]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form (HTTP API)."""
-        return {
-            "id": self.id,
-            "app": self.app,
-            "triggers": [t.to_dict() for t in self.triggers],
-            "config": self.config,
-        }
 
 
 @dataclass(slots=True)
@@ -215,3 +198,19 @@ class FunctionDef:
 def _default_id(fn: Callable[..., Any]) -> str:
     name = getattr(fn, "__name__", "")
     return name.replace("_", "-")
+
+
+def function_id_of(target: Any) -> str:
+    """The id of a function decorated with ``@app.function``, a :class:`FunctionDef`, or an id
+    string; :class:`~perdure.errors.FunctionNotFoundError` for anything else."""
+    if isinstance(target, str):
+        return target
+    if isinstance(target, FunctionDef):
+        return target.id
+    fid = getattr(target, "__perdure_function_id__", None)
+    if isinstance(fid, str):
+        return fid
+    raise FunctionNotFoundError(
+        f"{getattr(target, '__name__', target)!r} is not a perdure function "
+        "(decorate it with @app.function)"
+    )

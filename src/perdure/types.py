@@ -33,6 +33,13 @@ class RunStatus(StrEnum):
 _TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
 TERMINAL_STATUSES = frozenset(s.value for s in _TERMINAL)
 
+MAX_EVENT_ID_LENGTH = 256
+"""The longest event id, in characters."""
+
+MAX_EVENT_TS = 253_402_300_799_999
+"""The latest event timestamp accepted: 9999-12-31T23:59:59.999Z, in ms since the epoch (a
+later one cannot be represented as a datetime)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -59,10 +66,21 @@ class Event:
             raise InvalidInputError(
                 f"event user must be a JSON object, not {type(self.user).__name__}"
             )
-        if not isinstance(self.id, str) or len(self.id) > 256:
-            raise InvalidInputError("event id must be a string of at most 256 characters")
-        if isinstance(self.ts, bool) or not isinstance(self.ts, int) or self.ts < 0:
-            raise InvalidInputError("event ts must be a non-negative integer (ms since epoch)")
+        if not isinstance(self.id, str) or len(self.id) > MAX_EVENT_ID_LENGTH:
+            raise InvalidInputError(
+                f"event id must be a string of at most {MAX_EVENT_ID_LENGTH} characters"
+            )
+        if "\x00" in self.id:
+            raise InvalidInputError("event id must not contain NUL characters")
+        if (
+            isinstance(self.ts, bool)
+            or not isinstance(self.ts, int)
+            or not 0 <= self.ts <= MAX_EVENT_TS
+        ):
+            raise InvalidInputError(
+                f"event ts must be an integer from 0 to {MAX_EVENT_TS} (ms since the epoch, "
+                f"up to the year 9999), got {self.ts!r}"
+            )
 
     def stamped(self, default_id: str | None = None) -> Event:
         """This event with an id (``default_id`` or a new ULID) and a timestamp if it had none."""
@@ -173,41 +191,14 @@ class RunInfo:
     idempotency_key: str | None
     steps: list[StepInfo]
 
-    def to_dict(self) -> dict[str, Any]:
-        """The run as a JSON object (the HTTP API's shape)."""
-        return {
-            "id": self.id,
-            "function_id": self.function_id,
-            "status": self.status.value,
-            "event": self.event.to_dict(),
-            "output": self.output,
-            "error": self.error,
-            "attempt": self.attempt,
-            "created_at": _iso(self.created_at),
-            "started_at": _iso(self.started_at),
-            "ended_at": _iso(self.ended_at),
-            "parent_run_id": self.parent_run_id,
-            "idempotency_key": self.idempotency_key,
-            "steps": [
-                {
-                    "id": s.id,
-                    "kind": s.kind,
-                    "status": s.status,
-                    "output": s.output,
-                    "error": s.error,
-                    "attempts": s.attempts,
-                    "position": s.position,
-                    "started_at": _iso(s.started_at),
-                    "ended_at": _iso(s.ended_at),
-                    "wake_at": _iso(s.wake_at),
-                }
-                for s in self.steps
-            ],
-        }
 
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
+def iso_utc(value: datetime | float) -> str:
+    """An instant (aware datetime or epoch seconds) as ISO 8601 text in UTC (``...Z``)."""
+    if isinstance(value, datetime):
+        when = value.astimezone(UTC)
+    else:
+        when = datetime.fromtimestamp(value, UTC)
+    return when.isoformat().replace("+00:00", "Z")
 
 
 def to_datetime(value: float | None) -> datetime | None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,3 +116,49 @@ def assert_one_line_error(r: subprocess.CompletedProcess[str], status: int) -> s
     assert len(lines) == 1, r.stderr
     assert lines[0].startswith("error: "), r.stderr
     return lines[0]
+
+
+class Background:
+    """A long-running ``python -m perdure.cli ARGS`` (dev, server, worker), its output in files."""
+
+    def __init__(self, workdir: Path, args: Sequence[str], env: dict[str, str]) -> None:
+        self.out = workdir / "perdure.out"
+        self.err = workdir / "perdure.err"
+        with self.out.open("wb") as fout, self.err.open("wb") as ferr:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "perdure.cli", *args],
+                cwd=workdir,
+                env=env,
+                stdout=fout,
+                stderr=ferr,
+            )
+
+    def stdout(self) -> str:
+        """What it printed so far."""
+        return self.out.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        """What it logged so far."""
+        return self.err.read_text(errors="replace")
+
+    def wait_for(self, text: str, *, stream: str = "stdout", timeout: float = 60) -> str:
+        """Wait until ``text`` appears on ``stream``; return everything printed there."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self.stdout() if stream == "stdout" else self.stderr()
+            if text in seen:
+                return seen
+            assert self.proc.poll() is None, (self.proc.returncode, self.stdout(), self.stderr())
+            assert time.monotonic() < deadline, (text, self.stdout(), self.stderr())
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        """SIGINT, then its exit status (it must stop within 30 s)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a hang is the failure
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("the process did not stop within 30 s") from None

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import cli_app
+import click
 import pytest
 from cli_helpers import Populated, assert_one_line_error, clean_env, perdure, perdure_many
 
 import perdure as pd
+from perdure.cli import cli
 
 
 async def _populate(url: str) -> Populated:
@@ -133,6 +136,9 @@ def test_failures_give_one_line_and_status_1(tmp_path: Path, populated: Populate
 
 
 def test_migrate_creates_and_reports_the_schema(tmp_path: Path) -> None:
+    # The folder of a SQLite file must exist (only ./.perdure/ is created: see
+    # test_cli_database.py); the file itself is created.
+    (tmp_path / "sub").mkdir()
     url = f"sqlite:///{tmp_path}/sub/db.sqlite"
     first = perdure("migrate", "--database-url", url)
     assert first.returncode == 0, first.stderr
@@ -278,3 +284,32 @@ def test_database_url_from_the_environment(populated: Populated, env_name: str) 
     r = perdure("runs", "list", "--json", env=clean_env(**{env_name: populated.url}))
     assert r.returncode == 0, r.stderr
     assert populated.completed in [run["id"] for run in json.loads(r.stdout)["runs"]]
+
+
+def _options(
+    command: click.Command, ctx: click.Context
+) -> Iterator[tuple[str, click.Option, click.Context]]:
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name not in ("help", "version"):
+            yield ctx.command_path, param, ctx
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from _options(sub, click.Context(sub, info_name=name, parent=ctx))
+
+
+def test_every_option_has_an_environment_twin() -> None:
+    root = click.Context(cli, info_name="perdure", auto_envvar_prefix="PERDURE")
+    seen = 0
+    for path, param, ctx in _options(cli, root):
+        record = param.get_help_record(ctx)
+        assert record is not None, (path, param.name)
+        assert "env var: PERDURE_" in record[1], (path, param.name, record)
+        seen += 1
+    assert seen >= 25
+
+
+def test_an_environment_twin_works(populated: Populated) -> None:
+    env = clean_env(PERDURE_DATABASE_URL=populated.url, PERDURE_RUNS_LIST_LIMIT="1")
+    r = perdure("runs", "list", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)["runs"]) == 1

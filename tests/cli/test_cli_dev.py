@@ -114,3 +114,41 @@ def test_dev_reports_a_busy_port_in_one_line(tmp_path: Path) -> None:
         r = perdure("dev", "--port", str(port), "--database-url", f"sqlite:///{tmp_path}/x.db")
     message = assert_one_line_error(r, 1)
     assert f"127.0.0.1:{port}" in message
+
+
+def test_dev_serves_only_the_allowed_hosts(tmp_path: Path) -> None:
+    url_db = f"sqlite:///{tmp_path}/demo.db"
+    out, err = tmp_path / "dev.out", tmp_path / "dev.err"
+    with out.open("wb") as fout, err.open("wb") as ferr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "perdure.cli", "dev", "--port", "0"],
+            cwd=tmp_path,
+            env=clean_env(
+                PERDURE_DATABASE_URL=url_db,
+                PERDURE_LOG_LEVEL="warning",
+                PERDURE_ALLOWED_HOSTS="perdure.test",
+            ),
+            stdout=fout,
+            stderr=ferr,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not (match := re.search(r"http://127\.0\.0\.1:\d+", out.read_text())):
+            assert proc.poll() is None, err.read_text()
+            assert time.monotonic() < deadline, "no banner"
+            time.sleep(0.05)
+        base = match.group(0)
+        while True:
+            try:
+                ok = httpx.get(f"{base}/api/v1/runs", headers={"Host": "perdure.test"})
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "no answer"
+                time.sleep(0.05)
+        assert ok.status_code == 200, ok.text
+        refused = httpx.get(f"{base}/api/v1/runs")  # Host: 127.0.0.1:PORT is not on the list
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["code"] == "host_not_allowed"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)

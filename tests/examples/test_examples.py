@@ -58,7 +58,9 @@ async def wait_status(
     raise AssertionError(f"run {run_id} never became {status.value}")
 
 
-async def runs_of(app: perdure.App, function_id: str, n: int, timeout: float = 10.0) -> list[Any]:
+async def runs_of(
+    app: perdure.App, function_id: str, n: int, timeout: float = 10.0
+) -> list[perdure.RunInfo]:
     deadline = time.monotonic() + timeout
     runs: list[perdure.RunInfo] = []
     while time.monotonic() < deadline:
@@ -110,7 +112,7 @@ async def test_simple_workflow_checkpoints_each_step(sqlite_url: str) -> None:
 async def test_scheduling_cron_tick_fires_and_digest_sleeps_until_send_window(
     sqlite_url: str,
 ) -> None:
-    from perdure.scheduler import trigger_key
+    from perdure.runtime.scheduler import trigger_key
 
     # 04:59 UTC on 1 June 2026 is 06:59 in Paris (summer time, UTC+2).
     clock = ManualClock(datetime(2026, 6, 1, 4, 59, tzinfo=UTC))

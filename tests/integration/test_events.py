@@ -281,7 +281,7 @@ async def test_invalid_events_are_rejected_before_anything_is_written(sqlite_url
         with pytest.raises(perdure.InvalidInputError):
             perdure.Event("has space", {})
         with pytest.raises(perdure.InvalidInputError):
-            perdure.Event("x", [1, 2])  # type: ignore[arg-type]
+            perdure.Event("x", [1, 2])  # type: ignore[arg-type]  # data must be an object
         big = perdure.Event("big", {"blob": "x" * (600 * 1024)})
         with pytest.raises(perdure.PayloadTooLargeError) as err:
             await app.send([perdure.Event("small"), big])

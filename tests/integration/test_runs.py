@@ -29,7 +29,8 @@ async def test_same_idempotency_key_gives_the_same_run(db_url: str) -> None:
     async def charge(ctx: perdure.Context) -> int:
         nonlocal count
         count += 1
-        return ctx.event.data["amount"]
+        amount: int = ctx.event.data["amount"]
+        return amount
 
     async with app, app.worker():
         h1 = await app.start(charge, {"amount": 5}, idempotency_key="order-1")
@@ -49,7 +50,8 @@ async def test_invoke_returns_the_child_output(db_url: str) -> None:
 
     @app.function()
     async def square(ctx: perdure.Context) -> int:
-        return ctx.event.data["n"] ** 2
+        n: int = ctx.event.data["n"]
+        return n**2
 
     @app.function()
     async def fails(ctx: perdure.Context) -> None:
@@ -177,7 +179,7 @@ async def test_start_validates_before_writing(sqlite_url: str) -> None:
         with pytest.raises(perdure.PayloadTooLargeError):
             await app.start(fn, {"blob": "x" * (5 * 1024 * 1024)})
         with pytest.raises(perdure.InvalidInputError):
-            await app.start(fn, [1, 2])  # type: ignore[arg-type]
+            await app.start(fn, [1, 2])  # type: ignore[arg-type]  # data must be an object
         assert await app.list_runs() == []
 
 

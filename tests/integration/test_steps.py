@@ -17,6 +17,11 @@ from perdure.testing import ManualClock
 FAST = perdure.RetryPolicy(retries=4, initial_delay=0.01, max_delay=0.05)
 
 
+def identity(i: int) -> int:
+    """A sync step body that returns its argument."""
+    return i
+
+
 async def test_happy_path_runs_each_step_and_the_body_once(db_url: str) -> None:
     app = perdure.App("t", db_url)
     calls: list[str] = []
@@ -57,7 +62,7 @@ async def test_repeated_step_ids_get_distinct_keys(db_url: str) -> None:
 
     @app.function()
     async def loop(ctx: perdure.Context) -> list[int]:
-        return [await ctx.step.run("same", lambda i=i: i) for i in range(3)]
+        return [await ctx.step.run("same", identity, i) for i in range(3)]
 
     async with app, app.worker():
         handle = await app.start(loop)
@@ -273,3 +278,25 @@ async def test_sync_functions_wait_invoke_and_send(db_url: str) -> None:
         await eventually(waiting, "the wait for sync.go to be recorded")
         await app.send(perdure.Event("sync.go", {"ok": True}))
         assert await handle.result(timeout=60) == [40, 1, True, None]
+
+
+@pytest.mark.parametrize("step_id", ["", "x" * 201, "a\x00b", "lone\ud800"])
+async def test_an_invalid_step_id_fails_the_run_and_writes_no_step(
+    db_url: str, step_id: str
+) -> None:
+    app = perdure.App("t", db_url)
+
+    async def work() -> str:
+        return "never"
+
+    @app.function(retries=0)
+    async def flow(ctx: perdure.Context) -> str:
+        return await ctx.step.run(step_id, work)
+
+    async with app, app.worker():
+        handle = await app.start(flow)
+        with pytest.raises(perdure.RunFailedError) as err:
+            await handle.result(timeout=30)
+        assert err.value.error_type == "InvalidInputError"
+        assert "a step id must be" in err.value.error_message
+        assert (await app.get_run(handle.run_id)).steps == []

@@ -33,6 +33,9 @@ def client(dev: ServerProcess) -> Iterator[httpx.Client]:
         yield c
 
 
+JSON = {"content-type": "application/json"}
+
+
 def unique(prefix: str = "t") -> str:
     return f"{prefix}.{uuid.uuid4().hex[:10]}"
 
@@ -190,7 +193,7 @@ def test_malformed_json_is_400_with_position_and_stores_nothing(client: httpx.Cl
     assert "byte" in message
     r = client.post("/api/v1/events", content=b"")
     assert_error(r, 400, "malformed_json", "empty")
-    r = client.post("/api/v1/events", content=b"\xff\xfe{}")
+    r = client.post("/api/v1/events", content=b"\xff\xfe{}", headers=JSON)
     assert_error(r, 400, "malformed_json")
     assert stored(client, name) == []
 
@@ -245,14 +248,14 @@ def test_a_body_over_the_cap_is_413_and_nothing_is_stored(client: httpx.Client) 
     small = f'{{"name": "{name}", "data": {{"x": 1}}}}'
     payload = ("[" + ",".join([small] * 400_000) + "]").encode()
     assert len(payload) > 8 * 1024 * 1024
-    r = client.post("/api/v1/events", content=payload)
+    r = client.post("/api/v1/events", content=payload, headers=JSON)
     assert_error(r, 413, "payload_too_large", "request body")
 
     def chunks() -> Any:  # no Content-Length: counted while streaming
         for i in range(0, len(payload), 65536):
             yield payload[i : i + 65536]
 
-    r = client.post("/api/v1/events", content=chunks())
+    r = client.post("/api/v1/events", content=chunks(), headers=JSON)
     assert_error(r, 413, "payload_too_large", "request body")
     assert stored(client, name) == []
 
@@ -262,7 +265,7 @@ def test_a_declared_huge_body_is_refused_before_reading_it(dev: ServerProcess) -
     assert url.hostname is not None and url.port is not None
     with socket.create_connection((url.hostname, url.port), timeout=20) as sock:
         sock.sendall(
-            b"POST /api/v1/events HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            b"POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Content-Length: 1000000000\r\n\r\n[{"
         )
         response = b""
@@ -370,7 +373,9 @@ def test_start_errors(client: httpx.Client) -> None:
         "idempotency_key",
     )
     assert_error(
-        client.post("/api/v1/functions/echo/runs", content=b"{nope"), 400, "malformed_json"
+        client.post("/api/v1/functions/echo/runs", content=b"{nope", headers=JSON),
+        400,
+        "malformed_json",
     )
     big = {"data": {"blob": "x" * (5 * 1024 * 1024)}}
     assert_error(client.post("/api/v1/functions/echo/runs", json=big), 413, "payload_too_large")

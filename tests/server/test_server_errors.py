@@ -29,7 +29,7 @@ async def app(sqlite_url: str) -> AsyncIterator[perdure.App]:
 
 def client_for(app: perdure.App, **kwargs: Any) -> httpx.AsyncClient:
     asgi = create_app(app, dev=True, api_token=None, **kwargs)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://t")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://localhost")
 
 
 async def test_database_unavailable_is_503_with_retry_after(app: perdure.App) -> None:
@@ -58,7 +58,7 @@ async def test_an_unexpected_error_is_a_bare_500(
     async def broken(**kwargs: Any) -> Any:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(app, "list_runs", broken)
+    monkeypatch.setattr(app.query, "list_runs", broken)
     async with client_for(app) as c:
         r = await c.get("/api/v1/runs")
     message = assert_error(r, 500, "internal_error")

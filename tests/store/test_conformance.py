@@ -7,11 +7,12 @@ dedupe windows are exercised without waiting.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 from perdure import serde
+from perdure.errors import InvalidInputError
 from perdure.functions import CronTrigger, EventTrigger, FunctionRecord
 from perdure.store import open_store
 from perdure.store.base import (
@@ -22,6 +23,7 @@ from perdure.store.base import (
     StepWrite,
     Store,
     WaitSpec,
+    WriteOp,
 )
 from perdure.testing import ManualClock
 
@@ -137,7 +139,7 @@ async def test_claim_respects_limit_functions_and_order(store: Store) -> None:
     assert (await store.claim("w3", ["f"], 10, LEASE)).runs == []
     row = await store.get_run("r0")
     assert row is not None and row.status == "running" and row.lease_owner == "w1"
-    assert second.next_due is not None and second.next_due > second.now
+    assert second.next_due is not None and second.next_due > store.now()
     g = await store.claim("w3", ["g", "f"], 10, LEASE)
     assert [r.id for r in g.runs] == ["g1"]
 
@@ -483,3 +485,361 @@ async def test_group_commit_of_many_runs(store: Store) -> None:
     assert all(all(r) for r in results)
     done = await store.list_runs(RunFilter(status="completed", limit=1000))
     assert len(done) == 10
+
+
+# ---------------------------------------------------------------------- commit edge cases
+
+ENDING_OUTCOMES = ["complete", "fail", "retry", "suspend", "release"]
+
+
+def ending(run_id: str, token: int, kind: str, now: float) -> Outcome:
+    """An outcome of each kind that gives the run's lease back."""
+    err = serde.dumps({"type": "E", "message": "m"})
+    if kind == "complete":
+        return Outcome(run_id, token, "complete", output="1")
+    if kind == "fail":
+        return Outcome(run_id, token, "fail", error=err)
+    if kind == "retry":
+        return Outcome(run_id, token, "retry", error=err, available_at=now + 100)
+    if kind == "suspend":
+        return Outcome(run_id, token, "suspend", available_at=now + 100, status="sleeping")
+    return Outcome(run_id, token, "release")
+
+
+@pytest.mark.parametrize("kind", ENDING_OUTCOMES)
+async def test_a_write_after_the_outcome_in_the_same_commit_is_rejected(
+    store: Store, kind: str
+) -> None:
+    await store.create_runs([new_run("r1")])
+    run = (await store.claim("w", ["f"], 1, LEASE)).runs[0]
+    results = await store.commit(
+        [
+            StepWrite("r1", run.token, "a", 0, "run", "completed", output="1"),
+            ending("r1", run.token, kind, store.now()),
+            StepWrite("r1", run.token, "b", 1, "run", "completed", output="2"),
+            Outcome("r1", run.token, "complete", output="late"),
+        ]
+    )
+    assert results == [True, True, False, False]
+    assert [s.key for s in await store.get_steps("r1")] == ["a"]
+    row = await store.get_run("r1")
+    assert row is not None and row.output != "late" and row.lease_owner is None
+
+
+@pytest.mark.parametrize("kind", ENDING_OUTCOMES)
+async def test_a_write_after_the_outcome_in_a_later_commit_is_rejected(
+    store: Store, kind: str
+) -> None:
+    await store.create_runs([new_run("r1")])
+    run = (await store.claim("w", ["f"], 1, LEASE)).runs[0]
+    assert await store.commit([ending("r1", run.token, kind, store.now())]) == [True]
+    before = await store.get_run("r1")
+    late: list[WriteOp] = [
+        StepWrite("r1", run.token, "b", 1, "run", "completed", output="2"),
+        *(ending("r1", run.token, k, store.now()) for k in ENDING_OUTCOMES),
+    ]
+    assert await store.commit(late) == [False] * len(late)
+    assert await store.get_steps("r1") == []
+    assert await store.get_run("r1") == before
+    assert await store.heartbeat("w", [("r1", run.token)], LEASE) == ["r1"]
+
+
+async def test_a_wait_with_a_deadline_resolved_before_the_suspension_is_due_at_once(
+    store: Store,
+) -> None:
+    await store.create_runs([new_run("r1")])
+    run = (await store.claim("w", ["f"], 1, LEASE)).runs[0]
+    deadline = store.now() + 3600
+    spec = WaitSpec("go", None, None, None, deadline)
+    write = StepWrite("r1", run.token, "w", 0, "wait", "waiting", wake_at=deadline, wait=spec)
+    assert await store.commit([write]) == [True]
+    await store.send_events([event_body("go", {}, "g1")])  # before the suspension commits
+    suspend = Outcome(
+        "r1", run.token, "suspend", available_at=deadline, status="waiting", watch_keys=("w",)
+    )
+    assert await store.commit([suspend]) == [True]
+    row = await store.get_run("r1")
+    assert row is not None and row.status == "queued"
+    assert row.available_at is not None and row.available_at <= store.now()
+    again = (await store.claim("w", ["f"], 1, LEASE)).runs
+    assert [r.id for r in again] == ["r1"]
+    assert serde.loads(again[0].steps["w"].output)["id"] == "g1"
+
+
+async def test_a_suspension_watching_an_unresolved_wait_stays_suspended(store: Store) -> None:
+    await store.create_runs([new_run("r1")])
+    run = (await store.claim("w", ["f"], 1, LEASE)).runs[0]
+    spec = WaitSpec("go", None, None, None, None)
+    await store.commit([StepWrite("r1", run.token, "w", 0, "wait", "waiting", wait=spec)])
+    await store.send_events([event_body("other", {}, "o1")])
+    await store.commit([Outcome("r1", run.token, "suspend", status="waiting", watch_keys=("w",))])
+    row = await store.get_run("r1")
+    assert row is not None and row.status == "waiting" and row.available_at is None
+    assert (await store.claim("w", ["f"], 1, LEASE)).runs == []
+
+
+async def invoke_child(store: Store, *, suspend: bool = True) -> tuple[int, int]:
+    """A parent run ``parent`` invoking ``child`` (step ``c``); the tokens of both."""
+    await store.create_runs([new_run("parent")])
+    p = (await store.claim("w", ["f"], 1, LEASE)).runs[0]
+    child = NewRun(
+        "child",
+        "g",
+        new_run("x").input,
+        idempotency_key="invoke:parent:c",
+        parent_run_id="parent",
+        parent_step="c",
+    )
+    ops: list[WriteOp] = [StepWrite("parent", p.token, "c", 0, "invoke", "invoking", child=child)]
+    if suspend:
+        ops.append(Outcome("parent", p.token, "suspend", status="waiting", watch_keys=("c",)))
+    assert await store.commit(ops) == [True] * len(ops)
+    c = (await store.claim("w", ["g"], 1, LEASE)).runs[0]
+    return p.token, c.token
+
+
+async def test_a_failed_child_fails_its_parents_invoke_step(store: Store) -> None:
+    _, child_token = await invoke_child(store)
+    err = serde.dumps({"type": "StepError", "message": "boom", "step_id": "s"})
+    assert await store.commit([Outcome("child", child_token, "fail", error=err)]) == [True]
+    parent = await store.get_run("parent")
+    assert parent is not None and parent.status == "queued"
+    resumed = (await store.claim("w", ["f"], 1, LEASE)).runs
+    assert [r.id for r in resumed] == ["parent"]
+    step = resumed[0].steps["c"]
+    assert step.status == "failed" and step.error == err and step.output is None
+    assert step.ended_at is not None
+
+
+async def test_a_cancelled_child_fails_its_parents_invoke_step(store: Store) -> None:
+    _, child_token = await invoke_child(store)
+    cancelled = await store.cancel_run("child")
+    assert cancelled is not None and cancelled.status == "cancelled"
+    assert cancelled.error == '{"type":"RunCancelledError","message":"the run was cancelled"}'
+    resumed = (await store.claim("w", ["f"], 1, LEASE)).runs
+    assert [r.id for r in resumed] == ["parent"]
+    step = resumed[0].steps["c"]
+    assert step.status == "failed" and step.error == cancelled.error
+    # The child's worker is fenced out.
+    assert await store.commit([Outcome("child", child_token, "complete", output="1")]) == [False]
+
+
+async def test_a_child_ending_before_its_parent_suspends_makes_the_parent_due(
+    store: Store,
+) -> None:
+    parent_token, child_token = await invoke_child(store, suspend=False)
+    assert await store.commit([Outcome("child", child_token, "complete", output="7")]) == [True]
+    suspend = Outcome("parent", parent_token, "suspend", status="waiting", watch_keys=("c",))
+    assert await store.commit([suspend]) == [True]
+    resumed = (await store.claim("w", ["f"], 1, LEASE)).runs
+    assert [r.id for r in resumed] == ["parent"]
+    assert resumed[0].steps["c"].status == "completed" and resumed[0].steps["c"].output == "7"
+
+
+async def test_an_invoke_step_times_out_as_failed(store: Store) -> None:
+    parent_token, _ = await invoke_child(store, suspend=False)
+    step = await store.expire_step("parent", parent_token, "c")
+    assert step is not None and step.status == "failed"
+    assert step.error == (
+        '{"type":"InvokeTimeoutError",'
+        '"message":"the invoked run did not finish before the timeout"}'
+    )
+
+
+async def taken_over(store: Store, clock: ManualClock) -> tuple[int, int]:
+    """``r1`` claimed by w1, its lease expired and taken over by w2: (stale, fresh) token."""
+    await store.create_runs([new_run("r1")])
+    first = (await store.claim("w1", ["f"], 1, LEASE)).runs[0]
+    deadline = store.now() + 5
+    spec = WaitSpec("go", None, None, None, deadline)
+    await store.commit(
+        [StepWrite("r1", first.token, "w", 0, "wait", "waiting", wake_at=deadline, wait=spec)]
+    )
+    await clock.advance(LEASE + 1)
+    second = (await store.claim("w2", ["f"], 1, LEASE)).runs[0]
+    assert second.token > first.token
+    return first.token, second.token
+
+
+STALE_WRITES: dict[str, Callable[[int], StepWrite]] = {
+    "run": lambda t: StepWrite("r1", t, "a", 1, "run", "completed", output="1"),
+    "run-failed": lambda t: StepWrite(
+        "r1", t, "a", 1, "run", "failed", error=serde.dumps({"type": "E", "message": "m"})
+    ),
+    "run-retrying": lambda t: StepWrite("r1", t, "a", 1, "run", "retrying", attempts=2),
+    "sleep": lambda t: StepWrite("r1", t, "a", 1, "sleep", "sleeping", wake_at=1.0),
+    "wait": lambda t: StepWrite(
+        "r1", t, "a", 1, "wait", "waiting", wait=WaitSpec("stale", None, None, None, None)
+    ),
+    "invoke": lambda t: StepWrite(
+        "r1",
+        t,
+        "a",
+        1,
+        "invoke",
+        "invoking",
+        child=NewRun("stale-child", "g", new_run("x").input, parent_run_id="r1", parent_step="a"),
+    ),
+    "send": lambda t: StepWrite("r1", t, "a", 1, "send", "completed", output='["e"]'),
+}
+
+
+@pytest.mark.parametrize("write", sorted(STALE_WRITES))
+async def test_a_stale_token_is_rejected_on_every_step_write(
+    store: Store, clock: ManualClock, write: str
+) -> None:
+    stale, fresh = await taken_over(store, clock)
+    assert await store.commit([STALE_WRITES[write](stale)]) == [False]
+    assert [s.key for s in await store.get_steps("r1")] == ["w"]
+    assert await store.get_run("stale-child") is None
+    await store.send_events([event_body("stale", {}, "s1")])
+    row = await store.get_run("r1")
+    assert row is not None and row.status == "running" and row.lease_owner == "w2"
+    # The worker holding the lease still writes.
+    assert await store.commit([STALE_WRITES[write](fresh)]) == [True]
+
+
+@pytest.mark.parametrize("kind", ENDING_OUTCOMES)
+async def test_a_stale_token_is_rejected_on_every_outcome(
+    store: Store, clock: ManualClock, kind: str
+) -> None:
+    stale, fresh = await taken_over(store, clock)
+    before = await store.get_run("r1")
+    assert await store.commit([ending("r1", stale, kind, store.now())]) == [False]
+    assert await store.get_run("r1") == before
+    assert await store.commit([ending("r1", fresh, kind, store.now())]) == [True]
+
+
+async def test_a_stale_token_is_rejected_on_heartbeat_and_expire_step(
+    store: Store, clock: ManualClock
+) -> None:
+    stale, fresh = await taken_over(store, clock)
+    before = await store.get_run("r1")
+    assert await store.heartbeat("w1", [("r1", stale)], LEASE) == ["r1"]
+    assert await store.get_run("r1") == before
+    await clock.advance(10)  # past the wait's deadline
+    assert await store.expire_step("r1", stale, "w") is None
+    assert (await store.get_steps("r1"))[0].status == "waiting"
+    assert await store.heartbeat("w2", [("r1", fresh)], LEASE) == []
+    step = await store.expire_step("r1", fresh, "w")
+    assert step is not None and step.status == "completed" and step.output == "null"
+
+
+async def test_a_cancel_between_claim_and_first_write_rejects_the_writes(store: Store) -> None:
+    await store.create_runs([new_run("r1")])
+    run = (await store.claim("w", ["f"], 1, LEASE)).runs[0]
+    cancelled = await store.cancel_run("r1")
+    assert cancelled is not None and cancelled.status == "cancelled"
+    spec = WaitSpec("go", None, None, None, None)
+    writes: list[WriteOp] = [
+        StepWrite("r1", run.token, "a", 0, "run", "completed", output="1"),
+        StepWrite("r1", run.token, "w", 1, "wait", "waiting", wait=spec),
+        *(ending("r1", run.token, k, store.now()) for k in ENDING_OUTCOMES),
+    ]
+    for op in writes:
+        assert await store.commit([op]) == [False]
+    assert await store.commit(writes) == [False] * len(writes)
+    assert await store.heartbeat("w", [("r1", run.token)], LEASE) == ["r1"]
+    assert await store.expire_step("r1", run.token, "w") is None
+    assert await store.get_steps("r1") == []
+    assert await store.get_run("r1") == cancelled
+    assert (await store.claim("w", ["f"], 1, LEASE)).runs == []
+
+
+async def test_a_run_cancelled_before_its_claim_is_not_claimed(
+    store: Store, clock: ManualClock
+) -> None:
+    leased = new_run("r2")
+    leased.lease_owner, leased.lease_seconds = "w0", LEASE
+    await store.create_runs([new_run("r1"), leased])
+    assert (await store.cancel_run("r1")) is not None
+    assert (await store.cancel_run("r2")) is not None
+    assert (await store.claim("w", ["f"], 5, LEASE)).runs == []
+    assert await store.commit([StepWrite("r2", 1, "a", 0, "run", "completed")]) == [False]
+    await clock.advance(LEASE + 1)
+    assert (await store.claim("w", ["f"], 5, LEASE)).runs == []
+    assert await store.next_due(["f"]) is None
+
+
+# ---------------------------------------------------------------------- unstorable input
+
+BAD_TEXT = ["a\x00b", "\x00", "bad\ud800"]
+
+
+@pytest.mark.parametrize("bad", BAD_TEXT)
+async def test_look_ups_with_unstorable_text_find_nothing(store: Store, bad: str) -> None:
+    await store.create_runs([new_run("r1")])
+    await store.send_events([event_body("order.placed", {}, "e1")])
+    assert await store.get_run(bad) is None
+    assert [r.id for r in await store.get_runs([bad, "r1"])] == ["r1"]
+    assert await store.get_runs([bad]) == []
+    assert await store.get_steps(bad) == []
+    assert await store.cancel_run(bad) is None
+    assert await store.list_runs(RunFilter(function_id=bad)) == []
+    assert await store.list_runs(RunFilter(status=bad)) == []
+    assert await store.list_runs(RunFilter(before=bad)) == []
+    assert await store.list_events(bad, None, 10) == []
+    assert await store.cron_last_tick(bad, "t") is None
+    assert await store.cron_last_tick("f", bad) is None
+    assert [r.id for r in await store.list_runs(RunFilter())] == ["r1"]
+
+
+def with_field(run: NewRun, field: str, value: str) -> NewRun:
+    setattr(run, field, value)
+    return run
+
+
+RUN_FIELDS = ["id", "function_id", "event_id", "idempotency_key", "parent_run_id", "parent_step"]
+
+
+@pytest.mark.parametrize("field", RUN_FIELDS)
+@pytest.mark.parametrize("bad", BAD_TEXT)
+async def test_a_run_with_unstorable_text_is_refused_before_anything_is_written(
+    store: Store, field: str, bad: str
+) -> None:
+    with pytest.raises(InvalidInputError):
+        await store.create_runs([new_run("ok"), with_field(new_run("r1"), field, bad)])
+    with pytest.raises(InvalidInputError):
+        await store.fire_cron("f", "t", 100.0, with_field(new_run("c1"), field, bad))
+    assert await store.list_runs(RunFilter()) == []
+    assert await store.cron_last_tick("f", "t") is None
+
+
+@pytest.mark.parametrize("bad", BAD_TEXT)
+async def test_events_and_functions_with_unstorable_text_are_refused(
+    store: Store, bad: str
+) -> None:
+    await store.register_functions([fn_record("f", EventTrigger("order.*"))])
+    good = event_body("order.placed", {}, "e1")
+    bad_id = EventIn(bad, "order.placed", {**good.obj, "id": bad}, good.body)
+    bad_name = EventIn("e2", bad, {**good.obj, "id": "e2", "name": bad}, good.body)
+    for batch in ([good, bad_id], [good, bad_name]):
+        with pytest.raises(InvalidInputError):
+            await store.send_events(batch)
+    assert await store.list_events(None, None, 10) == []
+    assert await store.list_runs(RunFilter()) == []
+    # Nothing was stored: the good event is new.
+    assert not (await store.send_events([good]))[0].duplicate
+    with pytest.raises(InvalidInputError):
+        await store.register_functions([fn_record(bad, EventTrigger("order.*"))])
+    with pytest.raises(InvalidInputError):
+        await store.fire_cron(bad, "t", 100.0, None)
+    assert [f.id for f in await store.list_functions()] == ["f"]
+
+
+async def test_cursors_and_limits_out_of_range(store: Store) -> None:
+    await store.send_events([event_body("n", {}, f"e{i}") for i in range(3)])
+    await store.create_runs([new_run(f"r{i}") for i in range(3)])
+    everything = [e.id for e in await store.list_events(None, None, 10)]
+    assert everything == ["e2", "e1", "e0"]
+    for above in (2**63 - 1, 2**63, 2**70, 10**5000):
+        assert [e.id for e in await store.list_events(None, above, 10)] == everything
+        assert [e.id for e in await store.list_events("n", above, 10)] == everything
+    for below in (0, -1, -(2**63), -(2**70)):
+        assert await store.list_events(None, below, 10) == []
+    for limit in (2**63, 2**70):
+        assert [e.id for e in await store.list_events(None, None, limit)] == everything
+        assert len(await store.list_runs(RunFilter(limit=limit))) == 3
+    for limit in (0, -1, -(2**70)):
+        assert await store.list_events(None, None, limit) == []
+        assert await store.list_runs(RunFilter(limit=limit)) == []

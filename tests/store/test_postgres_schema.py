@@ -88,7 +88,7 @@ def introspect(schema: str) -> dict[str, list[tuple[Any, ...]]]:
     pattern = re.compile(rf'\b"?{re.escape(schema)}"?\.')
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         for what, query in CATALOG.items():
-            rows = conn.execute(query, {"s": schema}).fetchall()  # type: ignore[call-overload]
+            rows = conn.execute(query, {"s": schema}).fetchall()
             out[what] = sorted(
                 tuple(pattern.sub("<schema>.", v) if isinstance(v, str) else v for v in row)
                 for row in rows
@@ -108,9 +108,8 @@ async def build(url: str, *, from_file: bool) -> None:
     async with await psycopg.AsyncConnection.connect(
         cfg.conninfo, autocommit=True, **cfg.kwargs
     ) as conn:
-        assert await apply_schema(conn, cfg.schema, fresh_from_file=from_file) == len(
-            postgres.MIGRATIONS
-        )
+        latest = postgres.MIGRATIONS.latest
+        assert await apply_schema(conn, cfg.schema, fresh_from_file=from_file) == latest
 
 
 async def test_schema_file_equals_the_migrations(url_a: str, url_b: str) -> None:
@@ -129,15 +128,15 @@ async def test_schema_file_equals_the_migrations(url_a: str, url_b: str) -> None
         "cron_ticks",
     }
     assert len(fresh["indexes"]) >= 10 and fresh["functions"]
-    assert ("schema_version", str(len(postgres.MIGRATIONS))) in fresh["meta"]
+    assert ("schema_version", str(postgres.MIGRATIONS.latest)) in fresh["meta"]
     for what in fresh:
         assert migrated[what] == fresh[what], what
 
 
 def test_migration_files_are_numbered_in_order() -> None:
-    folder = resources.files("perdure.store").joinpath("sql/postgres")
+    folder = resources.files("perdure.store.postgres").joinpath("sql")
     files = sorted(p.name for p in folder.iterdir() if re.match(r"^\d{4}_.*\.sql$", p.name))
-    assert tuple(files) == postgres.MIGRATIONS
+    assert tuple(files) == postgres.MIGRATIONS.names
     assert [int(f[:4]) for f in files] == list(range(1, len(files) + 1))
     assert folder.joinpath(postgres.SCHEMA_FILE).is_file()
 
@@ -146,8 +145,8 @@ async def test_concurrent_migrations_do_not_race(url_a: str) -> None:
     # Several processes starting at once on an empty schema: the advisory lock serializes
     # them, one creates the schema, the others find it up to date.
     versions = await asyncio.gather(*(migrate(url_a) for _ in range(6)))
-    assert versions == [len(postgres.MIGRATIONS)] * 6
-    assert await migrate(url_a) == len(postgres.MIGRATIONS)
+    assert versions == [postgres.MIGRATIONS.latest] * 6
+    assert await migrate(url_a) == postgres.MIGRATIONS.latest
 
 
 async def test_migrate_creates_a_missing_schema() -> None:
@@ -157,7 +156,7 @@ async def test_migrate_creates_a_missing_schema() -> None:
     sep = "&" if "?" in PG_URL else "?"
     url = f"{PG_URL}{sep}schema={schema}"
     try:
-        assert await migrate(url) == len(postgres.MIGRATIONS)
+        assert await migrate(url) == postgres.MIGRATIONS.latest
         assert introspect(schema)["meta"]
     finally:
         with psycopg.connect(PG_URL, autocommit=True) as conn:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from urllib.parse import urlsplit
 
 import psycopg
@@ -103,9 +103,16 @@ async def test_notifications_reach_other_processes_of_the_same_schema_only(
     async with opened(pg_url) as a, opened(pg_url) as b, opened(other_url) as c:
         wakes = {"a": 0, "b": 0, "c": 0}
         finished: dict[str, list[str]] = {"a": [], "b": [], "c": []}
+
+        def waker(n: str) -> Callable[[], None]:
+            return lambda: wakes.__setitem__(n, wakes[n] + 1)
+
+        def recorder(n: str) -> Callable[[Sequence[str]], None]:
+            return lambda ids: finished[n].extend(ids)
+
         for name, store in (("a", a), ("b", b), ("c", c)):
-            store.on_wake(lambda n=name: wakes.__setitem__(n, wakes[n] + 1))
-            store.on_finished(lambda ids, n=name: finished[n].extend(ids))
+            store.on_wake(waker(name))
+            store.on_finished(recorder(name))
         await a.create_runs([new_run("r1")])
         # This process is woken directly (once: it ignores its own notification), the other
         # one by the notification.
@@ -203,7 +210,7 @@ async def test_overlapping_group_commits_do_not_deadlock(pg_url: str) -> None:
             a.heartbeat("w", [(r.id, r.token) for r in runs], LEASE),
             b.commit(backward),
         )
-        assert beats == [[], [True] * 100]
+        assert list(beats) == [[], [True] * 100]
 
 
 async def test_repeated_writes_of_a_step_in_one_batch(pg_url: str) -> None:
@@ -251,8 +258,11 @@ async def test_now_follows_the_database_clock(pg_url: str) -> None:
         assert row is not None and abs(a.now() - row[0]) < 0.05
         await a.create_runs([new_run("r1")])
         claim = await a.claim("w", ["f"], 1, LEASE)
-        assert abs(claim.now - a.now()) < 0.05
         assert claim.runs[0].id == "r1"
+        # The claim started the run at the database's time, which the store's clock follows.
+        run = await a.get_run("r1")
+        assert run is not None and run.started_at is not None
+        assert abs(run.started_at - a.now()) < 0.05
         assert a.clock.now() == pytest.approx(a.now(), abs=0.01)
 
 

@@ -63,6 +63,12 @@ def walls(instants: list[datetime], zone: ZoneInfo) -> list[str]:
     return [t.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S%z") for t in instants]
 
 
+def found(instant: datetime | None) -> datetime:
+    """``instant``, which a search must have found (a test failure if it found nothing)."""
+    assert instant is not None
+    return instant
+
+
 # -- plain schedules ------------------------------------------------------------------------
 
 
@@ -335,7 +341,7 @@ def test_unknown_time_zone(tz: str) -> None:
 
 def test_non_string_expression() -> None:
     with pytest.raises(InvalidCronError, match="expected a string, got int"):
-        CronSchedule.parse(5)  # type: ignore[arg-type]
+        CronSchedule.parse(5)  # type: ignore[arg-type]  # a non-string must be rejected
 
 
 def test_schedules_are_hashable_values() -> None:
@@ -349,7 +355,7 @@ def test_schedules_are_hashable_values() -> None:
     assert a.tz == "Europe/Paris"
     assert "Europe/Paris" in repr(a)
     with pytest.raises(AttributeError):
-        a.expr = "x"  # type: ignore[misc]
+        a.expr = "x"  # type: ignore[misc]  # frozen: assigning must raise
 
 
 # -- time zones and DST --------------------------------------------------------------------
@@ -474,20 +480,18 @@ def test_overlap_from_inside_each_pass() -> None:
     second_pass = local(NEW_YORK, 2024, 11, 3, 1, 5, fold=1)
     assert walls([every.next_after(first_pass)], NEW_YORK) == ["2024-11-03 01:00:00-0500"]
     assert walls([every.next_after(second_pass)], NEW_YORK) == ["2024-11-03 01:15:00-0500"]
-    assert walls([every.latest_at_or_before(first_pass)], NEW_YORK) == [  # type: ignore[list-item]
+    assert walls([found(every.latest_at_or_before(first_pass))], NEW_YORK) == [
         "2024-11-03 01:45:00-0400"
     ]
-    assert walls([every.latest_at_or_before(second_pass)], NEW_YORK) == [  # type: ignore[list-item]
+    assert walls([found(every.latest_at_or_before(second_pass))], NEW_YORK) == [
         "2024-11-03 01:00:00-0500"
     ]
     late = CronSchedule.parse("59 * * * *", "America/New_York")
     after = local(NEW_YORK, 2024, 11, 3, 2, 30)
-    assert walls([late.latest_at_or_before(after)], NEW_YORK) == [  # type: ignore[list-item]
-        "2024-11-03 01:59:00-0500"
-    ]
+    assert walls([found(late.latest_at_or_before(after))], NEW_YORK) == ["2024-11-03 01:59:00-0500"]
     restricted = CronSchedule.parse("*/15 1 * * *", "America/New_York")
     assert walls([restricted.next_after(first_pass)], NEW_YORK) == ["2024-11-04 01:00:00-0500"]
-    assert walls([restricted.latest_at_or_before(second_pass)], NEW_YORK) == [  # type: ignore[list-item]
+    assert walls([found(restricted.latest_at_or_before(second_pass))], NEW_YORK) == [
         "2024-11-03 01:45:00-0400"
     ]
 

@@ -113,7 +113,7 @@ def test_compile_is_cached_and_immutable() -> None:
     assert first == Expression.compile("event.data.amount > 1")
     assert len({first, Expression.compile("event.data.amount > 1")}) == 1
     with pytest.raises(AttributeError):
-        first.source = "x"  # type: ignore[misc]
+        first.source = "x"  # type: ignore[misc]  # frozen: assigning must raise
 
 
 @pytest.mark.parametrize(
@@ -140,7 +140,7 @@ def test_compile_errors(source: str, fragments: list[str]) -> None:
 
 def test_compile_rejects_non_strings() -> None:
     with pytest.raises(InvalidExpressionError, match="expected a string, got int"):
-        Expression.compile(42)  # type: ignore[arg-type]
+        Expression.compile(42)  # type: ignore[arg-type]  # a non-string must be rejected
 
 
 def test_roots() -> None:

@@ -93,7 +93,7 @@ def test_patterns_are_values() -> None:
     assert EventPattern.parse("a.*") == EventPattern.parse("a.*")
     assert len({EventPattern.parse("a.*"), EventPattern.parse("a.*"), EventPattern.parse("b")}) == 2
     with pytest.raises(AttributeError):
-        EventPattern.parse("a").pattern = "b"  # type: ignore[misc]
+        EventPattern.parse("a").pattern = "b"  # type: ignore[misc]  # frozen: must raise
 
 
 @pytest.mark.parametrize(

@@ -28,40 +28,22 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from perdure import ids, serde
+from perdure import serde, views
 from perdure.app import App
-from perdure.engine.triggers import validate_event_name
 from perdure.errors import InvalidInputError, PayloadTooLargeError
+from perdure.server import models
 from perdure.server.http import (
     ApiError,
     JSONResponse,
     json_type,
-    parse_limit,
     query_params,
     read_json,
     too_large,
 )
-from perdure.types import Event, RunInfo, RunStatus, to_datetime
+from perdure.server.models import MAX_EVENTS_PER_REQUEST, PAGE_DEFAULT, PAGE_MAX
+from perdure.types import Event
 
-MAX_EVENTS_PER_REQUEST = 5000
-"""The most events one ``POST /api/v1/events`` may carry (HTTP 413 above)."""
-
-PAGE_DEFAULT = 50
-PAGE_MAX = 500
-_STATUSES = tuple(s.value for s in RunStatus)
-
-
-def iso(seconds: float | None) -> str | None:
-    """Epoch seconds as an ISO 8601 UTC timestamp."""
-    value = to_datetime(seconds)
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
-
-
-def run_summary(run: RunInfo) -> dict[str, Any]:
-    """A run as listed (no steps)."""
-    out = run.to_dict()
-    del out["steps"]
-    return out
+__all__ = ["MAX_EVENTS_PER_REQUEST", "PAGE_DEFAULT", "PAGE_MAX", "Api"]
 
 
 class Api:
@@ -69,6 +51,7 @@ class Api:
 
     def __init__(self, app: App) -> None:
         self.app = app
+        self.query = app.query
 
     # ------------------------------------------------------------------ events
 
@@ -81,7 +64,14 @@ class Api:
                 f"{where or 'an event'} must be a JSON object, not {json_type(item)}",
             )
         try:
-            event = Event.from_dict(item).stamped()
+            valid = models.validate(models.EventIn, item, unknown="unknown event field(s)")
+            event = Event(
+                name=valid.name,
+                data=valid.data or {},
+                id=valid.id or "",
+                ts=valid.ts or 0,
+                user=valid.user or {},
+            ).stamped()
             serde.dumps_limited(
                 event.to_dict(), f"{prefix}event {event.name!r}", self.app.limits.event
             )
@@ -116,52 +106,23 @@ class Api:
                 f"not {json_type(payload)}",
             )
         sent = await self.app.send_detailed(events)
-        return JSONResponse(
-            {
-                "ids": [s.id for s in sent],
-                "events": [
-                    {"id": s.id, "duplicate": s.duplicate, "run_ids": s.run_ids} for s in sent
-                ],
-            }
-        )
+        return JSONResponse(views.sent_json(sent))
 
     async def list_events(self, request: Request) -> Response:
         """``GET /api/v1/events``."""
-        params = query_params(request, ("name", "cursor", "limit"))
-        limit = parse_limit(params.get("limit"), PAGE_DEFAULT, PAGE_MAX)
-        name = params.get("name")
-        if name is not None:
-            validate_event_name(name)
-        before: int | None = None
-        cursor = params.get("cursor")
-        if cursor is not None:
-            if not cursor.isdigit() or int(cursor) < 1:
-                raise ApiError(
-                    400,
-                    "invalid_input",
-                    f"cursor {cursor!r} is not an events cursor (use next_cursor)",
-                )
-            before = int(cursor)
-        await self.app.open()
-        rows = await self.app.store.list_events(name, before, limit + 1)
-        page = rows[:limit]
-        events = []
-        for row in page:
-            obj = serde.loads(row.body)
-            obj["received_at"] = iso(row.received_at)
-            obj["run_ids"] = row.run_ids
-            events.append(obj)
-        next_cursor = str(page[-1].seq) if len(rows) > limit else None
-        return JSONResponse({"events": events, "next_cursor": next_cursor})
+        query = models.validate(
+            models.EventsQuery, query_params(request, ("name", "cursor", "limit"))
+        )
+        before = None if query.cursor is None else int(query.cursor)
+        page = await self.query.list_events(name=query.name, before=before, limit=query.limit)
+        return JSONResponse(views.events_page_json(page))
 
     # ------------------------------------------------------------------ functions
 
     async def list_functions(self, request: Request) -> Response:
         """``GET /api/v1/functions``."""
         query_params(request, ())
-        await self.app.open()
-        records = sorted(await self.app.store.list_functions(), key=lambda r: r.id)
-        return JSONResponse({"functions": [r.to_dict() for r in records]})
+        return JSONResponse(views.functions_json(await self.query.list_functions()))
 
     async def start_run(self, request: Request) -> Response:
         """``POST /api/v1/functions/{function_id}/runs``."""
@@ -174,23 +135,10 @@ class Api:
             raise ApiError(
                 400, "invalid_input", f"the body must be a JSON object, not {json_type(body)}"
             )
-        unknown = sorted(set(body) - {"data", "idempotency_key"})
-        if unknown:
-            raise ApiError(
-                400,
-                "invalid_input",
-                f"unknown field(s): {', '.join(unknown)} (expected: data, idempotency_key)",
-            )
-        data = body.get("data")
-        if data is not None and not isinstance(data, dict):
-            raise ApiError(
-                400, "invalid_input", f"data must be a JSON object, not {json_type(data)}"
-            )
-        key = body.get("idempotency_key")
-        if key is not None and not isinstance(key, str):
-            raise ApiError(
-                400, "invalid_input", f"idempotency_key must be a string, not {json_type(key)}"
-            )
+        start = models.validate(
+            models.StartRun, body, unknown="unknown field(s) (expected: data, idempotency_key)"
+        )
+        data, key = start.data, start.idempotency_key
         handle = await self.app.start(function_id, data, idempotency_key=key)
         return JSONResponse(
             {"run_id": handle.run_id, "created": handle.created},
@@ -202,39 +150,31 @@ class Api:
 
     async def list_runs(self, request: Request) -> Response:
         """``GET /api/v1/runs``."""
-        params = query_params(request, ("status", "function_id", "cursor", "limit"))
-        limit = parse_limit(params.get("limit"), PAGE_DEFAULT, PAGE_MAX)
-        status = params.get("status")
-        if status is not None and status not in _STATUSES:
-            raise ApiError(
-                400, "invalid_input", f"status {status!r} is not one of: {', '.join(_STATUSES)}"
-            )
-        function_id = params.get("function_id")
-        if function_id is not None and not function_id:
-            raise ApiError(400, "invalid_input", "function_id is empty")
-        cursor = params.get("cursor")
-        if cursor is not None and not ids.is_valid(cursor):
-            raise ApiError(
-                400, "invalid_input", f"cursor {cursor!r} is not a runs cursor (use next_cursor)"
-            )
-        runs = await self.app.list_runs(
-            status=status,
-            function=function_id,
-            before=None if cursor is None else cursor.upper(),
-            limit=limit + 1,
+        query = models.validate(
+            models.RunsQuery, query_params(request, ("status", "function_id", "cursor", "limit"))
         )
-        page = runs[:limit]
-        next_cursor = page[-1].id if len(runs) > limit else None
-        return JSONResponse({"runs": [run_summary(r) for r in page], "next_cursor": next_cursor})
+        status, function_id, cursor, limit = (
+            query.status,
+            query.function_id,
+            query.cursor,
+            query.limit,
+        )
+        page = await self.query.list_runs(
+            status=status,
+            function_id=function_id,
+            before=None if cursor is None else cursor.upper(),
+            limit=limit,
+        )
+        return JSONResponse(views.runs_page_json(page))
 
     async def get_run(self, request: Request) -> Response:
         """``GET /api/v1/runs/{run_id}``."""
         query_params(request, ())
-        run = await self.app.get_run(request.path_params["run_id"])
-        return JSONResponse(run.to_dict())
+        run = await self.query.get_run(request.path_params["run_id"])
+        return JSONResponse(views.run_json(run))
 
     async def cancel_run(self, request: Request) -> Response:
         """``POST /api/v1/runs/{run_id}/cancel``."""
         query_params(request, ())
         run = await self.app.cancel(request.path_params["run_id"])
-        return JSONResponse(run.to_dict())
+        return JSONResponse(views.run_json(run))

@@ -7,8 +7,7 @@ import contextlib
 import hmac
 import html
 import logging
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
@@ -18,10 +17,13 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from perdure import views
 from perdure._version import __version__
 from perdure.app import App
+from perdure.errors import InvalidInputError
 from perdure.server import openapi
 from perdure.server.api import Api
+from perdure.server.guard import RequestGuard, resolve_allowed_hosts
 from perdure.server.http import (
     RETRY_AFTER_SECONDS,
     Handler,
@@ -101,26 +103,53 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal_error", "internal server error (logged by the server)")
 
 
-def create_app(app: App, *, dev: bool, api_token: str | None) -> Starlette:
+def check_api_token(token: str) -> str:
+    """``token`` if it can be an API token, else InvalidInputError saying why: 1 or more
+    printable ASCII characters without spaces (what an ``Authorization`` header carries
+    unchanged; any other token could never match)."""
+    if not token.strip():
+        raise InvalidInputError("api_token is empty")
+    for index, char in enumerate(token):
+        if not "!" <= char <= "~":
+            raise InvalidInputError(
+                f"the API token has a space or a character that is not printable ASCII at "
+                f"index {index}: a token must be printable ASCII without spaces (an HTTP "
+                "header cannot carry any other token unchanged, so it could never match)"
+            )
+    return token
+
+
+def create_app(
+    app: App,
+    *,
+    dev: bool,
+    api_token: str | None,
+    allowed_hosts: Sequence[str] | str | None = None,
+) -> Starlette:
     """The HTTP server of ``app``: the REST API under ``/api/v1``, ``/health``,
     ``/openapi.json`` and a landing page at ``/``.
 
     ``api_token``: every ``/api/v1`` route needs ``Authorization: Bearer <api_token>``
     (``/health``, ``/openapi.json`` and ``/`` stay open; the landing page then shows no data).
-    ``None`` turns authentication off, which only ``dev`` may do.
+    ``None`` turns authentication off, which only ``dev`` may do. The token must be printable
+    ASCII without spaces (InvalidInputError otherwise).
+
+    ``allowed_hosts``: the ``Host`` names served (see :mod:`perdure.server.guard`); ``None``:
+    ``PERDURE_ALLOWED_HOSTS`` if set, else the loopback names without a token and any host
+    with one. Every request body must be ``application/json`` (415 otherwise).
     """
     if api_token is None and not dev:
-        raise ValueError("a server that is not in dev mode needs an api_token")
-    if api_token is not None and not api_token.strip():
-        raise ValueError("api_token is empty")
+        raise InvalidInputError("a server that is not in dev mode needs an api_token")
+    if api_token is not None:
+        check_api_token(api_token)
+    hosts = resolve_allowed_hosts(allowed_hosts, authenticated=api_token is not None)
     api = Api(app)
     auth = api_token is not None
     spec = openapi.document(auth=auth)
 
     async def health(request: Request) -> Response:
         async def ping() -> None:
-            await app.open()
-            await app.store.ping()
+            await app.query.ping()
 
         try:
             await asyncio.wait_for(ping(), HEALTH_TIMEOUT)
@@ -174,6 +203,7 @@ def create_app(app: App, *, dev: bool, api_token: str | None) -> Starlette:
     )
     if api_token is not None:
         server.add_middleware(BearerAuth, token=api_token)
+    server.add_middleware(RequestGuard, hosts=hosts)  # outermost: before authentication
     server.state.perdure_app = app
     return server
 
@@ -199,15 +229,14 @@ async def _landing_page(app: App, *, show_data: bool) -> str:
             "&lt;token&gt;</code>).</p></body></html>"
         )
         return "".join(parts)
-    await app.open()
-    functions = sorted(await app.store.list_functions(), key=lambda f: f.id)
-    runs = await app.list_runs(limit=25)
+    functions = await app.query.list_functions()
+    runs = (await app.query.list_runs(limit=25)).items
     parts.append(
         f"<h2>Functions ({len(functions)})</h2><table><tr><th>id</th><th>app</th>"
         "<th>triggers</th></tr>"
     )
     for f in functions:
-        triggers = ", ".join(_trigger_text(t.to_dict()) for t in f.triggers) or "direct"
+        triggers = ", ".join(views.trigger_text(t) for t in f.triggers) or "direct"
         parts.append(
             f"<tr><td><code>{e(f.id)}</code></td><td>{e(f.app)}</td><td>{e(triggers)}</td></tr>"
         )
@@ -220,7 +249,7 @@ async def _landing_page(app: App, *, show_data: bool) -> str:
     else:
         parts.append("<table><tr><th>run</th><th>function</th><th>status</th><th>created</th></tr>")
         for r in runs:
-            created = r.created_at.strftime("%Y-%m-%d %H:%M:%S") + "Z"
+            created = views.when_text(r.created_at)
             parts.append(
                 f"<tr><td><a href='/api/v1/runs/{e(r.id)}'><code>{e(r.id)}</code></a></td>"
                 f"<td>{e(r.function_id)}</td><td class='{e(r.status.value)}'>"
@@ -229,10 +258,3 @@ async def _landing_page(app: App, *, show_data: bool) -> str:
         parts.append("</table>")
     parts.append("</body></html>")
     return "".join(parts)
-
-
-def _trigger_text(t: dict[str, Any]) -> str:
-    if "cron" in t:
-        return f"cron {t['cron']} ({t.get('tz', 'UTC')})"
-    text = f"event {t['event']}"
-    return f"{text} if {t['if']}" if "if" in t else text

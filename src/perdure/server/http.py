@@ -8,13 +8,16 @@ code                  status meaning
 ===================== ====== ==========================================================
 ``malformed_json``    400    the body is not valid JSON (the message says where)
 ``invalid_input``     400    valid JSON, wrong shape or value (the message says which)
+``host_not_allowed``  400    the ``Host`` header names a host not on the allow-list
 ``unauthorized``      401    missing or wrong ``Authorization: Bearer <token>``
+``origin_not_allowed`` 403   a browser request from a page of another site (``Origin``)
 ``not_found``         404    no such route
 ``function_not_found`` 404   no function with that id is registered
 ``run_not_found``     404    no run with that id
 ``method_not_allowed`` 405   the route exists, not with this method (see ``Allow``)
 ``conflict``          409    the operation conflicts with the current state
 ``payload_too_large`` 413    the body, an event, or a run's input is over its limit
+``unsupported_media_type`` 415 a body that is not ``Content-Type: application/json``
 ``unavailable``       503    the database is unreachable; retry after ``Retry-After``
 ``internal_error``    500    a bug; the server logs it
 ===================== ====== ==========================================================
@@ -28,7 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from perdure.errors import (
@@ -47,8 +50,9 @@ BODY_LIMIT = 8 * 1024 * 1024
 
 DRAIN_LIMIT = 64 * 1024 * 1024
 """An oversized body up to this size is read and discarded before the 413 is sent, so that the
-client, still writing, sees the response rather than a reset connection. Larger ones are
-answered at once and the connection is closed."""
+client, still writing, sees the response rather than a reset connection. Reading stops there:
+the 413 then closes the connection (``Connection: close``), and so does any 413 whose body was
+not read to its end."""
 
 RETRY_AFTER_SECONDS = 2
 
@@ -125,6 +129,9 @@ def endpoint(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def wrapped(request: Request) -> Response:
         try:
+            for name, value in request.path_params.items():
+                if "\x00" in value:
+                    raise ApiError(400, "invalid_input", f"{name} must not contain NUL characters")
             return await handler(request)
         except Exception as exc:
             api = map_error(exc)
@@ -143,11 +150,14 @@ def endpoint(handler: Handler) -> Handler:
 # ---------------------------------------------------------------------- request bodies
 
 
-async def _discard(stream: AsyncIterator[bytes], seen: int) -> None:
+async def _discard(stream: AsyncIterator[bytes], seen: int) -> bool:
+    """Read and drop the rest of a body, up to :data:`DRAIN_LIMIT` bytes in all. Whether the
+    body was read to its end (False: the connection must be closed)."""
     async for chunk in stream:
         seen += len(chunk)
         if seen > DRAIN_LIMIT:
-            return
+            return False
+    return True
 
 
 async def read_body(request: Request, limit: int = BODY_LIMIT) -> bytes:
@@ -167,24 +177,27 @@ async def read_body(request: Request, limit: int = BODY_LIMIT) -> bytes:
                 400, "invalid_input", f"invalid Content-Length header {declared_header!r}"
             ) from None
     stream = request.stream()
-    if declared is not None and declared > limit:
-        if declared <= DRAIN_LIMIT:
-            await _discard(stream, 0)
-        raise too_large(
-            f"the request body is {declared} bytes, over the limit of {limit} bytes",
-            close=declared > DRAIN_LIMIT,
-        )
-    body = bytearray()
-    async for chunk in stream:
-        if len(body) + len(chunk) > limit:
-            seen = len(body) + len(chunk)
-            body.clear()
-            await _discard(stream, seen)
+    try:
+        if declared is not None and declared > limit:
+            drained = declared <= DRAIN_LIMIT and await _discard(stream, 0)
             raise too_large(
-                f"the request body is over the limit of {limit} bytes",
-                close=seen > DRAIN_LIMIT,
+                f"the request body is {declared} bytes, over the limit of {limit} bytes",
+                close=not drained,
             )
-        body += chunk
+        body = bytearray()
+        async for chunk in stream:
+            if len(body) + len(chunk) > limit:
+                seen = len(body) + len(chunk)
+                body.clear()
+                drained = await _discard(stream, seen)
+                raise too_large(
+                    f"the request body is over the limit of {limit} bytes", close=not drained
+                )
+            body += chunk
+    except ClientDisconnect:
+        raise ApiError(
+            400, "invalid_input", "the client disconnected before sending the whole body"
+        ) from None
     return bytes(body)
 
 
@@ -241,18 +254,3 @@ def query_params(request: Request, allowed: tuple[str, ...]) -> dict[str, str]:
             raise ApiError(400, "invalid_input", f"query parameter {key!r} is repeated")
         out[key] = value
     return out
-
-
-def parse_limit(raw: str | None, default: int, maximum: int) -> int:
-    """A ``limit`` query parameter: an integer in ``1..maximum``."""
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= maximum:
-        raise ApiError(
-            400, "invalid_input", f"limit must be an integer from 1 to {maximum}, got {raw!r}"
-        )
-    return value

@@ -38,11 +38,19 @@ def open_store(url: str, *, clock: Clock | None = None) -> Store:
         unknown = set(options) - {"synchronous", "busy_timeout"}
         if unknown:
             raise InvalidInputError(f"unknown SQLite URL option(s): {', '.join(sorted(unknown))}")
+        try:
+            busy_timeout = float(options.get("busy_timeout", "10"))
+        except ValueError:
+            busy_timeout = -1.0
+        if not 0 <= busy_timeout < 1e6:
+            raise InvalidInputError(
+                f"busy_timeout must be a number of seconds, not {options['busy_timeout']!r}"
+            )
         return SqliteStore(
             path,
             clock=clock,
             synchronous=options.get("synchronous", "FULL"),
-            busy_timeout=float(options.get("busy_timeout", "10")),
+            busy_timeout=busy_timeout,
         )
     if url.startswith(("postgresql://", "postgres://")):
         try:

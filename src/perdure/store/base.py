@@ -22,9 +22,6 @@ from typing import Any, Literal, Protocol
 from perdure.clock import Clock
 from perdure.functions import FunctionRecord
 
-StepKind = Literal["run", "sleep", "wait", "invoke", "send"]
-StepStatus = Literal["completed", "failed", "retrying", "sleeping", "waiting", "invoking"]
-
 
 @dataclass(slots=True)
 class NewRun:
@@ -37,7 +34,6 @@ class NewRun:
     idempotency_key: str | None = None
     parent_run_id: str | None = None
     parent_step: str | None = None
-    priority: int = 0
     lease_owner: str | None = None
     lease_seconds: float = 0.0
 
@@ -83,10 +79,9 @@ class ClaimedRun:
 
 @dataclass(slots=True)
 class Claim:
-    """The result of a claim: the runs, the store's clock, and when the next run comes due."""
+    """The result of a claim: the runs, and when the next run comes due."""
 
     runs: list[ClaimedRun]
-    now: float
     next_due: float | None
 
 

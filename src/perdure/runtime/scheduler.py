@@ -28,11 +28,11 @@ from perdure import ids, serde
 from perdure.errors import StoreUnavailableError
 from perdure.functions import CronTrigger
 from perdure.store.base import NewRun
-from perdure.types import Event
+from perdure.types import Event, iso_utc
 
 if TYPE_CHECKING:
-    from perdure.app import App
-    from perdure.functions import FunctionDef
+    from perdure.runtime.ports import HostedFunction
+    from perdure.runtime.runtime import Runtime
 
 log = logging.getLogger("perdure.scheduler")
 
@@ -47,10 +47,6 @@ def trigger_key(trigger: CronTrigger) -> str:
     return f"{trigger.expr}@{trigger.tz}"
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
-
-
 def _at(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
@@ -58,21 +54,17 @@ def _at(ts: float) -> datetime:
 class Scheduler:
     """Fires the cron triggers of some functions, and prunes old runs."""
 
-    def __init__(self, app: App, functions: list[FunctionDef]) -> None:
-        self.app = app
+    def __init__(self, runtime: Runtime, functions: list[HostedFunction]) -> None:
+        self.runtime = runtime
         self.triggers = [
             (f, t) for f in functions for t in f.triggers if isinstance(t, CronTrigger)
         ]
         self._wake = asyncio.Event()
         self._last_prune = 0.0
 
-    def wake(self) -> None:
-        """Re-check now (the clock moved)."""
-        self._wake.set()
-
     async def run(self, first: float | None = None) -> None:
         """Loop until cancelled; ``first`` is the result of a first :meth:`tick` already done."""
-        store = self.app.store
+        store = self.runtime.store
         next_at = first
         while True:
             if first is None:
@@ -87,7 +79,7 @@ class Scheduler:
 
     async def tick(self) -> float | None:
         """Fire what is due; return when to look again."""
-        store = self.app.store
+        store = self.runtime.store
         now = store.now()
         earliest: float | None = None
         for fdef, trig in self.triggers:
@@ -106,16 +98,16 @@ class Scheduler:
                 if now - latest <= max(trig.catchup_seconds, _ON_TIME):
                     run = self._run(fdef, trig, key, latest, missed)
                 if await store.fire_cron(fdef.id, key, latest, run) and run is not None:
-                    log.info("cron %s fired tick %s", fdef.id, _iso(latest))
+                    log.info("cron %s fired tick %s", fdef.id, iso_utc(latest))
                 last = max(last, latest)
                 due = sched.next_after(_at(last)).timestamp()
             earliest = due if earliest is None else min(earliest, due)
-        if self.app.retention is not None and now - self._last_prune >= _PRUNE_EVERY:
+        if self.runtime.retention is not None and now - self._last_prune >= _PRUNE_EVERY:
             self._last_prune = now
-            cutoff = now - self.app.retention.total_seconds()
+            cutoff = now - self.runtime.retention.total_seconds()
             pruned = await store.prune(cutoff, 10_000)
             if pruned:
-                log.info("pruned %d runs that ended before %s", pruned, _iso(cutoff))
+                log.info("pruned %d runs that ended before %s", pruned, iso_utc(cutoff))
         return earliest
 
     @staticmethod
@@ -131,10 +123,15 @@ class Scheduler:
         return count
 
     @staticmethod
-    def _run(fdef: FunctionDef, trig: CronTrigger, key: str, tick: float, missed: int) -> NewRun:
+    def _run(fdef: HostedFunction, trig: CronTrigger, key: str, tick: float, missed: int) -> NewRun:
         event = Event(
             name=CRON_EVENT,
-            data={"cron": trig.expr, "tz": trig.tz, "scheduled_at": _iso(tick), "missed": missed},
+            data={
+                "cron": trig.expr,
+                "tz": trig.tz,
+                "scheduled_at": iso_utc(tick),
+                "missed": missed,
+            },
             id=f"cron-{fdef.id}-{int(tick * 1000)}",
             ts=int(tick * 1000),
         )

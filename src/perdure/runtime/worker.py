@@ -17,6 +17,8 @@
   so a worker that wakes up after its run was taken over starts no side effect.
 - **Crash cap**: a run claimed after its previous worker died counts a crash; past the
   function's ``max_crashes`` it fails with a clear error instead of taking down more workers.
+- **Drivers** execute the attempts (:mod:`perdure.runtime.driver`): the worker hosts the
+  functions of its drivers and knows nothing of the code they run.
 """
 
 from __future__ import annotations
@@ -27,63 +29,52 @@ import logging
 import os
 import socket
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
-from perdure import faults, ids, serde
-from perdure._signals import Fatal, LeaseLost, Suspend
-from perdure.batching import Batcher
-from perdure.context import Context, SyncContext
-from perdure.engine.backoff import backoff_delay
-from perdure.errors import (
-    NonRetriableError,
-    PayloadTooLargeError,
-    SerializationError,
-    StepError,
-    StoreUnavailableError,
-    describe,
-)
-from perdure.execution import RunExecution
-from perdure.store.base import ClaimedRun, Outcome, Store, WriteOp
-
-if TYPE_CHECKING:
-    from perdure.app import App
-    from perdure.functions import FunctionDef
-    from perdure.scheduler import Scheduler
+from perdure import faults, ids
+from perdure._signals import LeaseLost
+from perdure.engine.attempts import crashed_too_often
+from perdure.engine.failures import worker_crashes
+from perdure.errors import StoreUnavailableError
+from perdure.runtime.attempt import Attempt
+from perdure.runtime.driver import Driver, HostedFunction
+from perdure.runtime.runtime import Runtime
+from perdure.runtime.scheduler import Scheduler
+from perdure.store.base import ClaimedRun, Outcome
 
 log = logging.getLogger("perdure.worker")
 
+_TERMINAL = {"complete": "completed", "fail": "failed"}
+
 
 class Worker:
-    """Executes the runs of an app's functions. Use ``async with app.worker(): ...`` or
-    :meth:`run` (the ``perdure worker`` command)."""
+    """Executes the runs of the functions its drivers host. Use ``async with app.worker():``
+    or the ``perdure worker`` command."""
 
     def __init__(
         self,
-        app: App,
+        runtime: Runtime,
+        drivers: Sequence[Driver],
         *,
         concurrency: int = 500,
-        sync_concurrency: int = 32,
         lease_seconds: float = 30.0,
         poll_interval: float | None = None,
         functions: Sequence[str] | None = None,
         worker_id: str | None = None,
         schedule: bool = True,
     ) -> None:
-        self.app = app
+        self.runtime = runtime
+        self.drivers = list(drivers)
         self.concurrency = concurrency
-        self.lease_seconds = lease_seconds
+        self._lease_seconds = lease_seconds
         # How long a claim or a renewal makes this worker sure of a lease: a quarter of the
         # lease is left as margin (clock estimates, the time to start a step body).
         self.lease_sure_seconds = lease_seconds * 0.75
         self._poll_interval = poll_interval
-        self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{ids.new_id()[-6:]}"
+        self._id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{ids.new_id()[-6:]}"
         self._function_ids = list(functions) if functions is not None else None
         self.schedule = schedule
         self.scheduler: Scheduler | None = None
-        self.step_pool = ThreadPoolExecutor(sync_concurrency, thread_name_prefix="perdure-step")
-        self.sync_pool = ThreadPoolExecutor(sync_concurrency, thread_name_prefix="perdure-fn")
-        self._active: dict[str, RunExecution] = {}
+        self._active: dict[str, Attempt] = {}
         self._reserved = 0
         self._saturated = False
         self._wake = asyncio.Event()
@@ -92,22 +83,42 @@ class Worker:
         self._tasks: list[asyncio.Task[None]] = []
         self._run_tasks: set[asyncio.Task[None]] = set()
         self._started = False
-        self.committer: Batcher[WriteOp, bool] = Batcher(self._commit, max_batch=2000)
 
     @property
-    def store(self) -> Store:
-        """The app's store."""
-        return self.app.store
+    def id(self) -> str:
+        """This worker's id (the lease owner it writes)."""
+        return self._id
+
+    @property
+    def lease_seconds(self) -> float:
+        """The lease this worker takes on a run, renewed by heartbeats."""
+        return self._lease_seconds
+
+    def _hosted(self, function_id: str) -> tuple[Driver, HostedFunction] | None:
+        for driver in self.drivers:
+            fn = driver.functions.get(function_id)
+            if fn is not None:
+                return driver, fn
+        return None
+
+    @property
+    def functions(self) -> dict[str, HostedFunction]:
+        """Every function of this worker's drivers, by id."""
+        out: dict[str, HostedFunction] = {}
+        for driver in reversed(self.drivers):
+            out.update(driver.functions)
+        return out
 
     @property
     def function_ids(self) -> list[str]:
-        """The ids of the functions this worker hosts."""
+        """The ids of the functions this worker hosts (claims runs of)."""
         if self._function_ids is not None:
             return self._function_ids
-        return list(self.app.functions)
+        return list(self.functions)
 
-    async def _commit(self, ops: Sequence[WriteOp]) -> list[bool]:
-        return await self.store.commit(ops)
+    def holds(self, run_id: str) -> bool:
+        """Whether this worker is executing the run now."""
+        return run_id in self._active
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -116,23 +127,23 @@ class Worker:
         if self._started:
             return
         self._started = True
-        await self.app.open()
-        unknown = [f for f in self.function_ids if f not in self.app.functions]
+        await self.runtime.open()
+        functions = self.functions
+        unknown = [f for f in self.function_ids if f not in functions]
         if unknown:
             raise ValueError(f"unknown function id(s) for this worker: {', '.join(unknown)}")
-        await self.app.register()
-        self.store.on_wake(self.wake)
-        self.app._workers.append(self)
+        store = self.runtime.store
+        await store.register_functions([f.record() for f in functions.values()])
+        store.on_wake(self.wake)
+        self.runtime.hub.attach(self)
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._claim_loop(), name="perdure-claim"),
             loop.create_task(self._heartbeat_loop(), name="perdure-heartbeat"),
         ]
         if self.schedule:
-            from perdure.scheduler import Scheduler
-
-            hosted = [self.app.functions[f] for f in self.function_ids]
-            self.scheduler = Scheduler(self.app, hosted)
+            hosted = [functions[f] for f in self.function_ids]
+            self.scheduler = Scheduler(self.runtime, hosted)
             # The first pass happens before start() returns: a new trigger's starting point is
             # recorded, and ticks missed while no worker ran are caught up.
             first = await self.scheduler.tick()
@@ -147,11 +158,11 @@ class Worker:
         self._wake.set()
         if self._run_tasks:
             await asyncio.wait(set(self._run_tasks), timeout=grace)
-        for ex in list(self._active.values()):
-            ex.abort()
+        for attempt in list(self._active.values()):
+            attempt.abort()
         with contextlib.suppress(Exception):
-            await self.store.commit(
-                [Outcome(ex.run_id, ex.token, "release") for ex in self._active.values()]
+            await self.runtime.store.commit(
+                [Outcome(a.run_id, a.token, "release") for a in self._active.values()]
             )
         if self._run_tasks:
             await asyncio.wait(set(self._run_tasks), timeout=2.0)
@@ -160,11 +171,11 @@ class Worker:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await self.committer.drain()
-        if self in self.app._workers:
-            self.app._workers.remove(self)
-        self.step_pool.shutdown(wait=False, cancel_futures=True)
-        self.sync_pool.shutdown(wait=False, cancel_futures=True)
+        with contextlib.suppress(RuntimeError):  # the runtime was closed under us
+            await self.runtime.committer.drain()
+        self.runtime.hub.detach(self)
+        for driver in self.drivers:
+            driver.close()
 
     async def __aenter__(self) -> Worker:
         await self.start()
@@ -173,20 +184,9 @@ class Worker:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def run(self) -> None:
-        """Run until cancelled (SIGINT/SIGTERM in the CLI)."""
-        await self.start()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await self.stop()
-
     @property
     def stopping(self) -> bool:
         """Whether :meth:`stop` was called."""
-        return self._stopping
-
-    def _stop_requested(self) -> bool:
         return self._stopping
 
     def wake(self) -> None:
@@ -208,7 +208,7 @@ class Worker:
         behind LISTEN/NOTIFY)."""
         if self._poll_interval is not None:
             return self._poll_interval
-        return self.store.poll_interval
+        return self.runtime.store.poll_interval
 
     @property
     def free_slots(self) -> int:
@@ -216,13 +216,13 @@ class Worker:
         return self.concurrency - len(self._active) - self._reserved
 
     def reserve(self, function_id: str) -> bool:
-        """Reserve a slot for a run started in this process (see :meth:`App.start`)."""
+        """Reserve a slot for a run started in this process (see :meth:`Client.start`)."""
         if (
             self._started
             and not self._stopping
             and self.free_slots > 0
-            and function_id in self.app.functions
-            and (self._function_ids is None or function_id in self._function_ids)
+            and (function_id in self._function_ids if self._function_ids is not None else True)
+            and self._hosted(function_id) is not None
         ):
             self._reserved += 1
             return True
@@ -240,18 +240,17 @@ class Worker:
         self._launch(claimed, asked_at)
 
     async def _claim_loop(self) -> None:
-        clock = self.store.clock
+        store = self.runtime.store
+        clock = store.clock
         must_claim = True
         while not self.stopping:
             free = self.free_slots
             if free > 0 and must_claim:
                 self._wake.clear()
                 want = min(free, 1000)
-                asked_at = self.store.now()
+                asked_at = store.now()
                 try:
-                    claim = await self.store.claim(
-                        self.id, self.function_ids, want, self.lease_seconds
-                    )
+                    claim = await store.claim(self.id, self.function_ids, want, self.lease_seconds)
                 except StoreUnavailableError as exc:
                     log.warning("claim failed, retrying: %s", exc)
                     await asyncio.sleep(0.5)
@@ -271,204 +270,113 @@ class Worker:
                 self._wake.clear()
             deadline = self._next_due if free > 0 else None
             await clock.wait(self._wake, deadline, self.poll_interval)
-            if self._stop_requested():
+            if self._stopping:
                 break
-            now = self.store.now()
+            now = store.now()
             if self._wake.is_set() or (self._next_due is not None and self._next_due <= now):
                 must_claim = True
                 continue
             if self.free_slots > 0:
                 # A cheap read for work committed by other processes.
                 try:
-                    due = await self.store.next_due(self.function_ids)
+                    due = await store.next_due(self.function_ids)
                 except StoreUnavailableError:
                     continue
                 self._next_due = due
-                must_claim = due is not None and due <= self.store.now()
+                must_claim = due is not None and due <= store.now()
 
     def _launch(self, claimed: ClaimedRun, asked_at: float) -> None:
-        fdef = self.app.functions.get(claimed.function_id)
-        if fdef is None:  # pragma: no cover - claims are filtered by function id
+        hosted = self._hosted(claimed.function_id)
+        if hosted is None:  # pragma: no cover - claims are filtered by function id
             return
-        ex = RunExecution(self, fdef, claimed)
-        ex.lease_sure_until = asked_at + self.lease_sure_seconds
-        self._active[claimed.id] = ex
-        task = asyncio.get_running_loop().create_task(self._execute(ex), name=claimed.id)
+        driver, fn = hosted
+        attempt = Attempt(
+            self.runtime,
+            fn,
+            claimed,
+            worker_id=self._id,
+            lease_seconds=self._lease_seconds,
+            sure_until=asked_at + self.lease_sure_seconds,
+        )
+        self._active[claimed.id] = attempt
+        task = asyncio.get_running_loop().create_task(
+            self._execute(driver, attempt), name=claimed.id
+        )
         self._run_tasks.add(task)
         task.add_done_callback(self._run_tasks.discard)
 
     # ------------------------------------------------------------------ executing
 
-    async def _execute(self, ex: RunExecution) -> None:
-        fdef = ex.fdef
+    async def _execute(self, driver: Driver, attempt: Attempt) -> None:
         try:
             faults.hit("after_claim")
             outcome: Outcome | None
-            if self._too_many_crashes(ex, fdef):
-                outcome = Outcome(
-                    ex.run_id,
-                    ex.token,
-                    "fail",
-                    error=serde.dumps(
-                        {
-                            "type": "WorkerCrashError",
-                            "message": (
-                                f"the run was interrupted by {fdef.max_crashes} worker crashes"
-                                f" (max_crashes={fdef.max_crashes}); it is failed to protect"
-                                " the workers"
-                            ),
-                        }
-                    ),
-                )
+            max_crashes = attempt.function.max_crashes
+            if crashed_too_often(attempt.crashes, max_crashes):
+                error = worker_crashes(max_crashes).to_json()
+                outcome = Outcome(attempt.run_id, attempt.token, "fail", error=error)
             else:
-                outcome = await self._attempt(ex, fdef)
+                outcome = await driver.execute(attempt)
             if outcome is None:
                 return
-            ok = await self.committer.call(outcome)
+            ok = await self.runtime.committer.call(outcome)
             faults.hit("after_outcome")
             if ok:
-                if outcome.kind in ("complete", "fail"):
-                    self.app._run_finished(
-                        ex.run_id,
-                        "completed" if outcome.kind == "complete" else "failed",
-                        outcome.output,
-                        outcome.error,
-                    )
+                status = _TERMINAL.get(outcome.kind)
+                if status is not None:
+                    self.runtime.hub.finished(attempt.run_id, status, outcome.output, outcome.error)
                 else:
                     self.note_due(outcome.available_at)
         except LeaseLost:
             pass
         except asyncio.CancelledError:
-            if not ex.aborted:
+            if not attempt.aborted:
                 raise
         except StoreUnavailableError as exc:
             log.warning(
                 "run %s: the store is unavailable (%s); the lease will expire and "
                 "the run will be retried",
-                ex.run_id,
+                attempt.run_id,
                 exc,
             )
-        except Exception:  # pragma: no cover - a bug in perdure
-            log.exception("run %s: internal error", ex.run_id)
+        except Exception:  # pragma: no cover - a bug in perdure or a driver
+            log.exception("run %s: internal error", attempt.run_id)
         finally:
-            self._active.pop(ex.run_id, None)
+            # A worker that stalled past its lease may have claimed its own run again: only
+            # this attempt's entry is removed.
+            if self._active.get(attempt.run_id) is attempt:
+                del self._active[attempt.run_id]
             if self._saturated and not self._stopping:
                 self._wake.set()
 
-    @staticmethod
-    def _too_many_crashes(ex: RunExecution, fdef: FunctionDef) -> bool:
-        return ex.crashes > fdef.max_crashes
-
-    async def _attempt(self, ex: RunExecution, fdef: FunctionDef) -> Outcome | None:
-        try:
-            if fdef.is_async:
-                # The run's own task is what abort() cancels: no extra task per run.
-                ex.task = asyncio.current_task()
-                result = await fdef.fn(Context(ex))
-            else:
-                # The pool's size bounds how many sync functions run at once; others queue.
-                fut = asyncio.get_running_loop().run_in_executor(
-                    self.sync_pool, fdef.fn, SyncContext(ex)
-                )
-                ex.task = fut
-                result = await fut
-        except Suspend:
-            return ex.suspension()
-        except LeaseLost:
-            return None
-        except asyncio.CancelledError:
-            if ex.aborted:
-                return None
-            raise
-        except StoreUnavailableError as exc:
-            # The store failed under the function (not the function itself): no attempt is
-            # spent; the lease expires and the run is replayed from its checkpoints.
-            log.warning("run %s: the store is unavailable (%s); stopping it here", ex.run_id, exc)
-            return None
-        except Fatal as fatal:
-            return self._fail(ex, fatal.error)
-        except (StepError, NonRetriableError) as exc:
-            return self._fail(ex, exc)
-        except Exception as exc:
-            if ex.aborted:
-                return None
-            policy = fdef.retry
-            failed = ex.attempt + 1
-            if failed > policy.retries:
-                return self._fail(ex, exc)
-            delay = getattr(exc, "delay_seconds", None)
-            if delay is None:
-                delay = backoff_delay(policy, failed)
-            return Outcome(
-                ex.run_id,
-                ex.token,
-                "retry",
-                error=serde.dumps(describe(exc)),
-                available_at=self.store.now() + delay,
-            )
-        if ex.aborted:
-            return None
-        if ex.suspended:
-            return ex.suspension()
-        try:
-            output = serde.dumps_limited(result, "the run's output", self.app.limits.run_output)
-        except (PayloadTooLargeError, SerializationError) as exc:
-            return self._fail(ex, exc)
-        return Outcome(ex.run_id, ex.token, "complete", output=output)
-
-    @staticmethod
-    def _fail(ex: RunExecution, exc: BaseException) -> Outcome:
-        return Outcome(ex.run_id, ex.token, "fail", error=serde.dumps(describe(exc)))
-
     def abort_run(self, run_id: str) -> None:
         """Stop executing a run (it was cancelled)."""
-        ex = self._active.get(run_id)
-        if ex is not None:
-            ex.abort()
+        attempt = self._active.get(run_id)
+        if attempt is not None:
+            attempt.abort()
 
     # ------------------------------------------------------------------ leases
 
     async def _heartbeat_loop(self) -> None:
-        interval = self.lease_seconds / 3
+        interval = self._lease_seconds / 3
+        store = self.runtime.store
         while not self.stopping:
             await asyncio.sleep(interval)
-            leases = [(ex.run_id, ex.token) for ex in self._active.values()]
+            leases = [(a.run_id, a.token) for a in self._active.values()]
             if not leases:
                 continue
-            asked_at = self.store.now()
+            asked_at = store.now()
             try:
-                lost = await self.store.heartbeat(self.id, leases, self.lease_seconds)
+                lost = await store.heartbeat(self._id, leases, self._lease_seconds)
             except StoreUnavailableError as exc:
                 log.warning("heartbeat failed: %s", exc)
                 continue
             for run_id in lost:
-                ex = self._active.get(run_id)
-                if ex is not None:
+                attempt = self._active.get(run_id)
+                if attempt is not None:
                     log.info("run %s: lease lost; stopping it here", run_id)
-                    ex.abort()
-            sure = asked_at + self.lease_sure_seconds
+                    attempt.abort()
             for run_id, token in leases:
-                ex = self._active.get(run_id)
-                if ex is not None and ex.token == token and ex.lease_sure_until < sure:
-                    ex.lease_sure_until = sure
-
-    async def confirm_lease(self, ex: RunExecution) -> None:
-        """Renew the lease of ``ex`` now, or raise :class:`LeaseLost` (after stopping the run)
-        if it was lost or cannot be confirmed. Called before a step body starts when the last
-        claim or renewal no longer guarantees the lease."""
-        if not ex.aborted:
-            asked_at = self.store.now()
-            try:
-                lost = await self.store.heartbeat(
-                    self.id, [(ex.run_id, ex.token)], self.lease_seconds
-                )
-            except StoreUnavailableError as exc:
-                log.warning("run %s: cannot confirm the lease (%s); stopping it", ex.run_id, exc)
-            else:
-                if not lost and not ex.aborted:
-                    sure = asked_at + self.lease_sure_seconds
-                    ex.lease_sure_until = max(ex.lease_sure_until, sure)
-                    return
-                log.info("run %s: lease lost; stopping it before its next step", ex.run_id)
-        ex.abort()
-        raise LeaseLost()
+                attempt = self._active.get(run_id)
+                if attempt is not None and attempt.token == token:
+                    attempt.renewed(asked_at)

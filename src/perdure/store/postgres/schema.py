@@ -1,12 +1,11 @@
 """Configuration and schema of the PostgreSQL backend: the database URL, the NOTIFY channel
-names, and migrations (applied under an advisory lock, versioned in ``perdure_meta``)."""
+names, and migrations (the shared runner's rules, applied under an advisory lock)."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -16,12 +15,14 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
 from perdure.errors import InvalidInputError, StoreUnavailableError
-from perdure.store import postgres_sql as q
+from perdure.store.migrations import Migrations, version_of
+from perdure.store.postgres import queries as q
 
 Conn = psycopg.AsyncConnection[TupleRow]
 
-MIGRATIONS = ("0001_init.sql",)
+MIGRATIONS = Migrations("perdure.store.postgres", ("0001_init.sql",))
 SCHEMA_FILE = "schema.sql"
+"""The complete current schema, applied to an empty database (equal to every migration)."""
 _OUR_PARAMS = ("schema", "pool_min_size", "pool_max_size", "pool_timeout")
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 
@@ -93,17 +94,12 @@ def _lock_key(schema: str) -> int:
 # ---------------------------------------------------------------------- migrations
 
 
-def _sql_file(name: str) -> bytes:
-    return resources.files("perdure.store").joinpath("sql/postgres", name).read_bytes()
-
-
 async def apply_schema(conn: Conn, schema: str, *, fresh_from_file: bool = True) -> int:
     """Bring ``schema`` up to date under an advisory lock; return its version.
 
     An empty schema gets ``schema.sql`` (or, with ``fresh_from_file=False``, every numbered
     migration in turn: the schema test checks that both give the same result).
     """
-    latest = len(MIGRATIONS)
     async with conn.transaction():
         await conn.execute(q.MIGRATION_LOCK, {"key": _lock_key(schema)})
         ident = sql.Identifier(schema)
@@ -112,21 +108,15 @@ async def apply_schema(conn: Conn, schema: str, *, fresh_from_file: bool = True)
         await conn.execute(sql.SQL(q.SET_LOCAL_SEARCH_PATH).format(ident))
         current = 0
         if await (await conn.execute(q.HAS_META, {"schema": schema})).fetchone() is not None:
-            row = await (await conn.execute(q.SCHEMA_VERSION)).fetchone()
-            current = int(row[0]) if row else 0
-        if current > latest:
-            raise StoreUnavailableError(
-                f"database schema version {current} is newer than this perdure ({latest}); "
-                "upgrade perdure"
-            )
+            current = version_of(await (await conn.execute(q.SCHEMA_VERSION)).fetchone())
+        pending = MIGRATIONS.pending(current)
         if current == 0 and fresh_from_file:
-            await conn.execute(_sql_file(SCHEMA_FILE))
-            current = latest
+            await conn.execute(MIGRATIONS.read(SCHEMA_FILE).encode())
+            current = MIGRATIONS.latest
             await conn.execute(q.SET_SCHEMA_VERSION, {"version": str(current)})
-        for number, name in enumerate(MIGRATIONS, start=1):
-            if number <= current:
-                continue
-            await conn.execute(_sql_file(name))
+            pending = []
+        for number, name in pending:
+            await conn.execute(MIGRATIONS.read(name).encode())
             await conn.execute(q.SET_SCHEMA_VERSION, {"version": str(number)})
             current = number
     return current

@@ -1,5 +1,5 @@
-"""How the PostgreSQL backend packs a batch of writes into statements and reads their results
-back (pure: no I/O)."""
+"""How the PostgreSQL backend packs a batch of writes (checkpoints and outcomes, events) into
+statements and reads their results back (pure: no I/O)."""
 
 from __future__ import annotations
 
@@ -10,24 +10,50 @@ from typing import Any, LiteralString
 import orjson
 from psycopg.rows import TupleRow
 
-from perdure import serde
-from perdure.functions import FunctionRecord, trigger_from_dict
-from perdure.store import postgres_sql as q
-from perdure.store.base import Claim, ClaimedRun, StepWrite, StoredStep, WriteOp
+from perdure.functions import FunctionRecord
+from perdure.store.base import (
+    Claim,
+    ClaimedRun,
+    EventIn,
+    NewRun,
+    SentEvent,
+    StepWrite,
+    StoredStep,
+    WriteOp,
+)
+from perdure.store.common import runs_for_event, wait_matches
+from perdure.store.postgres import queries as q
+from perdure.store.rules import DONE_STATUSES, live_ops
 
 
 def to_json(rows: list[dict[str, Any]]) -> str:
+    """A batch of rows as one JSON array (expanded in SQL with ``json_to_recordset``)."""
     return orjson.dumps(rows).decode()
 
 
-def function_from_row(row: Sequence[Any]) -> FunctionRecord:
-    fid, app, triggers, config = row
-    return FunctionRecord(
-        fid, app, tuple(trigger_from_dict(t) for t in serde.loads(triggers)), serde.loads(config)
+def runs_json(runs: Sequence[NewRun]) -> str:
+    """Runs to create, as the ``%(runs)s`` parameter of ``INSERT_RUNS``."""
+    return to_json(
+        [
+            {
+                "ord": i,
+                "id": r.id,
+                "function_id": r.function_id,
+                "input": r.input,
+                "event_id": r.event_id,
+                "idempotency_key": r.idempotency_key,
+                "parent_run_id": r.parent_run_id,
+                "parent_step": r.parent_step,
+                "owner": r.lease_owner,
+                "lease": r.lease_seconds,
+            }
+            for i, r in enumerate(runs)
+        ]
     )
 
 
-def claim_from_rows(rows: list[TupleRow]) -> Claim:
+def claim_from_rows(rows: list[TupleRow]) -> tuple[float, Claim]:
+    """The database time and the claim, from the rows of ``CLAIM``."""
     now, next_due = float(rows[0][0]), rows[0][1]
     ordered: list[tuple[float, str, ClaimedRun]] = []
     for row in rows:
@@ -42,7 +68,7 @@ def claim_from_rows(rows: list[TupleRow]) -> Claim:
             (due_at, run_id, ClaimedRun(run_id, fid, token, run_input, attempt, steps, crashes))
         )
     ordered.sort(key=lambda item: (item[0], item[1]))
-    return Claim([c for _, _, c in ordered], now, None if next_due is None else float(next_due))
+    return now, Claim([c for _, _, c in ordered], None if next_due is None else float(next_due))
 
 
 @dataclass(slots=True)
@@ -50,7 +76,7 @@ class CommitPlan:
     """The statements of one ``commit(ops)`` and how to read their results back per op.
 
     An op of a run that comes after an outcome of that run with the same token is rejected
-    without being sent (the run ended first), like the SQLite store does. The remaining ops
+    without being sent (:func:`perdure.store.rules.live_ops`). The remaining ops
     are fenced in SQL against the locked run rows: first one statement for every step, wait
     and child of the batch (the writes of one step are merged: its first write's position and
     start, its last write's state), then one statement per outcome kind: ending runs,
@@ -75,8 +101,7 @@ class CommitPlan:
         done_channel: str,
         origin: str,
     ) -> CommitPlan:
-        live: list[bool] = []
-        ended: set[tuple[str, int]] = set()
+        live = live_ops(ops)
         step_rows: dict[tuple[str, int, str], dict[str, Any]] = {}
         wait_rows: dict[tuple[str, int, str], dict[str, Any]] = {}
         child_rows: list[dict[str, Any]] = []
@@ -85,10 +110,7 @@ class CommitPlan:
         suspends: list[dict[str, Any]] = []
         watched: list[dict[str, Any]] = []
         lock_ids: set[str] = set()
-        for op in ops:
-            fence = (op.run_id, op.token)
-            ok = fence not in ended
-            live.append(ok)
+        for op, ok in zip(ops, live, strict=True):
             if not ok:
                 continue
             lock_ids.add(op.run_id)
@@ -109,7 +131,7 @@ class CommitPlan:
                 row["error"] = op.error
                 row["attempts"] = op.attempts
                 row["wake_at"] = op.wake_at
-                row["done"] = op.status in ("completed", "failed")
+                row["done"] = op.status in DONE_STATUSES
                 if op.wait is not None:
                     w = op.wait
                     wait_rows[k] = {
@@ -135,11 +157,9 @@ class CommitPlan:
                             "idempotency_key": c.idempotency_key,
                             "parent_run_id": c.parent_run_id,
                             "parent_step": c.parent_step,
-                            "priority": c.priority,
                         }
                     )
                 continue
-            ended.add(fence)
             if op.kind in ("complete", "fail"):
                 ends.append(
                     {
@@ -251,3 +271,82 @@ class CommitPlan:
         if self.suspends is not None:
             wake = wake or bool(results[at][0][0])
         return oks, wake, finished
+
+
+@dataclass(slots=True)
+class EventPlan:
+    """What a batch of events does, decided from the first round trip of ``send_events`` (the
+    ids that are new, the registry, the open waits for the events' names): the answer per
+    event, the events to store, the runs they start and the waits they resolve (the first
+    matching event wins, in order)."""
+
+    out: list[SentEvent]
+    stored: list[EventIn]
+    runs: list[NewRun]
+    resolved: dict[tuple[str, str], str]
+
+    @classmethod
+    def build(
+        cls,
+        events: Sequence[EventIn],
+        new: set[str],
+        registry: Sequence[FunctionRecord],
+        waits: dict[str, list[TupleRow]],
+    ) -> EventPlan:
+        plan = cls([], [], [], {})
+        for ev in events:
+            if ev.id not in new:
+                plan.out.append(SentEvent(ev.id, True, []))
+                continue
+            new.discard(ev.id)  # a second copy in this batch is a duplicate
+            plan.stored.append(ev)
+            started = runs_for_event(registry, ev.obj, ev.body)
+            plan.runs.extend(started)
+            for _, run_id, key, path, value, expr, run_input in waits.get(ev.name, ()):
+                if (run_id, key) in plan.resolved:
+                    continue
+                if wait_matches(path, value, expr, run_input or "", ev.obj):
+                    plan.resolved[(run_id, key)] = ev.body
+            plan.out.append(SentEvent(ev.id, False, [r.id for r in started]))
+        return plan
+
+    def statements(
+        self, now: float | None, wake_channel: str, origin: str
+    ) -> list[tuple[LiteralString, dict[str, Any]]]:
+        """The writes of the second round trip (``RESOLVE_WAITS`` last, when there is one)."""
+        out: list[tuple[LiteralString, dict[str, Any]]] = []
+        if self.stored:
+            events = [
+                {"ord": i, "id": e.id, "name": e.name, "body": e.body}
+                for i, e in enumerate(self.stored)
+            ]
+            out.append((q.INSERT_EVENTS, {"now": now, "events": to_json(events)}))
+        if self.runs:
+            out.append(
+                (
+                    q.INSERT_RUNS,
+                    {
+                        "now": now,
+                        "runs": runs_json(self.runs),
+                        "wake_channel": wake_channel,
+                        "origin": origin,
+                    },
+                )
+            )
+        if self.resolved:
+            waits = [
+                {"run_id": k[0], "key": k[1], "output": body} for k, body in self.resolved.items()
+            ]
+            out.append(
+                (
+                    q.RESOLVE_WAITS,
+                    {
+                        "now": now,
+                        "runs": sorted({k[0] for k in self.resolved}),
+                        "waits": to_json(waits),
+                        "wake_channel": wake_channel,
+                        "origin": origin,
+                    },
+                )
+            )
+        return out

@@ -11,22 +11,19 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
 from perdure import serde
+from perdure.drivers.python.execution import RetryAt, RunExecution
 from perdure.engine.durations import to_seconds
 from perdure.errors import InvalidInputError
-from perdure.execution import RetryAt, RunExecution
+from perdure.functions import function_id_of
 from perdure.types import Event
-
-if TYPE_CHECKING:
-    pass
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 Duration = timedelta | float | int | str
-Target = "FunctionDef | Callable[..., Any] | str"
 
 logger = logging.getLogger("perdure.run")
 
@@ -132,7 +129,7 @@ class Step:
     ) -> Coroutine[Any, Any, Any]:
         """Start ``function`` (a decorated function or its id) with ``data`` and return its
         output; its failure raises :class:`~perdure.StepError` here."""
-        fid = self._ex.worker.app.function_id(function)
+        fid = function_id_of(function)
         seconds = _timeout(timeout)
         key, seq = self._ex.next_key(step_id)
         return self._ex.invoke(key, seq, fid, data or {}, seconds)
@@ -170,8 +167,9 @@ class SyncStep:
             if rec.wake_at is not None and rec.wake_at > ex.now():
                 self._call(ex.park(key, rec.wake_at, "queued", watch=False))
         started = ex.now()
-        if ex.aborted or started >= ex.lease_sure_until:
-            self._call(ex.worker.confirm_lease(ex))
+        lease = ex.lease
+        if lease.aborted or started >= lease.lease_sure_until:
+            self._call(lease.confirm_lease())
         result: Any = None
         exc: BaseException | None = None
         try:
@@ -225,7 +223,7 @@ class SyncStep:
         timeout: Duration | None = None,
     ) -> Any:
         """Run another function and return its output."""
-        fid = self._ex.worker.app.function_id(function)
+        fid = function_id_of(function)
         seconds = _timeout(timeout)
         key, seq = self._ex.next_key(step_id)
         return self._call(self._ex.invoke(key, seq, fid, data or {}, seconds))

@@ -1,4 +1,4 @@
-"""Every SQL statement of the PostgreSQL backend (the schema is in ``sql/postgres/``).
+"""Every SQL statement of the PostgreSQL backend (the schema is in ``sql/``).
 
 Conventions:
 
@@ -21,17 +21,15 @@ from __future__ import annotations
 
 from typing import Final, LiteralString
 
-# ---------------------------------------------------------------------- columns
+from perdure.store.rows import FUNCTION_COLUMNS, RUN_COLUMNS, STEP_COLUMNS
 
-RUN_COLUMNS: Final = (
-    "id, function_id, status, input, output, error, attempt, event_id, idempotency_key, "
-    "parent_run_id, parent_step, created_at, started_at, ended_at, available_at, lease_owner"
-)
-STEP_COLUMNS: Final = (
-    "key, seq, kind, status, output, error, attempts, wake_at, started_at, ended_at"
-)
+# ---------------------------------------------------------------------- time, transactions
+
 _NOW: Final = "perdure_now(%(now)s::float8)"
 _T: Final = "t AS (SELECT " + _NOW + " AS now)"
+BEGIN: Final = "BEGIN"
+COMMIT: Final = "COMMIT"
+ALIVE: Final = "SELECT 1"
 
 # ---------------------------------------------------------------------- schema and migrations
 
@@ -65,7 +63,7 @@ REGISTER_FUNCTIONS: Final = (
     " RETURNING 1) "
     "UPDATE perdure_meta SET value = (value::bigint + 1)::text WHERE key = 'registry_version'"
 )
-SELECT_FUNCTIONS: Final = "SELECT id, app, triggers, config FROM functions ORDER BY id"
+SELECT_FUNCTIONS: Final = "SELECT " + FUNCTION_COLUMNS + " FROM functions ORDER BY id"
 # The registry version, and every function only if it differs from the cached one.
 REGISTRY_IF_CHANGED: Final = (
     "SELECT m.value, f.id, f.app, f.triggers, f.config FROM perdure_meta m "
@@ -82,13 +80,13 @@ INSERT_RUNS: Final = (
     "WITH " + _T + ", "
     "v AS (SELECT * FROM json_to_recordset(%(runs)s::json) AS v(ord int4, id text,"
     " function_id text, input text, event_id text, idempotency_key text, parent_run_id text,"
-    " parent_step text, priority int4, owner text, lease float8)), "
+    " parent_step text, owner text, lease float8)), "
     "ins AS ("
     " INSERT INTO runs (id, function_id, status, input, event_id, idempotency_key,"
-    " parent_run_id, parent_step, priority, available_at, created_at, lease_owner,"
+    " parent_run_id, parent_step, available_at, created_at, lease_owner,"
     " lease_token, started_at)"
     " SELECT v.id, v.function_id, CASE WHEN v.owner IS NULL THEN 'queued' ELSE 'running' END,"
-    " v.input, v.event_id, v.idempotency_key, v.parent_run_id, v.parent_step, v.priority,"
+    " v.input, v.event_id, v.idempotency_key, v.parent_run_id, v.parent_step,"
     " t.now + CASE WHEN v.owner IS NULL THEN 0 ELSE v.lease END, t.now, v.owner,"
     " CASE WHEN v.owner IS NULL THEN 0 ELSE 1 END,"
     " CASE WHEN v.owner IS NOT NULL THEN t.now END"
@@ -298,12 +296,12 @@ _WAITS_AND_CHILDREN: Final = (
     " expression = excluded.expression, expires_at = excluded.expires_at,"
     " created_at = excluded.created_at), "
     "ch AS (INSERT INTO runs (id, function_id, status, input, event_id, idempotency_key,"
-    " parent_run_id, parent_step, priority, available_at, created_at)"
+    " parent_run_id, parent_step, available_at, created_at)"
     " SELECT c.id, c.function_id, 'queued', c.input, c.event_id, c.idempotency_key,"
-    " c.parent_run_id, c.parent_step, c.priority, t.now, t.now"
+    " c.parent_run_id, c.parent_step, t.now, t.now"
     " FROM json_to_recordset(%(children)s::json) AS c(fence_run text, token int8, id text,"
     " function_id text, input text, event_id text, idempotency_key text,"
-    " parent_run_id text, parent_step text, priority int4), live, t"
+    " parent_run_id text, parent_step text), live, t"
     " WHERE live.id = c.fence_run AND live.lease_token = c.token"
     " ON CONFLICT (function_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
     " RETURNING id), "
@@ -438,9 +436,9 @@ FIRE_CRON: Final = (
     " DO UPDATE SET last_tick = excluded.last_tick"
     " WHERE cron_ticks.last_tick < excluded.last_tick RETURNING 1), "
     "ins AS (INSERT INTO runs (id, function_id, status, input, event_id, idempotency_key,"
-    " parent_run_id, parent_step, priority, available_at, created_at)"
+    " parent_run_id, parent_step, available_at, created_at)"
     " SELECT %(id)s::text, %(run_fid)s::text, 'queued', %(input)s::text, %(event_id)s::text,"
-    " %(key)s::text, %(parent)s::text, %(parent_step)s::text, %(priority)s::int4, t.now, t.now"
+    " %(key)s::text, %(parent)s::text, %(parent_step)s::text, t.now, t.now"
     " FROM t"
     " WHERE %(id)s::text IS NOT NULL AND EXISTS (SELECT 1 FROM adv)"
     " ON CONFLICT (function_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from perdure.store import postgres_sql as q
+from perdure.store.postgres import queries as q
 
 log = logging.getLogger("perdure.store.postgres")
 
@@ -109,4 +109,4 @@ class Listener:
             async for note in conn.notifies(timeout=_IDLE_CHECK):
                 self._on_notify(note.channel, note.payload)
             # Idle for a while: make sure the connection is still alive.
-            await conn.execute("SELECT 1")
+            await conn.execute(q.ALIVE)

@@ -1,4 +1,4 @@
-"""The execution of one claimed run: step bookkeeping, memoization, checkpoints, suspension.
+"""The Python driver's execution of one attempt: step bookkeeping, memoization, suspension.
 
 A run's function executes *continuously*: each step's result is checkpointed as it completes, and
 the function goes on with the value once the checkpoint is durable. Only a suspension (a sleep, a
@@ -14,38 +14,42 @@ Suspension: a step that must wait (sleep, wait_for_event, invoke, retry backoff)
 every step body of the run has finished and its checkpoint is durable, and at least one step is
 parked, the run suspends: the parked calls raise :class:`~perdure._signals.Suspend`, the function
 unwinds, and the worker commits the suspension with the earliest wake-up time.
+
+Leases, fenced writes and the lease check before a step body belong to the runtime's
+:class:`~perdure.runtime.attempt.Attempt` (``self.lease``); retry decisions to
+:mod:`perdure.engine.attempts`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from perdure import serde
 from perdure._signals import Fatal, LeaseLost, Suspend
-from perdure.engine.backoff import backoff_delay
+from perdure.engine.attempts import Failure, retry_delay
+from perdure.engine.expressions import validate
+from perdure.engine.failures import ErrorInfo
+from perdure.engine.triggers import validate_event_name
 from perdure.errors import (
     InvalidInputError,
     NonDeterminismError,
     NonRetriableError,
     PayloadTooLargeError,
-    RetryAfterError,
     SerializationError,
     StepError,
-    StoreUnavailableError,
-    describe,
 )
-from perdure.store.base import ClaimedRun, Outcome, StepWrite, StoredStep, WaitSpec
+from perdure.functions import FunctionDef
+from perdure.runtime.attempt import Attempt
+from perdure.store.base import Outcome, StepWrite, StoredStep, WaitSpec
+from perdure.store.common import MISSING, lookup_path
+from perdure.store.inputs import storable
 from perdure.types import Event
-
-if TYPE_CHECKING:
-    from perdure.functions import FunctionDef
-    from perdure.worker import Worker
 
 MAX_STEP_ID = 200
 
@@ -69,20 +73,20 @@ class RetryAt:
 
 
 class RunExecution:
-    """Everything one execution attempt of a run needs; shared by the step APIs."""
+    """Everything one execution attempt of a Python function needs; shared by the step APIs."""
 
-    def __init__(self, worker: Worker, fdef: FunctionDef, claimed: ClaimedRun) -> None:
-        self.worker = worker
+    def __init__(self, lease: Attempt, fdef: FunctionDef, step_pool: Executor) -> None:
+        self.lease = lease
         self.fdef = fdef
-        self.run_id = claimed.id
-        self.token = claimed.token
-        self.attempt = claimed.attempt
-        self.crashes = claimed.crashes
-        self.input = claimed.input
-        self.steps = claimed.steps
+        self.step_pool = step_pool
+        self.run_id = lease.run_id
+        self.attempt = lease.attempt
+        self.input = lease.input
+        self.steps = lease.steps
+        self.now = lease.store.now
         self._event: Event | None = None
         self.loop = asyncio.get_running_loop()
-        self._positions = {s.seq: s.key for s in claimed.steps.values()}
+        self._positions = {s.seq: s.key for s in lease.steps.values()}
         self._counters: dict[str, int] = {}
         self._used: set[str] = set()
         self._seq = 0
@@ -90,11 +94,13 @@ class RunExecution:
         self._parked: list[_Parked] = []
         self._check_scheduled = False
         self.suspended = False
-        self.aborted = False
         self.task: asyncio.Future[Any] | None = None
-        self.lease_sure_until = 0.0
-        """The store's time until which this worker is sure to hold the run's lease (see
-        :meth:`Worker.confirm_lease`); a step body starts only before it, or after a renewal."""
+        lease.on_abort(self._aborted)
+
+    @property
+    def aborted(self) -> bool:
+        """Whether the attempt was aborted (lease lost, cancelled, worker stopping)."""
+        return self.lease.aborted
 
     @property
     def event(self) -> Event:
@@ -107,9 +113,15 @@ class RunExecution:
 
     def next_key(self, step_id: str) -> tuple[str, int]:
         """Assign the key and position of a step call (deterministic in call order)."""
-        if not isinstance(step_id, str) or not step_id or len(step_id) > MAX_STEP_ID:
+        if (
+            not isinstance(step_id, str)
+            or not step_id
+            or len(step_id) > MAX_STEP_ID
+            or not storable(step_id)
+        ):
             raise InvalidInputError(
                 f"a step id must be a non-empty string of at most {MAX_STEP_ID} characters"
+                " (no NUL characters)"
             )
         if self.aborted:
             raise LeaseLost()
@@ -150,64 +162,34 @@ class RunExecution:
     def _mismatch(self, message: str) -> NoReturn:
         raise Fatal(NonDeterminismError(message))
 
-    def now(self) -> float:
-        """The store's clock."""
-        return self.worker.store.now()
-
     # ------------------------------------------------------------------ durable writes
 
     async def write(self, op: StepWrite) -> None:
-        """Make a checkpoint durable (grouped with other runs' writes); stop if fenced, or if
-        the store is unavailable: that is not the function's failure (it must neither count as
-        an attempt nor reach user code), so the run stops here and, once its lease expires, is
-        replayed from its checkpoints."""
-        if self.aborted:
-            raise LeaseLost()
-        async with self.store_call():
-            ok = await self.worker.committer.call(op)
-        if not ok:
-            self.abort()
-            raise LeaseLost()
-
-    @contextlib.asynccontextmanager
-    async def store_call(self) -> AsyncIterator[None]:
-        """Around the engine's own store calls inside a step: the store being unavailable is
-        not the function's failure (it must neither count as an attempt nor reach user code),
-        so the run stops here and, once its lease expires, is replayed from its checkpoints."""
-        try:
-            yield
-        except StoreUnavailableError as exc:
-            log.warning(
-                "run %s: the store is unavailable (%s); the run stops here and resumes from "
-                "its checkpoints when its lease expires",
-                self.run_id,
-                exc,
-            )
-            self.abort()
-            raise LeaseLost() from exc
-
-    def write_soon(self, op: StepWrite) -> None:
-        """Queue a checkpoint without waiting for it (bookkeeping nobody depends on)."""
-        if not self.aborted:
-            fut = self.worker.committer.submit(op)
-            fut.add_done_callback(_ignore_result)
+        """Make a checkpoint durable (see :meth:`Attempt.write`)."""
+        await self.lease.write(op)
 
     def step_write(self, key: str, seq: int, kind: str, status: str, **fields: Any) -> StepWrite:
         """A checkpoint for this run."""
-        return StepWrite(self.run_id, self.token, key, seq, kind, status, **fields)
+        return self.lease.step_write(key, seq, kind, status, **fields)
+
+    async def ensure_lease(self, started: float) -> None:
+        """Before a step body that starts at ``started`` (store time): the lease must be sure."""
+        lease = self.lease
+        if lease.aborted or started >= lease.lease_sure_until:
+            await lease.confirm_lease()
 
     # ------------------------------------------------------------------ step outcomes
 
     def step_error(self, key: str, rec: StoredStep) -> StepError:
         """The StepError a recorded failure raises."""
-        err = serde.loads(rec.error) or {}
-        return StepError(key, str(err.get("type", "Error")), str(err.get("message", "")))
+        err = ErrorInfo.from_json(rec.error)
+        return StepError(key, err.type, err.message)
 
     def encode_output(self, key: str, value: Any) -> str:
         """Serialize a step's output within the size limit (non-retriable on failure)."""
         try:
             return serde.dumps_limited(
-                value, f"output of step {key!r}", self.worker.app.limits.step_output
+                value, f"output of step {key!r}", self.lease.runtime.limits.step_output
             )
         except (PayloadTooLargeError, SerializationError) as exc:
             raise NonRetriableError(str(exc)) from exc
@@ -247,9 +229,10 @@ class RunExecution:
         if not isinstance(exc, Exception):
             raise exc
         attempts = attempts_before + 1
-        error = serde.dumps(describe(exc))
-        policy = self.fdef.retry
-        if isinstance(exc, NonRetriableError | StepError) or attempts > policy.retries:
+        failure = Failure.of(exc)
+        error = failure.error.to_json()
+        delay = retry_delay(self.fdef.retry, attempts, failure)
+        if delay is None:
             await self.write(
                 self.step_write(
                     key,
@@ -262,10 +245,6 @@ class RunExecution:
                 )
             )
             raise StepError(key, type(exc).__name__, str(exc)) from exc
-        if isinstance(exc, RetryAfterError):
-            delay = exc.delay_seconds
-        else:
-            delay = backoff_delay(policy, attempts)
         wake = self.now() + delay
         await self.write(
             self.step_write(
@@ -327,18 +306,15 @@ class RunExecution:
         )
         return Outcome(
             self.run_id,
-            self.token,
+            self.lease.token,
             "suspend",
             available_at=min(wakes) if wakes else None,
             status=status,
             watch_keys=tuple(p.key for p in self._parked if p.watch),
         )
 
-    def abort(self) -> None:
-        """The lease is gone: stop the function at its next step."""
-        if self.aborted:
-            return
-        self.aborted = True
+    def _aborted(self) -> None:
+        """The attempt was aborted: stop the function at its next step."""
         for parked in self._parked:
             if not parked.fut.done():
                 parked.fut.set_exception(LeaseLost())
@@ -376,17 +352,14 @@ class RunExecution:
         self.body_started()
         try:
             started = self.now()
-            if self.aborted or started >= self.lease_sure_until:
-                await self.worker.confirm_lease(self)
+            await self.ensure_lease(started)
             value: Any = None
             exc: BaseException | None = None
             try:
                 if _is_async(fn):
                     value = await fn(*args, **kwargs)
                 else:
-                    value = await self.loop.run_in_executor(
-                        self.worker.step_pool, _call, fn, args, kwargs
-                    )
+                    value = await self.loop.run_in_executor(self.step_pool, _call, fn, args, kwargs)
                     if isinstance(value, Awaitable):
                         value = await value
             except Exception as err:
@@ -412,7 +385,7 @@ class RunExecution:
                 return
             wake_at = rec.wake_at if rec.wake_at is not None else wake_at
         if self.now() >= wake_at:
-            self.write_soon(self.step_write(key, seq, "sleep", "completed", wake_at=wake_at))
+            self.lease.write_soon(self.step_write(key, seq, "sleep", "completed", wake_at=wake_at))
             return
         await self.park(key, wake_at, "sleeping", watch=False)
 
@@ -420,10 +393,6 @@ class RunExecution:
         self, event: str, match: str | None, if_: str | None, expires_at: float | None
     ) -> WaitSpec:
         """Validate a wait and compute what it matches."""
-        from perdure.engine.expressions import validate
-        from perdure.engine.triggers import validate_event_name
-        from perdure.store.common import MISSING, lookup_path
-
         validate_event_name(event)
         if "*" in event:
             raise InvalidInputError("wait_for_event needs an exact event name, not a pattern")
@@ -443,14 +412,9 @@ class RunExecution:
         """A wait or invoke step whose deadline passed: time it out (unless resolved)."""
         self.body_started()
         try:
-            async with self.store_call():
-                step = await self.worker.store.expire_step(self.run_id, self.token, key)
+            return await self.lease.expire_step(key)
         finally:
             self.body_finished()
-        if step is None:
-            self.abort()
-            raise LeaseLost()
-        return step
 
     async def wait_for_event(
         self,
@@ -486,8 +450,8 @@ class RunExecution:
         """``step.invoke``: start another function's run and return its output."""
         rec = self.recorded(key, seq, "invoke")
         if rec is None:
-            async with self.store_call():
-                child = await self.worker.app.child_run(function_id, data, self.run_id, key)
+            async with self.lease.store_call():
+                child = await self.lease.runtime.ops.child_run(function_id, data, self.run_id, key)
             deadline = None if timeout is None else self.now() + timeout
             self.body_started()
             try:
@@ -513,8 +477,8 @@ class RunExecution:
         self.body_started()
         try:
             stamped = [e.stamped(self.child_key(key, i)) for i, e in enumerate(events)]
-            async with self.store_call():
-                ids = await self.worker.app.send(stamped)
+            async with self.lease.store_call():
+                ids = await self.lease.runtime.ops.send(stamped)
             await self.write(
                 self.step_write(key, seq, "send", "completed", output=serde.dumps(ids))
             )
@@ -545,12 +509,6 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 
 def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return fn(*args, **kwargs)
-
-
-def _ignore_result(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        with contextlib.suppress(BaseException):
-            fut.result()
 
 
 def _event_or_none(output: str | None) -> Event | None:

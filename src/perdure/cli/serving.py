@@ -1,0 +1,338 @@
+"""The long-running commands: ``perdure dev``, ``perdure server`` and ``perdure worker``.
+
+Each prints a banner (the database URL without its password) and runs until SIGINT or
+SIGTERM, then shuts down cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+
+from perdure.app import App
+from perdure.cli.options import (
+    check_folder,
+    database_option,
+    load_app,
+    log_option,
+    open_app,
+    option,
+)
+from perdure.cli.output import redact_url
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEMO_APP = "perdure.demo:app"
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr at ``level``."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def run_until_signal(main: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine until SIGINT or SIGTERM, then cancel it so it shuts down cleanly."""
+
+    async def runner() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(main)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(runner())
+
+
+def _server_options(f: F) -> F:
+    f = option(
+        "--allowed-hosts",
+        envvar="PERDURE_ALLOWED_HOSTS",
+        default=None,
+        metavar="HOSTS",
+        help=(
+            "Comma-separated Host names served (host, host:port, *.domain, *) [default: "
+            "localhost names and loopback addresses without a token; any host with one]."
+        ),
+    )(f)
+    f = log_option(f)
+    f = database_option(f)
+    f = option(
+        "--port",
+        envvar="PERDURE_PORT",
+        type=click.IntRange(0, 65535),
+        default=8288,
+        show_default=True,
+        help="Port to listen on (0: any free port, printed in the banner).",
+    )(f)
+    f = option(
+        "--host",
+        envvar="PERDURE_HOST",
+        default="127.0.0.1",
+        show_default=True,
+        help="Address to listen on (0.0.0.0: every interface).",
+    )(f)
+    return f
+
+
+def _use_database(app: App, database_url: str | None) -> None:
+    """Point ``app`` at the ``--database-url`` given (whose SQLite folder must exist)."""
+    if database_url:
+        check_folder(database_url)
+        app.database_url = database_url
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    from perdure.server import bind_socket
+
+    try:
+        return bind_socket(host, port)
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+async def _serve(asgi: Any, sock: socket.socket, banner: list[str], log_level: str) -> None:
+    """Print the banner, then serve the ASGI app on the bound socket until cancelled."""
+    from perdure.server import serve
+
+    for line in banner:
+        click.echo(line)
+    sys.stdout.flush()
+    verbose = log_level.lower() == "debug"
+    await serve(asgi, sock, log_level="debug" if verbose else "warning", access_log=verbose)
+
+
+@click.command()
+@click.argument("app_spec", metavar="MODULE:APP")
+@database_option
+@option(
+    "--concurrency",
+    type=click.IntRange(1, 100_000),
+    default=500,
+    show_default=True,
+    help="Runs executed at once.",
+)
+@option(
+    "--lease",
+    "lease_seconds",
+    type=click.FloatRange(1, 3600),
+    default=30.0,
+    show_default=True,
+    help="Lease length in seconds.",
+)
+@option("--functions", default=None, help="Comma-separated function ids to host [default: all].")
+@log_option
+def worker(
+    app_spec: str,
+    database_url: str | None,
+    concurrency: int,
+    lease_seconds: float,
+    functions: str | None,
+    log_level: str,
+) -> None:
+    """Run a worker for the functions of MODULE:APP (and their cron schedules).
+
+    Start as many workers as you like, on as many machines as share the database: each run is
+    executed by one worker at a time, and a dead worker's runs are taken over when its lease
+    expires.
+
+    \b
+    Examples:
+      perdure worker shop.workflows:app
+      PERDURE_DATABASE_URL=postgresql://db/perdure perdure worker shop.workflows:app
+      perdure worker shop.workflows:app --functions fulfil-order,refund
+    """
+    configure_logging(log_level)
+    app = load_app(app_spec, "'MODULE:APP'")
+    fids = [f.strip() for f in functions.split(",") if f.strip()] if functions else None
+    if fids:
+        unknown = [f for f in fids if f not in app.functions]
+        if unknown:
+            raise click.BadParameter(
+                f"unknown function id(s) {', '.join(unknown)}; {app_spec} has: "
+                f"{', '.join(sorted(app.functions)) or 'none'}",
+                param_hint="'--functions'",
+            )
+    _use_database(app, database_url)
+
+    async def main() -> None:
+        await open_app(app)
+        try:
+            w = app.worker(concurrency=concurrency, lease_seconds=lease_seconds, functions=fids)
+            await w.start()
+            logging.getLogger("perdure").info(
+                "worker %s hosting %s on %s",
+                w.id,
+                ", ".join(w.function_ids),
+                redact_url(app.database_url),
+            )
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await w.stop()
+        finally:
+            await app.close()
+
+    run_until_signal(main())
+
+
+@click.command()
+@click.option(
+    "--app",
+    "app_spec",
+    envvar="PERDURE_APP",
+    show_envvar=True,
+    default=None,
+    metavar="MODULE:APP",
+    help=f"The app to serve and run [default: the bundled demo, {DEMO_APP}].",
+)
+@_server_options
+def dev(
+    app_spec: str | None,
+    host: str,
+    port: int,
+    database_url: str | None,
+    log_level: str,
+    allowed_hosts: str | None,
+) -> None:
+    """Run the HTTP server and a worker for an app, in one process, without authentication.
+
+    The worker also runs the app's cron schedules. The database is the app's (SQLite in
+    ./.perdure/, created if needed, unless PERDURE_DATABASE_URL or --database-url says
+    otherwise; the folder of any other SQLite file must exist). With no --app, the bundled
+    demo app runs, so you can see perdure working at once.
+
+    \b
+    Examples:
+      perdure dev
+      perdure dev --app shop.workflows:app --port 9000
+      curl localhost:8288/api/v1/runs
+    """
+    configure_logging(log_level)
+    app = load_app(app_spec or DEMO_APP, "'--app'")
+    _use_database(app, database_url)
+    sock = _bind(host, port)
+    from perdure.server import create_app, socket_url
+
+    url = socket_url(sock, host)
+
+    async def main() -> None:
+        try:
+            await open_app(app)
+            try:
+                w = app.worker()
+                await w.start()
+                banner = [
+                    f"perdure dev: serving app {app.name!r} ({len(app.functions)} functions) "
+                    f"at {url} with a worker, database {redact_url(app.database_url)}; "
+                    "Ctrl+C to stop"
+                ]
+                if app_spec is None:
+                    banner.append(
+                        'try: perdure send demo/order.placed --data \'{"order_id": "A1"}\''
+                        f"  then open {url}/"
+                    )
+                asgi = create_app(app, dev=True, api_token=None, allowed_hosts=allowed_hosts)
+                await _serve(asgi, sock, banner, log_level)
+            finally:
+                await app.close()
+        finally:
+            sock.close()
+
+    run_until_signal(main())
+
+
+@click.command()
+@click.option(
+    "--app",
+    "app_spec",
+    envvar="PERDURE_APP",
+    show_envvar=True,
+    default=None,
+    metavar="MODULE:APP",
+    help="Register this app's functions (runs are executed by `perdure worker`).",
+)
+@_server_options
+@option(
+    "--api-token",
+    envvar="PERDURE_API_TOKEN",
+    default=None,
+    metavar="TOKEN",
+    help="Bearer token required on /api/v1 (prefer the environment variable).",
+)
+@option(
+    "--no-auth",
+    is_flag=True,
+    envvar="PERDURE_NO_AUTH",
+    help="Serve the API without authentication (only behind something that authenticates).",
+)
+def server(
+    app_spec: str | None,
+    host: str,
+    port: int,
+    database_url: str | None,
+    log_level: str,
+    allowed_hosts: str | None,
+    api_token: str | None,
+    no_auth: bool,
+) -> None:
+    """Run the HTTP server alone (no worker), for scaling out.
+
+    Several server processes may share one PostgreSQL database; run workers separately with
+    `perdure worker`. The /api/v1 routes require 'Authorization: Bearer TOKEN' (/health stays
+    open), unless --no-auth is given explicitly.
+
+    \b
+    Examples:
+      PERDURE_API_TOKEN=s3cret perdure server --host 0.0.0.0 \\
+          --database-url postgresql://db/perdure
+      curl -H 'Authorization: Bearer s3cret' localhost:8288/api/v1/runs
+    """
+    configure_logging(log_level)
+    if api_token is not None and not api_token.strip():
+        raise click.BadParameter("the token is empty", param_hint="'--api-token'")
+    if api_token is None and not no_auth:
+        raise click.UsageError(
+            "perdure server needs an API token: set PERDURE_API_TOKEN or --api-token "
+            "(or pass --no-auth to serve without authentication)"
+        )
+    if api_token is not None and no_auth:
+        raise click.UsageError("--no-auth and an API token exclude each other")
+    app = load_app(app_spec, "'--app'") if app_spec else App("server", database_url)
+    _use_database(app, database_url)
+    sock = _bind(host, port)
+    from perdure.server import create_app, socket_url
+
+    url = socket_url(sock, host)
+    asgi = create_app(app, dev=api_token is None, api_token=api_token, allowed_hosts=allowed_hosts)
+
+    async def main() -> None:
+        try:
+            await open_app(app)
+            try:
+                if app_spec:
+                    await app.register()
+                auth = "bearer token required" if api_token else "NO authentication"
+                banner = [
+                    f"perdure server: serving at {url} ({auth}), database "
+                    f"{redact_url(app.database_url)}; Ctrl+C to stop"
+                ]
+                await _serve(asgi, sock, banner, log_level)
+            finally:
+                await app.close()
+        finally:
+            sock.close()
+
+    run_until_signal(main())

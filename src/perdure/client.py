@@ -1,0 +1,260 @@
+"""Client operations on runs and events, embedded: start, send, get, list, cancel, results.
+
+Any process on the database can use them; workers execute the runs. Starts and events are group
+committed (:class:`~perdure.runtime.batching.Batcher`): many concurrent callers share one
+transaction, and each returns only once its own write is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from perdure import ids, serde
+from perdure.engine.durations import to_seconds
+from perdure.errors import (
+    FunctionNotFoundError,
+    InvalidInputError,
+    RunCancelledError,
+    RunFailedError,
+    RunNotFoundError,
+)
+from perdure.functions import function_id_of
+from perdure.query import Query, run_info
+from perdure.results import ResultWaiter, RunOutcome
+from perdure.runtime.batching import Batcher
+from perdure.runtime.runtime import Runtime
+from perdure.store.base import (
+    ClaimedRun,
+    CreatedRun,
+    EventIn,
+    NewRun,
+    SentEvent,
+)
+from perdure.types import Event, RunInfo, RunStatus
+
+INVOKED_EVENT = "perdure/function.invoked"
+
+
+class RunHandle:
+    """A started run: its id, and a way to await its result."""
+
+    def __init__(self, client: Client, run_id: str, *, fresh: bool = False) -> None:
+        self.client = client
+        self.run_id = run_id
+        self._fresh = fresh
+
+    def __repr__(self) -> str:
+        return f"RunHandle({self.run_id!r})"
+
+    @property
+    def created(self) -> bool:
+        """Whether :meth:`App.start` created this run (False: its idempotency key named an
+        existing run, or this is a handle on an existing run)."""
+        return self._fresh
+
+    async def result(self, timeout: float | timedelta | None = None) -> Any:
+        """Wait for the run to end; return its output, or raise :class:`RunFailedError` /
+        :class:`RunCancelledError` (and ``TimeoutError`` if ``timeout`` passes first)."""
+        seconds = None if timeout is None else to_seconds(timeout)
+        outcome = await self.client.wait_outcome(self.run_id, seconds, check_first=not self._fresh)
+        if outcome.status == "completed":
+            return serde.loads(outcome.output)
+        if outcome.status == "cancelled":
+            raise RunCancelledError(self.run_id)
+        raise RunFailedError(self.run_id, serde.loads(outcome.error))
+
+    def result_sync(self, timeout: float | timedelta | None = None) -> Any:
+        """:meth:`result` for code outside asyncio."""
+        return self.client.bridge.call(self.result(timeout))
+
+    async def status(self) -> RunStatus:
+        """The run's current status."""
+        return (await self.client.get_run(self.run_id, steps=False)).status
+
+
+class Client:
+    """The client operations of one runtime. ``functions`` are the ids this process defines
+    (others are looked up in the database); ``bridge`` runs coroutines for the sync twins."""
+
+    def __init__(self, runtime: Runtime, functions: Mapping[str, Any], bridge: Any) -> None:
+        self.runtime = runtime
+        self.functions = functions
+        self.bridge = bridge
+        self.results = ResultWaiter(runtime)
+        self.query = Query(runtime)
+        self._starts: Batcher[NewRun, CreatedRun] | None = None
+        self._sends: Batcher[EventIn, SentEvent] | None = None
+        self._known_remote: set[str] = set()
+        runtime.client = self
+
+    async def open(self) -> None:
+        """Open the runtime (idempotent)."""
+        if self._starts is None or not self.runtime.is_open:
+            await self.runtime.open()
+            store = self.runtime.store
+            self._starts = Batcher(store.create_runs, max_batch=2000)
+            self._sends = Batcher(store.send_events, max_batch=500)
+            self.results.reopen()
+
+    async def close(self) -> None:
+        """Flush queued starts and events; stop the result pollers."""
+        await self.results.close()
+        if self._starts is not None:
+            await self._starts.drain()
+        if self._sends is not None:
+            await self._sends.drain()
+        self._starts = self._sends = None
+
+    # ------------------------------------------------------------------ runs
+
+    async def _check_function(self, fid: str) -> None:
+        if fid in self.functions or fid in self._known_remote:
+            return
+        known = {f.id for f in await self.runtime.store.list_functions()}
+        self._known_remote = known
+        if fid not in known:
+            raise FunctionNotFoundError(f"no function with id {fid!r} is registered")
+
+    def invocation(self, data: Any, event_id: str) -> str:
+        """The input (an invocation event, JSON text) of a run started with ``data``."""
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise InvalidInputError("run data must be a JSON object (a dict)")
+        now = self.runtime.store.now() if self.runtime.is_open else time.time()
+        event = {
+            "id": event_id,
+            "name": INVOKED_EVENT,
+            "data": data,
+            "user": {},
+            "ts": int(now * 1000),
+        }
+        return serde.dumps_limited(event, "the run's input", self.runtime.limits.run_input)
+
+    async def start(
+        self,
+        function: Any,
+        data: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> RunHandle:
+        """Start a run of ``function`` (decorated function or id) with ``data`` (its
+        ``ctx.event.data``). The same ``idempotency_key`` always gives the same run."""
+        fid = function_id_of(function)
+        run_id = ids.new_id()
+        body = self.invocation(data, run_id)
+        if idempotency_key is not None and (
+            not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 256
+        ):
+            raise InvalidInputError("idempotency_key must be a string of 1-256 characters")
+        await self.open()
+        await self._check_function(fid)
+        assert self._starts is not None
+        run = NewRun(run_id, fid, body, idempotency_key=idempotency_key)
+        # A worker of this process hosting the function takes the run at once: it is created
+        # already leased to it, which saves the claim round trip.
+        local = self.runtime.hub.reserve(fid)
+        if local is None:
+            created = await self._starts.call(run)
+        else:
+            run.lease_owner, run.lease_seconds = local.id, local.lease_seconds
+            asked_at = self.runtime.store.now()
+            try:
+                created = await self._starts.call(run)
+                if created.token is not None:
+                    claimed = ClaimedRun(run.id, fid, created.token, body, 0, {}, 0)
+                    local.launch_started(claimed, asked_at)
+            finally:
+                local.unreserve()
+        return RunHandle(self, created.id, fresh=created.created)
+
+    def handle(self, run_id: str) -> RunHandle:
+        """A handle on an existing run."""
+        return RunHandle(self, run_id)
+
+    async def child_run(self, function_id: str, data: Any, parent: str, key: str) -> NewRun:
+        """The run an ``invoke`` step creates; its idempotency key makes retries safe."""
+        await self._check_function(function_id)
+        run_id = ids.new_id()
+        return NewRun(
+            run_id,
+            function_id,
+            self.invocation(data, run_id),
+            idempotency_key=f"invoke:{parent}:{key}",
+            parent_run_id=parent,
+            parent_step=key,
+        )
+
+    async def get_run(self, run_id: str, *, steps: bool = True) -> RunInfo:
+        """A run with its status, input event, output or error, steps and timestamps."""
+        await self.open()
+        return await self.query.get_run(run_id, steps=steps)
+
+    async def list_runs(
+        self,
+        *,
+        status: str | RunStatus | None = None,
+        function: Any = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> list[RunInfo]:
+        """Runs, newest first; ``before`` is the last id of the previous page."""
+        await self.open()
+        page = await self.query.list_runs(
+            status=status,
+            function_id=None if function is None else function_id_of(function),
+            before=before,
+            limit=limit,
+        )
+        return page.items
+
+    async def cancel(self, run_id: str) -> RunInfo:
+        """Cancel a queued, running, sleeping or waiting run: it becomes ``cancelled`` and
+        never resumes (a step body already executing finishes, but nothing it returns is
+        recorded). Cancelling an ended run changes nothing."""
+        await self.open()
+        store = self.runtime.store
+        row = await store.cancel_run(run_id)
+        if row is None:
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        self.runtime.hub.abort(run_id)
+        if row.status == "cancelled":
+            self.results.finished(run_id, "cancelled", None, row.error)
+        return run_info(row, await store.get_steps(run_id))
+
+    async def wait_outcome(
+        self, run_id: str, timeout: float | None, *, check_first: bool
+    ) -> RunOutcome:
+        """Wait for a run's outcome (see :class:`~perdure.results.ResultWaiter`)."""
+        await self.open()
+        return await self.results.wait(run_id, timeout, check_first=check_first)
+
+    # ------------------------------------------------------------------ events
+
+    def _event_in(self, event: Event) -> EventIn:
+        if not isinstance(event, Event):
+            raise InvalidInputError("send() takes perdure.Event objects")
+        obj = event.stamped().to_dict()
+        body = serde.dumps_limited(obj, f"event {event.name!r}", self.runtime.limits.event)
+        return EventIn(obj["id"], obj["name"], obj, body)
+
+    async def send(self, events: Event | Sequence[Event]) -> list[str]:
+        """Send events; return their ids. Each starts the runs of the functions it triggers
+        and resumes the runs waiting for it. Everything is validated before anything is
+        written."""
+        items = [events] if isinstance(events, Event) else list(events)
+        prepared = [self._event_in(e) for e in items]
+        await self.open()
+        assert self._sends is not None
+        results = await asyncio.gather(*(self._sends.submit(e) for e in prepared))
+        return [r.id for r in results]
+
+    async def send_detailed(self, events: Sequence[Event]) -> list[SentEvent]:
+        """Like :meth:`send`, also telling duplicates and the runs each event started."""
+        prepared = [self._event_in(e) for e in events]
+        await self.open()
+        return await self.runtime.store.send_events(prepared)

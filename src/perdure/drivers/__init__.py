@@ -1,0 +1,1 @@
+"""Drivers: what executes a run's code for the runtime (see :mod:`perdure.runtime.driver`)."""

@@ -1,0 +1,199 @@
+"""The read side: what the HTTP API, the landing page and the CLI show.
+
+The server and the CLI never touch the store: they read through a :class:`Query`, which turns
+the store's records (:mod:`perdure.store.base`) into the public value types
+(:class:`~perdure.types.RunInfo`, :class:`~perdure.types.StepInfo`,
+:class:`~perdure.functions.FunctionRecord`, :class:`EventInfo`) and pages them. Writes (start,
+send, cancel) are the app's client operations. :mod:`perdure.views` shapes what a query
+returns as JSON.
+
+A query reads from a :class:`StoreSource`: something that opens its store on demand (an
+:class:`~perdure.App` is one: ``Query(app)``), so a query may be built before the database is
+open, and the first read opens it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+from perdure import serde
+from perdure.errors import InvalidInputError, RunNotFoundError
+from perdure.functions import FunctionRecord
+from perdure.store.base import EventRow, RunFilter, RunRow, Store, StoredStep
+from perdure.types import Event, RunInfo, RunStatus, StepInfo, to_datetime
+
+T = TypeVar("T")
+
+PAGE_MAX = 1000
+"""The largest page a query returns (a larger ``limit`` is lowered to it)."""
+
+
+class StoreSource(Protocol):
+    """Where a query finds its store: ``open()`` connects (idempotent), then ``store`` is the
+    opened store. :class:`~perdure.App` is a store source."""
+
+    async def open(self) -> None:
+        """Connect to the database (idempotent)."""
+        ...
+
+    @property
+    def store(self) -> Store:
+        """The opened store."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a listing, newest first. ``next_cursor`` (``None`` on the last page) is the
+    cursor of the next page, as a string."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventInfo:
+    """A received event: the event object as it was stored (``id``, ``name``, ``data``,
+    ``user``, ``ts``), when it was received, and the runs it started. ``seq`` orders events
+    (it is the listing cursor)."""
+
+    seq: int
+    event: dict[str, Any]
+    received_at: datetime
+    run_ids: list[str]
+
+
+class Query:
+    """The read operations over one store source (see the module docstring)."""
+
+    def __init__(self, source: StoreSource) -> None:
+        self._source = source
+
+    async def _store(self) -> Store:
+        await self._source.open()
+        return self._source.store
+
+    async def ping(self) -> None:
+        """Open the database if needed and make one round trip; raise if it is unreachable."""
+        store = await self._store()
+        await store.ping()
+
+    async def schema_version(self) -> tuple[int, int] | None:
+        """``(the database's schema version, the latest this perdure knows)``, or ``None``
+        when the backend does not tell."""
+        store = await self._store()
+        version = getattr(store, "schema_version", None)
+        if version is None:
+            return None
+        current, latest = await version()
+        return int(current), int(latest)
+
+    async def list_functions(self) -> list[FunctionRecord]:
+        """Every function registered in the database, by id."""
+        store = await self._store()
+        return sorted(await store.list_functions(), key=lambda r: r.id)
+
+    async def get_run(self, run_id: str, *, steps: bool = True) -> RunInfo:
+        """One run, with its recorded steps (``steps=False``: without); raises
+        :class:`~perdure.errors.RunNotFoundError` for an unknown id."""
+        store = await self._store()
+        row = await store.get_run(run_id)
+        if row is None:
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        return run_info(row, await store.get_steps(run_id) if steps else [])
+
+    async def list_runs(
+        self,
+        *,
+        status: str | RunStatus | None = None,
+        function_id: str | None = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> Page[RunInfo]:
+        """Runs without their steps, newest first: only those in ``status`` and of
+        ``function_id`` when given; ``before`` is the cursor (the ``next_cursor`` of the
+        previous page, a run id); ``limit`` runs at most (1 to :data:`PAGE_MAX`)."""
+        if status is not None:
+            try:
+                status = RunStatus(status)
+            except ValueError:
+                choices = ", ".join(s.value for s in RunStatus)
+                raise InvalidInputError(f"status {status!r} is not one of: {choices}") from None
+        size = _page_size(limit)
+        store = await self._store()
+        rows = await store.list_runs(
+            RunFilter(
+                status=None if status is None else status.value,
+                function_id=function_id,
+                before=before,
+                limit=size + 1,
+            )
+        )
+        page = rows[:size]
+        more = len(rows) > size
+        return Page([run_info(r, []) for r in page], page[-1].id if more else None)
+
+    async def list_events(
+        self, *, name: str | None = None, before: int | None = None, limit: int = 50
+    ) -> Page[EventInfo]:
+        """Received events, newest first: only those named ``name`` when given; ``before``
+        is the cursor (the ``next_cursor`` of the previous page, as an integer); ``limit``
+        events at most (1 to :data:`PAGE_MAX`)."""
+        size = _page_size(limit)
+        store = await self._store()
+        rows = await store.list_events(name, before, size + 1)
+        page = rows[:size]
+        more = len(rows) > size
+        return Page([event_info(r) for r in page], str(page[-1].seq) if more else None)
+
+
+def _page_size(limit: int) -> int:
+    return max(1, min(int(limit), PAGE_MAX))
+
+
+def step_info(step: StoredStep) -> StepInfo:
+    """The client view of a recorded step."""
+    return StepInfo(
+        id=step.key,
+        kind=step.kind,
+        status=step.status,
+        output=serde.loads(step.output),
+        error=serde.loads(step.error),
+        attempts=step.attempts,
+        position=step.seq,
+        started_at=to_datetime(step.started_at),
+        ended_at=to_datetime(step.ended_at),
+        wake_at=to_datetime(step.wake_at),
+    )
+
+
+def run_info(row: RunRow, steps: Sequence[StoredStep]) -> RunInfo:
+    """The client view of a stored run and its recorded steps."""
+    created_at = to_datetime(row.created_at)
+    assert created_at is not None
+    return RunInfo(
+        id=row.id,
+        function_id=row.function_id,
+        status=RunStatus(row.status),
+        event=Event.from_stored(serde.loads(row.input)),
+        output=serde.loads(row.output),
+        error=serde.loads(row.error),
+        attempt=row.attempt,
+        created_at=created_at,
+        started_at=to_datetime(row.started_at),
+        ended_at=to_datetime(row.ended_at),
+        parent_run_id=row.parent_run_id,
+        idempotency_key=row.idempotency_key,
+        steps=[step_info(s) for s in steps],
+    )
+
+
+def event_info(row: EventRow) -> EventInfo:
+    """The client view of a stored event."""
+    received_at = to_datetime(row.received_at)
+    assert received_at is not None
+    event = serde.loads(row.body)
+    return EventInfo(row.seq, event, received_at, list(row.run_ids))

@@ -1,0 +1,98 @@
+"""The runtime object: what workers, schedulers and drivers share in one process.
+
+It is deliberately small: the store, the group committer every checkpoint and outcome goes
+through, the payload limits, the retention of ended runs, the hub (finished runs, local workers)
+and the client operations a step may need. The :class:`~perdure.app.App` owns one; the runtime
+never sees the App.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import timedelta
+
+from perdure.clock import Clock
+from perdure.limits import Limits
+from perdure.runtime.batching import Batcher
+from perdure.runtime.hub import RunHub
+from perdure.runtime.ports import ClientOps
+from perdure.store import open_store
+from perdure.store.base import Store, WriteOp
+
+
+class Runtime:
+    """The shared parts of the runtime, bound to one database (opened on first use)."""
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        clock: Clock | None = None,
+        limits: Limits | None = None,
+        retention: timedelta | None = None,
+    ) -> None:
+        self.database_url = database_url
+        self.clock = clock
+        self.limits = limits or Limits()
+        self.retention = retention
+        self.hub = RunHub()
+        self.client: ClientOps | None = None
+        """Set by the client layer: what ``invoke`` and ``send_event`` steps call."""
+        self._store: Store | None = None
+        self._committer: Batcher[WriteOp, bool] | None = None
+        self._open_lock: asyncio.Lock | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the store is open."""
+        return self._store is not None
+
+    @property
+    def store(self) -> Store:
+        """The opened store."""
+        if self._store is None:
+            raise RuntimeError("the app is not open: use `async with app:` or `await app.open()`")
+        return self._store
+
+    @property
+    def committer(self) -> Batcher[WriteOp, bool]:
+        """The group committer of checkpoints and outcomes (one transaction per flush)."""
+        if self._committer is None:
+            raise RuntimeError("the runtime is not open")
+        return self._committer
+
+    @property
+    def ops(self) -> ClientOps:
+        """The client operations (set by the client layer)."""
+        if self.client is None:
+            raise RuntimeError("no client operations are attached to this runtime")
+        return self.client
+
+    async def open(self) -> None:
+        """Connect to the database and apply migrations (idempotent)."""
+        if self._store is not None:
+            return
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if self.is_open:  # opened while this call waited for the lock
+                return
+            store = open_store(self.database_url, clock=self.clock)
+            await store.open()
+            store.on_finished(self.hub.finished_elsewhere)
+            self._committer = Batcher(self._commit, max_batch=2000)
+            self._store = store
+
+    async def _commit(self, ops: Sequence[WriteOp]) -> list[bool]:
+        return await self.store.commit(ops)
+
+    async def close(self) -> None:
+        """Flush what is queued and close the store."""
+        if self._store is None:
+            return
+        if self._committer is not None:
+            await self._committer.drain()
+        await self._store.close()
+        self._store = None
+        self._committer = None

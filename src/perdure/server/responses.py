@@ -1,0 +1,191 @@
+"""The response shapes of the REST API, as pydantic models: the OpenAPI document's response
+schemas are generated from them (the responses themselves are built by the handlers; the
+schemathesis test checks every response against these)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from perdure.types import RunStatus
+
+_RUN_STATUSES = tuple(s.value for s in RunStatus)
+
+
+class _Open(BaseModel):
+    """A response object: more fields may be added later."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorDetail(BaseModel):
+    """The ``error`` member of every error response."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(
+        description="Stable, for programs: malformed_json, invalid_input, host_not_allowed, "
+        "unauthorized, origin_not_allowed, not_found, function_not_found, run_not_found, "
+        "method_not_allowed, conflict, payload_too_large, unsupported_media_type, "
+        "unavailable, internal_error."
+    )
+    message: str = Field(description="Precise, for humans.")
+
+
+class Error(BaseModel):
+    """Every error response."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorDetail
+
+
+class Event(_Open):
+    """An event as stored."""
+
+    id: str
+    name: str
+    data: dict[str, Any]
+    user: dict[str, Any]
+    ts: int = Field(description="Milliseconds since the epoch.")
+
+
+class StoredEvent(Event):
+    """An event as listed."""
+
+    received_at: datetime
+    run_ids: list[str] = Field(description="The runs this event started.")
+
+
+class SentEvent(_Open):
+    """What became of one sent event."""
+
+    id: str
+    duplicate: bool = Field(description="Already received within the dedupe window: ignored.")
+    run_ids: list[str] = Field(description="The runs this event started.")
+
+
+class SendResult(_Open):
+    """The answer to ``POST /api/v1/events``."""
+
+    ids: list[str] = Field(description="The events' ids, in the order sent.")
+    events: list[SentEvent]
+
+
+class EventPage(_Open):
+    """A page of events, newest first."""
+
+    events: list[StoredEvent]
+    next_cursor: str | None
+
+
+class EventTrigger(_Open):
+    """Runs on events whose name matches ``event``, filtered by the CEL expression ``if``."""
+
+    event: str
+    if_: str | None = Field(default=None, alias="if")
+
+
+class CronTrigger(_Open):
+    """Runs on a cron schedule."""
+
+    cron: str
+    tz: str
+    catchup: float | None = None
+
+
+class Function(_Open):
+    """A registered function."""
+
+    id: str
+    app: str
+    triggers: list[EventTrigger | CronTrigger]
+    config: dict[str, Any]
+
+
+class FunctionList(_Open):
+    """Every registered function."""
+
+    functions: list[Function]
+
+
+class StartedRun(_Open):
+    """The answer to starting a run."""
+
+    run_id: str
+    created: bool = Field(description="False: the idempotency key named an existing run.")
+
+
+class ErrorInfo(_Open):
+    """A recorded error."""
+
+    type: str
+    message: str
+
+
+class Step(_Open):
+    """A recorded step of a run."""
+
+    id: str
+    kind: Literal["run", "sleep", "wait", "invoke", "send"]
+    status: str
+    output: Any
+    error: ErrorInfo | None
+    attempts: int
+    position: int
+    started_at: datetime | None
+    ended_at: datetime | None
+    wake_at: datetime | None
+
+
+class RunSummary(_Open):
+    """A run as listed (without its steps)."""
+
+    id: str
+    function_id: str
+    status: Literal[_RUN_STATUSES]  # type: ignore[valid-type]
+    event: Event
+    output: Any
+    error: ErrorInfo | None
+    attempt: int
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    parent_run_id: str | None
+    idempotency_key: str | None
+
+
+class Run(RunSummary):
+    """A run with its steps."""
+
+    steps: list[Step]
+
+
+class RunPage(_Open):
+    """A page of runs, newest first."""
+
+    runs: list[RunSummary]
+    next_cursor: str | None
+
+
+class Health(_Open):
+    """``/health``."""
+
+    status: Literal["ok", "unavailable"]
+    database: str = Field(description='"ok", or why the database is unreachable.')
+    version: str
+
+
+RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
+    Error,
+    SendResult,
+    EventPage,
+    FunctionList,
+    StartedRun,
+    Run,
+    RunPage,
+    Health,
+)
+"""The models the OpenAPI document's responses refer to (and, through them, the others)."""

@@ -1,0 +1,169 @@
+"""The PostgreSQL store's connections: one :class:`psycopg_pool.AsyncConnectionPool`, how a
+piece of work runs on it (failures translated, aborted transactions retried), and the two
+shapes of a write: one autocommit statement, or several statements in one transaction sent in
+*pipeline mode* (``BEGIN``, the statements and ``COMMIT`` travel together: one round trip).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, LiteralString, TypeVar
+
+import psycopg
+from psycopg.pq import TransactionStatus
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+
+from perdure import faults
+from perdure.errors import StoreUnavailableError
+from perdure.store.postgres import queries as q
+from perdure.store.postgres.schema import PgConfig
+
+T = TypeVar("T")
+Conn = psycopg.AsyncConnection[TupleRow]
+Statement = tuple[LiteralString, dict[str, Any]]
+
+_MAX_RETRIES = 8
+
+
+def unavailable(exc: BaseException) -> StoreUnavailableError:
+    """The error a caller sees when PostgreSQL cannot be reached."""
+    return StoreUnavailableError(f"PostgreSQL is unavailable: {exc}")
+
+
+class Pool:
+    """The connection pool of one store (closed until :meth:`open`, and after :meth:`close`:
+    work then raises :class:`~perdure.errors.StoreUnavailableError`)."""
+
+    def __init__(self, cfg: PgConfig, name: str) -> None:
+        self._cfg = cfg
+        self._name = name
+        self._pool: AsyncConnectionPool[Conn] | None = None
+        self._closed = False
+        self._check_task: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        """Open the pool and wait for its first connections."""
+        cfg = self._cfg
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            cfg.conninfo,
+            kwargs={"autocommit": True, **cfg.kwargs},
+            min_size=cfg.pool_min_size,
+            max_size=cfg.pool_max_size,
+            timeout=cfg.pool_timeout,
+            open=False,
+            name=self._name,
+        )
+        self._pool = pool
+        await pool.open(wait=True, timeout=cfg.pool_timeout)
+
+    async def close(self) -> None:
+        """Close every connection (idempotent; the pool stays closed)."""
+        self._closed = True
+        task, self._check_task = self._check_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def run(self, fn: Callable[[Conn], Awaitable[T]], *, read: bool = False) -> T:
+        """Run ``fn`` on a pooled connection, translating connection failures into
+        StoreUnavailableError and retrying transactions PostgreSQL rolled back (deadlocks,
+        serialization failures). A read is also retried once after a connection error."""
+        attempt = 0
+        while True:
+            pool = self._pool
+            if pool is None or self._closed:
+                raise StoreUnavailableError("the store is closed")
+            try:
+                async with pool.connection() as conn:
+                    return await fn(conn)
+            except psycopg.errors.TransactionRollback as exc:
+                if attempt >= _MAX_RETRIES:
+                    raise StoreUnavailableError(f"PostgreSQL kept aborting: {exc}") from exc
+                await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
+            except PoolClosed as exc:
+                raise StoreUnavailableError("the store is closed") from exc
+            except PoolTimeout as exc:
+                self._recheck()
+                raise unavailable(exc) from exc
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                self._recheck()
+                if not read or attempt >= 1:
+                    raise unavailable(exc) from exc
+            attempt += 1
+
+    async def read_all(self, stmt: LiteralString, params: dict[str, Any]) -> list[TupleRow]:
+        """The rows of one read."""
+
+        async def op(conn: Conn) -> list[TupleRow]:
+            return await (await conn.execute(stmt, params)).fetchall()
+
+        return await self.run(op, read=True)
+
+    async def read_one(self, stmt: LiteralString, params: dict[str, Any]) -> TupleRow | None:
+        """The first row of one read."""
+
+        async def op(conn: Conn) -> TupleRow | None:
+            return await (await conn.execute(stmt, params)).fetchone()
+
+        return await self.run(op, read=True)
+
+    def _recheck(self) -> None:
+        """After a connection error, test the idle connections in the background."""
+        pool = self._pool
+        if pool is None or self._closed:
+            return
+        if self._check_task is None or self._check_task.done():
+            self._check_task = asyncio.get_running_loop().create_task(
+                _check(pool), name="perdure-pg-pool-check"
+            )
+
+
+async def _check(pool: AsyncConnectionPool[Conn]) -> None:
+    with contextlib.suppress(Exception):
+        await pool.check()
+
+
+async def write_one(conn: Conn, stmt: LiteralString, params: dict[str, Any]) -> list[TupleRow]:
+    """One statement, its own transaction."""
+    faults.hit("before_commit")
+    cur = await conn.execute(stmt, params)
+    rows = await cur.fetchall() if cur.description is not None else []
+    faults.hit("after_commit")
+    return rows
+
+
+async def transaction(conn: Conn, statements: Sequence[Statement]) -> list[list[TupleRow]]:
+    """Several statements in one transaction and one round trip (pipeline mode)."""
+    cursors = []
+    try:
+        async with conn.pipeline():
+            await conn.execute(q.BEGIN)
+            for stmt, params in statements:
+                cursors.append(await conn.execute(stmt, params))
+            faults.hit("before_commit")
+            await conn.execute(q.COMMIT)
+    except BaseException:
+        await rollback_quietly(conn)
+        raise
+    faults.hit("after_commit")
+    out = []
+    for cur in cursors:
+        out.append(await cur.fetchall() if cur.description is not None else [])
+    return out
+
+
+async def rollback_quietly(conn: Conn) -> None:
+    """Roll back an open transaction, if the connection still has one (errors ignored)."""
+    if conn.closed:
+        return
+    if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+        with contextlib.suppress(Exception):
+            await conn.rollback()

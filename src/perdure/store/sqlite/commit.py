@@ -1,0 +1,225 @@
+"""The commit semantics of the SQLite backend: what a run creation, a checkpoint batch, an
+outcome, a resolved step and a timed-out step do, in Python over the writer's transaction.
+
+Every function runs inside a :class:`~perdure.store.sqlite.writer.Tx` (the writer thread's
+transaction) and flags what to announce after the commit (``tx.wake``, ``tx.finished``).
+The rules themselves are in :mod:`perdure.store.rules`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from perdure.store.base import CreatedRun, NewRun, Outcome, StepWrite, StoredStep, WriteOp
+from perdure.store.rows import step_from_row
+from perdure.store.rules import DONE_STATUSES, INVOKE_TIMEOUT_ERROR, live_ops
+from perdure.store.sqlite import queries as q
+from perdure.store.sqlite.writer import Tx
+
+_FENCE_CHUNK = 500
+
+
+def insert_runs(tx: Tx, runs: Sequence[NewRun]) -> list[CreatedRun]:
+    """Create runs, due now (or already leased); an existing idempotency key wins."""
+    conn, now = tx.conn, tx.now
+    if all(r.idempotency_key is None and r.lease_owner is None for r in runs):
+        conn.executemany(
+            q.INSERT_RUN,
+            [
+                (
+                    r.id,
+                    r.function_id,
+                    r.input,
+                    r.event_id,
+                    None,
+                    r.parent_run_id,
+                    r.parent_step,
+                    now,
+                    now,
+                )
+                for r in runs
+            ],
+        )
+        return [CreatedRun(r.id, True) for r in runs]
+    out = []
+    for r in runs:
+        if r.lease_owner is not None:
+            cur = conn.execute(
+                q.INSERT_LEASED_RUN,
+                (
+                    r.id,
+                    r.function_id,
+                    r.input,
+                    r.event_id,
+                    r.idempotency_key,
+                    r.parent_run_id,
+                    r.parent_step,
+                    now + r.lease_seconds,
+                    now,
+                    r.lease_owner,
+                    now,
+                ),
+            )
+            if cur.rowcount == 1:
+                out.append(CreatedRun(r.id, True, 1))
+                continue
+            existing = conn.execute(q.RUN_BY_KEY, (r.function_id, r.idempotency_key)).fetchone()
+            out.append(CreatedRun(existing[0], False))
+            continue
+        cur = conn.execute(
+            q.INSERT_RUN_IDEMPOTENT,
+            (
+                r.id,
+                r.function_id,
+                r.input,
+                r.event_id,
+                r.idempotency_key,
+                r.parent_run_id,
+                r.parent_step,
+                now,
+                now,
+            ),
+        )
+        if cur.rowcount == 1 or r.idempotency_key is None:
+            out.append(CreatedRun(r.id, True))
+        else:
+            existing = conn.execute(q.RUN_BY_KEY, (r.function_id, r.idempotency_key)).fetchone()
+            out.append(CreatedRun(existing[0], False))
+    return out
+
+
+def resolve_step(
+    tx: Tx, run_id: str, key: str, status: str, output: str | None, error: str | None
+) -> None:
+    """Resolve a waiting or invoking step of another run and make that run due."""
+    conn = tx.conn
+    resolved = conn.execute(q.RESOLVE_STEP, (status, output, error, tx.now, run_id, key))
+    if resolved.rowcount and conn.execute(q.WAKE_RUN, (tx.now, tx.now, run_id)).rowcount:
+        tx.wake = True
+
+
+def end_run(
+    tx: Tx,
+    run_id: str,
+    parent: tuple[str | None, str | None],
+    status: str,
+    output: str | None,
+    error: str | None,
+) -> None:
+    """After a run ended: drop its waits, announce it, and resolve its parent's invoke step
+    (``parent``: the parent run and step, if any) with ``status``, ``output``, ``error``."""
+    tx.conn.execute(q.DELETE_WAITS_OF_RUN, (run_id,))
+    tx.finished.append(run_id)
+    parent_run, parent_step = parent
+    if parent_run is not None and parent_step is not None:
+        resolve_step(tx, parent_run, parent_step, status, output, error)
+
+
+def commit(tx: Tx, ops: list[WriteOp]) -> list[bool]:
+    """Apply fenced checkpoints and outcomes; per op, whether it was applied."""
+    conn, now = tx.conn, tx.now
+    run_ids = list({op.run_id for op in ops})
+    tokens: dict[str, int] = {}
+    for start in range(0, len(run_ids), _FENCE_CHUNK):
+        chunk = run_ids[start : start + _FENCE_CHUNK]
+        tokens.update(conn.execute(q.FENCE.format(ids=q.marks(len(chunk))), chunk).fetchall())
+    results: list[bool] = []
+    step_rows: list[tuple[Any, ...]] = []
+    for op, live in zip(ops, live_ops(ops), strict=True):
+        ok = live and tokens.get(op.run_id) == op.token
+        results.append(ok)
+        if not ok:
+            continue
+        if isinstance(op, StepWrite):
+            step_rows.append(
+                (
+                    op.run_id,
+                    op.key,
+                    op.seq,
+                    op.kind,
+                    op.status,
+                    op.output,
+                    op.error,
+                    op.attempts,
+                    op.wake_at,
+                    op.started_at or now,
+                    now if op.status in DONE_STATUSES else None,
+                )
+            )
+            if op.wait is not None:
+                w = op.wait
+                conn.execute(
+                    q.UPSERT_WAIT,
+                    (
+                        op.run_id,
+                        op.key,
+                        w.event_name,
+                        w.match_path,
+                        w.match_value,
+                        w.expression,
+                        w.expires_at,
+                        now,
+                    ),
+                )
+            if op.child is not None:
+                insert_runs(tx, [op.child])
+                tx.wake = True
+        else:
+            if step_rows:
+                conn.executemany(q.UPSERT_STEP, step_rows)
+                step_rows = []
+            outcome(tx, op)
+    if step_rows:
+        conn.executemany(q.UPSERT_STEP, step_rows)
+    return results
+
+
+def outcome(tx: Tx, op: Outcome) -> None:
+    """Apply the outcome of an attempt (already fenced)."""
+    conn, now = tx.conn, tx.now
+    if op.kind in ("complete", "fail"):
+        status = "completed" if op.kind == "complete" else "failed"
+        parent = conn.execute(
+            q.COMPLETE_RUN, (status, op.output, op.error, now, op.run_id)
+        ).fetchone()
+        if status == "completed":
+            end_run(tx, op.run_id, parent, status, op.output or "null", None)
+        else:
+            end_run(tx, op.run_id, parent, status, None, op.error)
+    elif op.kind == "retry":
+        conn.execute(q.RETRY_RUN, (op.error, op.available_at, op.run_id))
+    elif op.kind == "suspend":
+        available = op.available_at
+        if op.watch_keys:
+            sql = q.RESOLVED_WATCHED.format(keys=q.marks(len(op.watch_keys)))
+            if conn.execute(sql, (op.run_id, *op.watch_keys)).fetchone():
+                available = now
+        due = available is not None and available <= now
+        conn.execute(q.SUSPEND_RUN, ("queued" if due else op.status, available, op.run_id))
+        if due:
+            tx.wake = True
+    else:  # release
+        conn.execute(q.SUSPEND_RUN, ("queued", now, op.run_id))
+        tx.wake = True
+
+
+def expire_step(tx: Tx, run_id: str, token: int, key: str) -> StoredStep | None:
+    """Time out a waiting (completed with ``null``) or invoking (failed) step, unless it was
+    resolved meanwhile; the step as now recorded (``None``: the lease was lost)."""
+    conn = tx.conn
+    row = conn.execute(q.FENCE.format(ids="?"), (run_id,)).fetchone()
+    if row is None or row[1] != token:
+        return None
+    step = conn.execute(q.STEP_OF_RUN, (run_id, key)).fetchone()
+    if step is None:
+        return None
+    current = step_from_row(step)
+    if current.status == "waiting":
+        conn.execute(q.RESOLVE_STEP, ("completed", "null", None, tx.now, run_id, key))
+        conn.execute(q.DELETE_WAIT, (run_id, key))
+    elif current.status == "invoking":
+        conn.execute(q.RESOLVE_STEP, ("failed", None, INVOKE_TIMEOUT_ERROR, tx.now, run_id, key))
+    else:
+        return current
+    return step_from_row(conn.execute(q.STEP_OF_RUN, (run_id, key)).fetchone())

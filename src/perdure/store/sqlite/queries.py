@@ -1,0 +1,223 @@
+"""Every SQL statement of the SQLite backend (the schema is in ``sql/``).
+
+Statements with a ``{fids}``, ``{ids}`` or ``{keys}`` field get a list of ``?`` marks (see
+:func:`marks`); every other statement is used as is.
+"""
+
+from __future__ import annotations
+
+from typing import Final, LiteralString
+
+from perdure.store.rows import FUNCTION_COLUMNS, RUN_COLUMNS, STEP_COLUMNS
+
+PRAGMAS: Final[tuple[LiteralString, ...]] = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA foreign_keys=OFF",
+    "PRAGMA temp_store=MEMORY",
+    "PRAGMA cache_size=-32000",
+)
+SET_SYNCHRONOUS: Final[LiteralString] = "PRAGMA synchronous={}"
+SET_BUSY_TIMEOUT: Final[LiteralString] = "PRAGMA busy_timeout={}"
+
+BEGIN: Final[LiteralString] = "BEGIN IMMEDIATE"
+COMMIT: Final[LiteralString] = "COMMIT"
+ROLLBACK: Final[LiteralString] = "ROLLBACK"
+SAVEPOINT: Final[LiteralString] = "SAVEPOINT op"
+RELEASE: Final[LiteralString] = "RELEASE op"
+ROLLBACK_TO: Final[LiteralString] = "ROLLBACK TO op"
+PING: Final[LiteralString] = "SELECT 1"
+
+SCHEMA_VERSION: Final[LiteralString] = "SELECT value FROM perdure_meta WHERE key = 'schema_version'"
+SET_SCHEMA_VERSION: Final[LiteralString] = (
+    "INSERT INTO perdure_meta (key, value) VALUES ('schema_version', ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+HAS_META: Final[LiteralString] = (
+    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'perdure_meta'"
+)
+
+REGISTRY_VERSION: Final[LiteralString] = (
+    "SELECT value FROM perdure_meta WHERE key = 'registry_version'"
+)
+BUMP_REGISTRY: Final[LiteralString] = (
+    "UPDATE perdure_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'registry_version'"
+)
+UPSERT_FUNCTION: Final[LiteralString] = (
+    "INSERT INTO functions (id, app, triggers, config, updated_at) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET app = excluded.app, triggers = excluded.triggers, "
+    "config = excluded.config, updated_at = excluded.updated_at"
+)
+SELECT_FUNCTIONS: Final[LiteralString] = (
+    "SELECT " + FUNCTION_COLUMNS + " FROM functions ORDER BY id"
+)
+
+INSERT_RUN: Final[LiteralString] = (
+    "INSERT INTO runs (id, function_id, status, input, event_id, idempotency_key, "
+    "parent_run_id, parent_step, available_at, created_at) "
+    "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_LEASED_RUN: Final[LiteralString] = (
+    "INSERT INTO runs (id, function_id, status, input, event_id, idempotency_key, "
+    "parent_run_id, parent_step, available_at, created_at, lease_owner, lease_token, "
+    "started_at) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, 1, ?) "
+    "ON CONFLICT (function_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+)
+INSERT_RUN_IDEMPOTENT: Final[LiteralString] = (
+    INSERT_RUN + " ON CONFLICT (function_id, idempotency_key) "
+    "WHERE idempotency_key IS NOT NULL DO NOTHING"
+)
+RUN_BY_KEY: Final[LiteralString] = (
+    "SELECT id FROM runs WHERE function_id = ? AND idempotency_key = ?"
+)
+
+SELECT_DUE: Final[LiteralString] = (
+    "SELECT id, status, started_at FROM runs "
+    "WHERE available_at <= ? AND function_id IN ({fids}) "
+    "ORDER BY available_at LIMIT ?"
+)
+CLAIM_RUN: Final[LiteralString] = (
+    "UPDATE runs SET status = 'running', lease_token = lease_token + 1, lease_owner = ?, "
+    "available_at = ?, started_at = coalesce(started_at, ?), crashes = crashes + ? "
+    "WHERE id = ? RETURNING function_id, lease_token, input, attempt, crashes"
+)
+NEXT_DUE: Final[LiteralString] = (
+    "SELECT min(available_at) FROM runs WHERE available_at IS NOT NULL AND function_id IN ({fids})"
+)
+STEPS_OF_RUNS: Final[LiteralString] = (
+    "SELECT run_id, " + STEP_COLUMNS + " FROM steps WHERE run_id IN ({ids})"
+)
+STEPS_OF_RUN: Final[LiteralString] = (
+    "SELECT " + STEP_COLUMNS + " FROM steps WHERE run_id = ? ORDER BY seq"
+)
+STEP_OF_RUN: Final[LiteralString] = (
+    "SELECT " + STEP_COLUMNS + " FROM steps WHERE run_id = ? AND key = ?"
+)
+
+FENCE: Final[LiteralString] = (
+    "SELECT id, lease_token FROM runs WHERE status = 'running' AND id IN ({ids})"
+)
+UPSERT_STEP: Final[LiteralString] = (
+    "INSERT INTO steps (run_id, key, seq, kind, status, output, error, attempts, wake_at, "
+    "started_at, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (run_id, key) DO UPDATE SET status = excluded.status, "
+    "output = excluded.output, error = excluded.error, attempts = excluded.attempts, "
+    "wake_at = excluded.wake_at, ended_at = excluded.ended_at"
+)
+UPSERT_WAIT: Final[LiteralString] = (
+    "INSERT OR REPLACE INTO waits (run_id, step_key, event_name, match_path, match_value, "
+    "expression, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+COMPLETE_RUN: Final[LiteralString] = (
+    "UPDATE runs SET status = ?, output = ?, error = ?, available_at = NULL, "
+    "lease_owner = NULL, ended_at = ? WHERE id = ? RETURNING parent_run_id, parent_step"
+)
+RETRY_RUN: Final[LiteralString] = (
+    "UPDATE runs SET status = 'queued', error = ?, attempt = attempt + 1, available_at = ?, "
+    "lease_owner = NULL WHERE id = ?"
+)
+SUSPEND_RUN: Final[LiteralString] = (
+    "UPDATE runs SET status = ?, available_at = ?, lease_owner = NULL WHERE id = ?"
+)
+RESOLVED_WATCHED: Final[LiteralString] = (
+    "SELECT 1 FROM steps WHERE run_id = ? AND key IN ({keys}) "
+    "AND status IN ('completed', 'failed') LIMIT 1"
+)
+DELETE_WAITS_OF_RUN: Final[LiteralString] = "DELETE FROM waits WHERE run_id = ?"
+RESOLVE_STEP: Final[LiteralString] = (
+    "UPDATE steps SET status = ?, output = ?, error = ?, ended_at = ? "
+    "WHERE run_id = ? AND key = ? AND status IN ('waiting', 'invoking')"
+)
+DELETE_WAIT: Final[LiteralString] = "DELETE FROM waits WHERE run_id = ? AND step_key = ?"
+WAKE_RUN: Final[LiteralString] = (
+    "UPDATE runs SET status = 'queued', available_at = min(coalesce(available_at, ?), ?) "
+    "WHERE id = ? AND status IN ('waiting', 'sleeping', 'queued')"
+)
+HEARTBEAT: Final[LiteralString] = (
+    "UPDATE runs SET available_at = ? WHERE id = ? AND lease_token = ? AND status = 'running'"
+)
+CANCEL_RUN: Final[LiteralString] = (
+    "UPDATE runs SET status = 'cancelled', available_at = NULL, lease_token = lease_token + 1, "
+    "lease_owner = NULL, ended_at = ?, error = ? "
+    "WHERE id = ? AND status NOT IN ('completed', 'failed', 'cancelled') "
+    "RETURNING parent_run_id, parent_step"
+)
+
+SELECT_RUN: Final[LiteralString] = "SELECT " + RUN_COLUMNS + " FROM runs WHERE id = ?"
+SELECT_RUNS: Final[LiteralString] = "SELECT " + RUN_COLUMNS + " FROM runs WHERE id IN ({ids})"
+
+
+def _list_runs(status: bool, function: bool, before: bool) -> LiteralString:
+    where: LiteralString = ""
+    if status:
+        where += " AND status = :status"
+    if function:
+        where += " AND function_id = :fid"
+    if before:
+        where += " AND id < :before"
+    return "SELECT " + RUN_COLUMNS + " FROM runs WHERE 1" + where + " ORDER BY id DESC LIMIT :limit"
+
+
+# Keyed by (status given, function given, cursor given): one constant statement each.
+LIST_RUNS: Final[dict[tuple[bool, bool, bool], LiteralString]] = {
+    (s, f, b): _list_runs(s, f, b)
+    for s in (False, True)
+    for f in (False, True)
+    for b in (False, True)
+}
+
+DEDUPE_EVENT: Final[LiteralString] = (
+    "INSERT INTO event_ids (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO UPDATE "
+    "SET expires_at = excluded.expires_at WHERE event_ids.expires_at <= ? RETURNING id"
+)
+INSERT_EVENT: Final[LiteralString] = (
+    "INSERT INTO events (id, name, body, received_at) VALUES (?, ?, ?, ?)"
+)
+WAITS_FOR_EVENT: Final[LiteralString] = (
+    "SELECT w.run_id, w.step_key, w.match_path, w.match_value, w.expression, r.input "
+    "FROM waits w JOIN runs r ON r.id = w.run_id WHERE w.event_name = ? "
+    "AND (w.expires_at IS NULL OR w.expires_at > ?)"
+)
+
+
+def _list_events(name: bool, before: bool) -> LiteralString:
+    where: LiteralString = ""
+    if name:
+        where += " AND name = :name"
+    if before:
+        where += " AND seq < :before"
+    return (
+        "SELECT seq, id, name, body, received_at FROM events WHERE 1"
+        + where
+        + " ORDER BY seq DESC LIMIT :limit"
+    )
+
+
+# Keyed by (name given, cursor given).
+LIST_EVENTS: Final[dict[tuple[bool, bool], LiteralString]] = {
+    (n, b): _list_events(n, b) for n in (False, True) for b in (False, True)
+}
+RUNS_OF_EVENTS: Final[LiteralString] = (
+    "SELECT event_id, id FROM runs WHERE event_id IN ({ids}) ORDER BY id"
+)
+
+CRON_LAST: Final[LiteralString] = (
+    "SELECT last_tick FROM cron_ticks WHERE function_id = ? AND trigger = ?"
+)
+CRON_ADVANCE: Final[LiteralString] = (
+    "INSERT INTO cron_ticks (function_id, trigger, last_tick) VALUES (?, ?, ?) "
+    "ON CONFLICT (function_id, trigger) DO UPDATE SET last_tick = excluded.last_tick "
+    "WHERE cron_ticks.last_tick < excluded.last_tick"
+)
+
+PRUNE_SELECT: Final[LiteralString] = (
+    "SELECT id FROM runs WHERE ended_at IS NOT NULL AND ended_at < ? LIMIT ?"
+)
+PRUNE_STEPS: Final[LiteralString] = "DELETE FROM steps WHERE run_id IN ({ids})"
+PRUNE_RUNS: Final[LiteralString] = "DELETE FROM runs WHERE id IN ({ids})"
+PRUNE_EVENT_IDS: Final[LiteralString] = "DELETE FROM event_ids WHERE expires_at < ?"
+PRUNE_EVENTS: Final[LiteralString] = "DELETE FROM events WHERE received_at < ?"
+
+
+def marks(n: int) -> str:
+    """``n`` comma-separated ``?`` marks, for an ``IN (...)`` list."""
+    return ",".join("?" * n)

@@ -1,0 +1,435 @@
+"""The SQLite store: zero setup, one file, one machine (several processes may share it).
+
+Design (measured choices are in docs/architecture.md):
+
+- **One writer thread, group commit** (:mod:`perdure.store.sqlite.writer`); the commit
+  semantics run in Python inside the writer's transaction (:mod:`perdure.store.sqlite.commit`).
+- **Reads** run on a second connection in a reader thread (WAL lets them proceed during writes).
+- WAL mode, ``synchronous=FULL`` by default (``NORMAL`` is an opt-in: it survives a process crash
+  but not a power loss), a busy timeout and retries for other processes holding the lock.
+- There is no database server clock: times come from the store's :class:`~perdure.clock.Clock`,
+  which on one machine every process shares.
+- Other processes' commits are not announced; workers find them with a cheap read (see
+  ``perdure.worker``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from perdure import faults
+from perdure.clock import Clock, SystemClock
+from perdure.errors import InvalidInputError, StoreUnavailableError
+from perdure.functions import FunctionRecord
+from perdure.store import inputs
+from perdure.store.announce import Announcer
+from perdure.store.base import (
+    Claim,
+    ClaimedRun,
+    CreatedRun,
+    EventIn,
+    EventRow,
+    NewRun,
+    RunFilter,
+    RunRow,
+    SentEvent,
+    StoredStep,
+    WriteOp,
+)
+from perdure.store.common import runs_for_event, wait_matches
+from perdure.store.migrations import Migrations, split_statements, version_of
+from perdure.store.rows import FunctionCache, function_from_row, function_values, run_from_row
+from perdure.store.rows import step_from_row as _step
+from perdure.store.rules import CANCELLED_ERROR, EVENT_DEDUPE_SECONDS
+from perdure.store.sqlite import commit as cm
+from perdure.store.sqlite import queries as q
+from perdure.store.sqlite.writer import Tx, Writer, connect
+
+T = TypeVar("T")
+
+MIGRATIONS = Migrations("perdure.store.sqlite", ("0001_init.sql",))
+
+
+class SqliteStore:
+    """A :class:`~perdure.store.base.Store` on a SQLite file."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        clock: Clock | None = None,
+        synchronous: str = "FULL",
+        busy_timeout: float = 10.0,
+    ) -> None:
+        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise InvalidInputError("synchronous must be FULL, NORMAL or EXTRA")
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        self.poll_interval = 0.1  # no cross-process notifications: a cheap read instead
+        self.clock: Clock = clock or SystemClock()
+        self._sync = synchronous.upper()
+        self._busy_ms = int(busy_timeout * 1000)
+        self._writer: Writer | None = None
+        self._wconn: sqlite3.Connection | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._rconn: sqlite3.Connection | None = None
+        self._announcer = Announcer()
+        self._registry = FunctionCache()
+        self._closed = False
+
+    def now(self) -> float:
+        """The clock's time."""
+        return self.clock.now()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        """Create the file (and its folder), apply migrations, start the threads."""
+        await asyncio.to_thread(_make_folder, self.path)
+        self._wconn = await asyncio.to_thread(connect, self.path, self._sync, self._busy_ms)
+        await asyncio.to_thread(_migrate, self._wconn)
+        self._writer = Writer(self._wconn, self.clock, self._announcer, asyncio.get_running_loop())
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="perdure-sqlite-reader")
+        self._rconn = await asyncio.get_running_loop().run_in_executor(
+            self._reader, connect, self.path, self._sync, self._busy_ms
+        )
+
+    async def close(self) -> None:
+        """Finish queued writes, then close the connections."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            await self._writer.stop()
+        if self._reader is not None:
+            rconn = self._rconn
+            if rconn is not None:
+                await asyncio.get_running_loop().run_in_executor(self._reader, rconn.close)
+            self._reader.shutdown(wait=True)
+        if self._wconn is not None:
+            self._wconn.close()
+
+    def on_wake(self, callback: Callable[[], None]) -> None:
+        """Register a callback for new claimable work committed by this process."""
+        self._announcer.on_wake(callback)
+
+    def on_finished(self, callback: Callable[[Sequence[str]], None]) -> None:
+        """Register a callback for runs that this process brought to a terminal state."""
+        self._announcer.on_finished(callback)
+
+    async def schema_version(self) -> tuple[int, int]:
+        """The database's schema version and the latest this perdure knows."""
+        row = await self._read(lambda c: c.execute(q.SCHEMA_VERSION).fetchone())
+        return version_of(row), MIGRATIONS.latest
+
+    async def ping(self) -> None:
+        """Run a trivial read."""
+        await self._read(lambda c: c.execute(q.PING).fetchone())
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _write(self, op: Callable[[Tx], T]) -> T:
+        if self._closed or self._writer is None:
+            raise StoreUnavailableError("the store is closed")
+        return await self._writer.submit(op)
+
+    async def _read(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed or self._reader is None or self._rconn is None:
+            raise StoreUnavailableError("the store is closed")
+        conn = self._rconn
+        return await asyncio.get_running_loop().run_in_executor(self._reader, op, conn)
+
+    # ------------------------------------------------------------------ functions
+
+    async def register_functions(self, records: Sequence[FunctionRecord]) -> None:
+        """Create or replace function records and bump the registry version."""
+        for r in records:
+            inputs.require_storable("a function id", r.id)
+            inputs.require_storable("an app name", r.app)
+        rows = [function_values(r) for r in records]
+
+        def op(tx: Tx) -> None:
+            tx.conn.executemany(q.UPSERT_FUNCTION, [(*row, tx.now) for row in rows])
+            tx.conn.execute(q.BUMP_REGISTRY)
+
+        await self._write(op)
+
+    async def list_functions(self) -> list[FunctionRecord]:
+        """Every registered function."""
+        rows = await self._read(lambda c: c.execute(q.SELECT_FUNCTIONS).fetchall())
+        return [function_from_row(row) for row in rows]
+
+    def _functions(self, conn: sqlite3.Connection) -> list[FunctionRecord]:
+        version = conn.execute(q.REGISTRY_VERSION).fetchone()[0]
+        if version != self._registry.version:
+            self._registry.replace(version, conn.execute(q.SELECT_FUNCTIONS).fetchall())
+        return self._registry.records
+
+    # ------------------------------------------------------------------ client side
+
+    async def create_runs(self, runs: Sequence[NewRun]) -> list[CreatedRun]:
+        """Insert runs, due now; idempotency keys return existing runs."""
+        runs = list(runs)
+        inputs.require_storable_runs(runs)
+
+        def op(tx: Tx) -> list[CreatedRun]:
+            out = cm.insert_runs(tx, runs)
+            if any(c.created and c.token is None for c in out):
+                tx.wake = True
+            return out
+
+        return await self._write(op)
+
+    async def send_events(self, events: Sequence[EventIn]) -> list[SentEvent]:
+        """Store events, start the runs they trigger, resume the runs waiting for them."""
+        events = list(events)
+        for ev in events:
+            inputs.require_storable("an event id", ev.id)
+            inputs.require_storable("an event name", ev.name)
+
+        def op(tx: Tx) -> list[SentEvent]:
+            conn, now = tx.conn, tx.now
+            registry = self._functions(conn)
+            out: list[SentEvent] = []
+            for ev in events:
+                fresh = conn.execute(q.DEDUPE_EVENT, (ev.id, now + EVENT_DEDUPE_SECONDS, now))
+                if fresh.fetchone() is None:
+                    out.append(SentEvent(ev.id, True, []))
+                    continue
+                conn.execute(q.INSERT_EVENT, (ev.id, ev.name, ev.body, now))
+                faults.hit("event_fanout")
+                new_runs = runs_for_event(registry, ev.obj, ev.body)
+                if new_runs:
+                    cm.insert_runs(tx, new_runs)
+                    tx.wake = True
+                for run_id, key, path, value, expr, run_input in conn.execute(
+                    q.WAITS_FOR_EVENT, (ev.name, now)
+                ).fetchall():
+                    if not wait_matches(path, value, expr, run_input, ev.obj):
+                        continue
+                    cm.resolve_step(tx, run_id, key, "completed", ev.body, None)
+                    conn.execute(q.DELETE_WAIT, (run_id, key))
+                out.append(SentEvent(ev.id, False, [r.id for r in new_runs]))
+            return out
+
+        return await self._write(op)
+
+    async def cancel_run(self, run_id: str) -> RunRow | None:
+        """Cancel a run that has not ended; fence its worker; fail its parent's invoke step."""
+        if not inputs.storable(run_id):
+            return None
+
+        def op(tx: Tx) -> RunRow | None:
+            conn = tx.conn
+            parent = conn.execute(q.CANCEL_RUN, (tx.now, CANCELLED_ERROR, run_id)).fetchone()
+            if parent is not None:
+                cm.end_run(tx, run_id, parent, "failed", None, CANCELLED_ERROR)
+            found = conn.execute(q.SELECT_RUN, (run_id,)).fetchone()
+            return None if found is None else run_from_row(found)
+
+        return await self._write(op)
+
+    async def get_run(self, run_id: str) -> RunRow | None:
+        """One run."""
+        if not inputs.storable(run_id):
+            return None
+        row = await self._read(lambda c: c.execute(q.SELECT_RUN, (run_id,)).fetchone())
+        return None if row is None else run_from_row(row)
+
+    async def get_runs(self, run_ids: Sequence[str]) -> list[RunRow]:
+        """Several runs."""
+        ids = [i for i in run_ids if inputs.storable(i)]
+        if not ids:
+            return []
+        sql = q.SELECT_RUNS.format(ids=q.marks(len(ids)))
+        rows = await self._read(lambda c: c.execute(sql, ids).fetchall())
+        return [run_from_row(row) for row in rows]
+
+    async def get_steps(self, run_id: str) -> list[StoredStep]:
+        """The recorded steps of a run, in call order."""
+        if not inputs.storable(run_id):
+            return []
+        rows = await self._read(lambda c: c.execute(q.STEPS_OF_RUN, (run_id,)).fetchall())
+        return [_step(row) for row in rows]
+
+    async def list_runs(self, flt: RunFilter) -> list[RunRow]:
+        """Runs, newest first."""
+        if not inputs.all_storable((flt.status, flt.function_id, flt.before)):
+            return []
+        sql = q.LIST_RUNS[
+            (flt.status is not None, flt.function_id is not None, flt.before is not None)
+        ]
+        args = {
+            "status": flt.status,
+            "fid": flt.function_id,
+            "before": flt.before,
+            "limit": inputs.row_limit(flt.limit),
+        }
+        rows = await self._read(lambda c: c.execute(sql, args).fetchall())
+        return [run_from_row(row) for row in rows]
+
+    async def list_events(self, name: str | None, before: int | None, limit: int) -> list[EventRow]:
+        """Events, newest first, with the runs each started."""
+        if not inputs.storable(name):
+            return []
+        cursor = inputs.seq_cursor(before)
+        sql = q.LIST_EVENTS[(name is not None, cursor is not None)]
+        args = {"name": name, "before": cursor, "limit": inputs.row_limit(limit)}
+
+        def read(c: sqlite3.Connection) -> list[EventRow]:
+            events = [EventRow(*row) for row in c.execute(sql, args).fetchall()]
+            if events:
+                ev_ids = [e.id for e in events]
+                by_event: dict[str, list[str]] = {}
+                for ev_id, run_id in c.execute(
+                    q.RUNS_OF_EVENTS.format(ids=q.marks(len(ev_ids))), ev_ids
+                ):
+                    by_event.setdefault(ev_id, []).append(run_id)
+                for e in events:
+                    e.run_ids = by_event.get(e.id, [])
+            return events
+
+        return await self._read(read)
+
+    # ------------------------------------------------------------------ worker side
+
+    async def claim(
+        self, worker_id: str, function_ids: Sequence[str], limit: int, lease_seconds: float
+    ) -> Claim:
+        """Lease up to ``limit`` due runs, with their steps."""
+        fids = list(function_ids)
+        if not fids or limit <= 0:
+            return Claim([], None)
+        select_due = q.SELECT_DUE.format(fids=q.marks(len(fids)))
+        next_due_sql = q.NEXT_DUE.format(fids=q.marks(len(fids)))
+
+        def op(tx: Tx) -> Claim:
+            conn, now = tx.conn, tx.now
+            due = conn.execute(select_due, (now, *fids, limit)).fetchall()
+            claimed: list[ClaimedRun] = []
+            replay: list[str] = []
+            for run_id, status, started_at in due:
+                crashed = 1 if status == "running" else 0
+                fid, token, run_input, attempt, crashes = conn.execute(
+                    q.CLAIM_RUN, (worker_id, now + lease_seconds, now, crashed, run_id)
+                ).fetchone()
+                claimed.append(ClaimedRun(run_id, fid, token, run_input, attempt, {}, crashes))
+                if started_at is not None:
+                    replay.append(run_id)
+            if replay:
+                by_id = {c.id: c for c in claimed}
+                sql = q.STEPS_OF_RUNS.format(ids=q.marks(len(replay)))
+                for row in conn.execute(sql, replay):
+                    step = _step(row[1:])
+                    by_id[row[0]].steps[step.key] = step
+            nxt = conn.execute(next_due_sql, fids).fetchone()[0]
+            return Claim(claimed, nxt)
+
+        return await self._write(op)
+
+    async def next_due(self, function_ids: Sequence[str]) -> float | None:
+        """When the earliest run of these functions comes due (a read; no lock)."""
+        fids = list(function_ids)
+        if not fids:
+            return None
+        sql = q.NEXT_DUE.format(fids=q.marks(len(fids)))
+        row = await self._read(lambda c: c.execute(sql, fids).fetchone())
+        return None if row is None else row[0]
+
+    async def commit(self, ops: Sequence[WriteOp]) -> list[bool]:
+        """Apply fenced checkpoints and outcomes in one transaction."""
+        ops = list(ops)
+        return await self._write(lambda tx: cm.commit(tx, ops))
+
+    async def heartbeat(
+        self, worker_id: str, leases: Sequence[tuple[str, int]], lease_seconds: float
+    ) -> list[str]:
+        """Extend leases; return the runs whose lease was lost."""
+        leases = list(leases)
+
+        def op(tx: Tx) -> list[str]:
+            lost = []
+            until = tx.now + lease_seconds
+            for run_id, token in leases:
+                if tx.conn.execute(q.HEARTBEAT, (until, run_id, token)).rowcount == 0:
+                    lost.append(run_id)
+            return lost
+
+        return await self._write(op)
+
+    async def expire_step(self, run_id: str, token: int, key: str) -> StoredStep | None:
+        """Time out a wait or invoke step past its deadline, unless already resolved."""
+        return await self._write(lambda tx: cm.expire_step(tx, run_id, token, key))
+
+    # ------------------------------------------------------------------ cron, maintenance
+
+    async def cron_last_tick(self, function_id: str, trigger: str) -> float | None:
+        """The last tick fired for a cron trigger."""
+        if not inputs.all_storable((function_id, trigger)):
+            return None
+        row = await self._read(lambda c: c.execute(q.CRON_LAST, (function_id, trigger)).fetchone())
+        return None if row is None else float(row[0])
+
+    async def fire_cron(
+        self, function_id: str, trigger: str, tick: float, run: NewRun | None
+    ) -> bool:
+        """Advance the trigger's last tick and create the tick's run, once."""
+        inputs.require_storable("a function id", function_id)
+        inputs.require_storable("a cron trigger", trigger)
+        if run is not None:
+            inputs.require_storable_runs([run])
+
+        def op(tx: Tx) -> bool:
+            if tx.conn.execute(q.CRON_ADVANCE, (function_id, trigger, tick)).rowcount == 0:
+                return False
+            if run is None:
+                return True
+            created = cm.insert_runs(tx, [run])[0].created
+            tx.wake = tx.wake or created
+            return created
+
+        return await self._write(op)
+
+    async def prune(self, finished_before: float, limit: int) -> int:
+        """Delete ended runs older than ``finished_before`` with their steps, and old events."""
+
+        def op(tx: Tx) -> int:
+            conn = tx.conn
+            ids = [r[0] for r in conn.execute(q.PRUNE_SELECT, (finished_before, limit))]
+            if ids:
+                marks = q.marks(len(ids))
+                conn.execute(q.PRUNE_STEPS.format(ids=marks), ids)
+                conn.execute(q.PRUNE_RUNS.format(ids=marks), ids)
+            conn.execute(q.PRUNE_EVENT_IDS, (tx.now,))
+            conn.execute(q.PRUNE_EVENTS, (finished_before,))
+            return len(ids)
+
+        return await self._write(op)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _make_folder(path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    conn.execute(q.BEGIN)
+    try:
+        current = 0
+        if conn.execute(q.HAS_META).fetchone():
+            current = version_of(conn.execute(q.SCHEMA_VERSION).fetchone())
+        for number, name in MIGRATIONS.pending(current):
+            for statement in split_statements(MIGRATIONS.read(name)):
+                conn.execute(statement)
+            conn.execute(q.SET_SCHEMA_VERSION, (str(number),))
+        conn.execute(q.COMMIT)
+    except BaseException:
+        conn.execute(q.ROLLBACK)
+        raise

@@ -1,0 +1,144 @@
+"""How runs, steps, functions and events look as JSON, for the HTTP API and the CLI alike.
+
+This is the one place that shapes them (the OpenAPI document at ``/openapi.json`` describes
+the same shapes). Times are ISO 8601 UTC strings ending in ``Z`` (:func:`iso`), or ``null``.
+The few human-readable renderings both the CLI and the landing page print (a trigger, a
+timestamp) are here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from perdure.functions import CronTrigger, EventTrigger, FunctionRecord, Trigger
+from perdure.query import EventInfo, Page
+from perdure.store.base import SentEvent
+from perdure.types import RunInfo, StepInfo, iso_utc
+
+# ---------------------------------------------------------------------- time
+
+
+def iso(value: datetime | float | None) -> str | None:
+    """An aware datetime, or epoch seconds, as an ISO 8601 UTC timestamp
+    (``2024-06-01T09:00:00.123456Z``, by :func:`perdure.types.iso_utc`); ``None`` stays
+    ``None``."""
+    if value is None:
+        return None
+    return iso_utc(value.astimezone(UTC) if isinstance(value, datetime) else value)
+
+
+def when_text(value: datetime | None) -> str:
+    """A timestamp for people, to the second, in UTC (``2024-06-01 09:00:00Z``; ``-`` for
+    none)."""
+    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") + "Z"
+
+
+# ---------------------------------------------------------------------- runs and steps
+
+
+def step_json(step: StepInfo) -> dict[str, Any]:
+    """A recorded step: ``id``, ``kind``, ``status``, ``output``, ``error``, ``attempts``,
+    ``position`` and its times."""
+    return {
+        "id": step.id,
+        "kind": step.kind,
+        "status": step.status,
+        "output": step.output,
+        "error": step.error,
+        "attempts": step.attempts,
+        "position": step.position,
+        "started_at": iso(step.started_at),
+        "ended_at": iso(step.ended_at),
+        "wake_at": iso(step.wake_at),
+    }
+
+
+def run_json(run: RunInfo, *, steps: bool = True) -> dict[str, Any]:
+    """A run, with its ``steps`` (``steps=False``: the listed form, with no ``steps`` key)."""
+    out: dict[str, Any] = {
+        "id": run.id,
+        "function_id": run.function_id,
+        "status": run.status.value,
+        "event": run.event.to_dict(),
+        "output": run.output,
+        "error": run.error,
+        "attempt": run.attempt,
+        "created_at": iso(run.created_at),
+        "started_at": iso(run.started_at),
+        "ended_at": iso(run.ended_at),
+        "parent_run_id": run.parent_run_id,
+        "idempotency_key": run.idempotency_key,
+    }
+    if steps:
+        out["steps"] = [step_json(s) for s in run.steps]
+    return out
+
+
+def runs_page_json(page: Page[RunInfo]) -> dict[str, Any]:
+    """A page of runs (without their steps): ``{"runs": [...], "next_cursor"}``."""
+    return {"runs": [run_json(r, steps=False) for r in page.items], "next_cursor": page.next_cursor}
+
+
+# ---------------------------------------------------------------------- functions
+
+
+def trigger_json(trigger: Trigger) -> dict[str, Any]:
+    """A trigger: ``{"event", "if"?}`` or ``{"cron", "tz", "catchup"}`` (seconds)."""
+    if isinstance(trigger, CronTrigger):
+        return {"cron": trigger.expr, "tz": trigger.tz, "catchup": trigger.catchup_seconds}
+    out: dict[str, Any] = {"event": trigger.name}
+    if trigger.if_ is not None:
+        out["if"] = trigger.if_
+    return out
+
+
+def trigger_text(trigger: Trigger) -> str:
+    """A trigger for people: ``event order.placed if ...`` or ``cron 0 9 * * * (UTC)``."""
+    if isinstance(trigger, EventTrigger):
+        text = f"event {trigger.name}"
+        return f"{text} if {trigger.if_}" if trigger.if_ is not None else text
+    return f"cron {trigger.expr} ({trigger.tz})"
+
+
+def function_json(record: FunctionRecord) -> dict[str, Any]:
+    """A registered function: ``id``, ``app``, ``triggers`` and ``config``."""
+    return {
+        "id": record.id,
+        "app": record.app,
+        "triggers": [trigger_json(t) for t in record.triggers],
+        "config": record.config,
+    }
+
+
+def functions_json(records: Sequence[FunctionRecord]) -> dict[str, Any]:
+    """The registered functions: ``{"functions": [...]}``."""
+    return {"functions": [function_json(r) for r in records]}
+
+
+# ---------------------------------------------------------------------- events
+
+
+def event_json(info: EventInfo) -> dict[str, Any]:
+    """A received event: the event object, ``received_at`` and the ``run_ids`` it started."""
+    out = dict(info.event)
+    out["received_at"] = iso(info.received_at)
+    out["run_ids"] = list(info.run_ids)
+    return out
+
+
+def events_page_json(page: Page[EventInfo]) -> dict[str, Any]:
+    """A page of received events: ``{"events": [...], "next_cursor"}``."""
+    return {"events": [event_json(e) for e in page.items], "next_cursor": page.next_cursor}
+
+
+def sent_json(sent: Sequence[SentEvent]) -> dict[str, Any]:
+    """The result of sending events, in the order sent: ``{"ids": [...], "events": [{"id",
+    "duplicate", "run_ids"}]}`` (a duplicate started nothing)."""
+    return {
+        "ids": [s.id for s in sent],
+        "events": [
+            {"id": s.id, "duplicate": s.duplicate, "run_ids": list(s.run_ids)} for s in sent
+        ],
+    }

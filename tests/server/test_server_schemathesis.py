@@ -1,0 +1,72 @@
+"""schemathesis against a real ``perdure dev`` process: every operation of ``/openapi.json``,
+with generated valid and invalid requests; no response may be a server error or disagree with
+the document (status, content type, headers, schema)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from srv_helpers import ServerProcess, start_server
+
+from perdure.server import openapi
+
+# the operations the document must hold (checked below, so that none is silently skipped)
+OPERATIONS = {
+    "GET /health",
+    "GET /openapi.json",
+    "POST /api/v1/events",
+    "GET /api/v1/events",
+    "GET /api/v1/functions",
+    "POST /api/v1/functions/{function_id}/runs",
+    "GET /api/v1/runs",
+    "GET /api/v1/runs/{run_id}",
+    "POST /api/v1/runs/{run_id}/cancel",
+}
+SEEN: set[str] = set()
+
+
+@pytest.fixture(scope="module")
+def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A dev server of its own (the generated requests start runs and send events)."""
+    workdir = tmp_path_factory.mktemp("fuzz")
+    server = start_server(
+        workdir, ["dev", "--app", "srv_app:app"], f"sqlite:///{workdir}/perdure.db"
+    )
+    # a few runs and events, so that the lists and look-ups have something to show
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        for i in range(3):
+            assert c.post("/api/v1/functions/echo/runs", json={"data": {"i": i}}).status_code
+            assert c.post("/api/v1/events", json={"name": "test/ping", "data": {"n": i}})
+    yield server
+    assert server.stop() == 0, server.stderr()
+    errors = [line for line in server.stderr().splitlines() if "Traceback" in line]
+    assert not errors, server.stderr()
+
+
+DOCUMENT = openapi.document(auth=False)
+schema = schemathesis.openapi.from_dict(DOCUMENT)
+
+
+def test_the_server_serves_this_document(fuzzed: ServerProcess) -> None:
+    assert httpx.get(f"{fuzzed.url}/openapi.json").json() == DOCUMENT
+
+
+@schema.parametrize()
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    database=None,
+)
+def test_every_operation_conforms(case: Any, fuzzed: ServerProcess) -> None:
+    SEEN.add(case.operation.label)
+    case.call_and_validate(base_url=fuzzed.url, timeout=30)
+
+
+def test_every_operation_was_fuzzed() -> None:
+    assert SEEN == OPERATIONS
