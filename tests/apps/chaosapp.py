@@ -14,6 +14,11 @@ Environment:
 - ``CHAOS_SELF_STOP_AFTER``: a step id; the process sends itself SIGSTOP once, right after that
   step's checkpoint is durable and before the next step is called (a worker paused between two
   steps, at a precise point).
+- ``CHAOS_HOLD_UNTIL_CONT``: a step id; this process's executions of that step do not end
+  their side effect (once its ``ms`` have passed) before the process received SIGCONT: a test
+  that freezes the process in the middle of the step cannot lose the race against a side
+  effect that ends by itself first, and the side effect ends as soon as the process is
+  continued.
 
 Ledger lines, space-separated: ``KIND PID MONO_NS WALL_NS [RUN STEP EXEC [PREV]]``, where MONO_NS is
 ``time.monotonic_ns()`` (one clock for every process of the machine) and WALL_NS
@@ -27,6 +32,9 @@ Ledger lines, space-separated: ``KIND PID MONO_NS WALL_NS [RUN STEP EXEC [PREV]]
   ``s0``): the value the run continued from.
 - ``E`` execution EXEC finished its side effect; its result is about to be returned.
 - ``C`` execution EXEC was cancelled during its side effect (the worker lost the lease).
+- ``X`` the engine raised out of the call of step STEP (this process stops executing the run
+  there: its lease was lost, or it was cancelled); written after any checkpoint it attempted
+  for the step was answered.
 - ``S`` the process is about to stop itself (``CHAOS_SELF_STOP_AFTER``).
 
 Every line is one ``os.write`` on a file descriptor opened with ``O_APPEND``: when ``write``
@@ -50,6 +58,7 @@ app = perdure.App("chaos")
 LEDGER_DIR = os.environ.get("CHAOS_LEDGER_DIR", ".")
 PULSE_SECONDS = float(os.environ.get("CHAOS_PULSE", "0.1"))
 SELF_STOP_AFTER = os.environ.get("CHAOS_SELF_STOP_AFTER", "")
+HOLD_UNTIL_CONT = os.environ.get("CHAOS_HOLD_UNTIL_CONT", "")
 MODULUS = 1_000_003
 
 _fd: int | None = None
@@ -57,6 +66,7 @@ _pid = 0
 _exec_numbers = itertools.count(1)
 _pulse: asyncio.Task[None] | None = None
 _stopped_once = False
+_continued: asyncio.Event | None = None
 
 
 def ledger(kind: str, *fields: str) -> None:
@@ -82,6 +92,13 @@ def _ensure_pulse() -> None:
         _pulse = asyncio.get_running_loop().create_task(_pulse_forever(), name="chaos-pulse")
 
 
+def _ensure_cont_handler() -> None:
+    global _continued
+    if HOLD_UNTIL_CONT and _continued is None:
+        _continued = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGCONT, _continued.set)
+
+
 def next_value(v: int, k: int) -> int:
     """The value after step ``k``."""
     return (v * 31 + k + 7) % MODULUS
@@ -101,6 +118,8 @@ async def side_effect(run_id: str, step: str, k: int, v: int, ms: int, prev: str
     ledger("B", run_id, step, x, prev)
     try:
         await asyncio.sleep(ms / 1000)
+        if step == HOLD_UNTIL_CONT and _continued is not None:
+            await _continued.wait()
     except BaseException:
         ledger("C", run_id, step, x)
         raise
@@ -112,13 +131,18 @@ async def side_effect(run_id: str, step: str, k: int, v: int, ms: int, prev: str
 async def chain(ctx: perdure.Context) -> dict[str, int]:
     global _stopped_once
     _ensure_pulse()
+    _ensure_cont_handler()
     data = ctx.event.data
     v = int(data["seed"])
     prev = "-"
     for k, ms in enumerate(data["ms"]):
         step = f"s{k}"
         ledger("A", ctx.run_id, step, "-")
-        out = await ctx.step.run(step, side_effect, ctx.run_id, step, k, v, int(ms), prev)
+        try:
+            out = await ctx.step.run(step, side_effect, ctx.run_id, step, k, v, int(ms), prev)
+        except BaseException:
+            ledger("X", ctx.run_id, step, "-")
+            raise
         v, prev = int(out["v"]), str(out["x"])
         if step == SELF_STOP_AFTER and not _stopped_once:
             _stopped_once = True

@@ -556,6 +556,8 @@ class Ledger:
     activity: dict[int, list[int]] = field(default_factory=dict)
     calls: dict[tuple[str, str], list[tuple[int, int]]] = field(default_factory=dict)
     """(run, step) -> [(pid, mono)] of every A line (the function called the step)."""
+    exits: dict[tuple[str, str], list[tuple[int, int]]] = field(default_factory=dict)
+    """(run, step) -> [(pid, mono)] of every X line (the engine raised out of the step call)."""
     self_stops: list[tuple[int, int, str, str]] = field(default_factory=list)
     lines: int = 0
 
@@ -565,6 +567,7 @@ def read_ledger(directory: Path) -> Ledger:
     led = Ledger()
     executions: dict[tuple[str, str], list[Execution]] = defaultdict(list)
     calls: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
+    exits: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
     for path in sorted(directory.glob("ledger-*.log")):
         last_call: dict[tuple[str, str], int] = {}
         times: list[int] = []
@@ -590,6 +593,8 @@ def read_ledger(directory: Path) -> Ledger:
             elif kind in ("E", "C"):
                 ex = led.by_x[x]
                 ex.end, ex.end_mono, ex.end_wall = kind, mono, wall
+            elif kind == "X":
+                exits[(run, step)].append((pid, mono))
             elif kind == "S":
                 led.self_stops.append((pid, mono, run, step))
         if times:
@@ -599,6 +604,7 @@ def read_ledger(directory: Path) -> Ledger:
         execs.sort(key=lambda e: e.b_mono)
     led.executions = dict(executions)
     led.calls = dict(calls)
+    led.exits = dict(exits)
     return led
 
 

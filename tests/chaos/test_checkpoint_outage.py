@@ -36,7 +36,7 @@ async def test_a_checkpoint_lost_to_an_outage_is_not_the_functions_failure(pg_ur
     observer = perdure.App("t", pg_url)
     bodies = 0
     caught: list[str] = []
-    started, gate = asyncio.Event(), asyncio.Event()
+    started, gate, stopped = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     async def step() -> str:
         nonlocal bodies
@@ -49,19 +49,24 @@ async def test_a_checkpoint_lost_to_an_outage_is_not_the_functions_failure(pg_ur
     @app.function(retries=0)
     async def job(ctx: perdure.Context) -> str:
         try:
-            return await ctx.step.run("s", step)
-        except Exception as exc:  # user code handling its step's failures
-            caught.append(repr(exc))
-            return "fallback"
+            try:
+                return await ctx.step.run("s", step)
+            except Exception as exc:  # user code handling its step's failures
+                caught.append(repr(exc))
+                return "fallback"
+        finally:
+            if bodies == 1:
+                stopped.set()  # the first execution of the function is over
 
     try:
         async with app, observer:
             async with app.worker(lease_seconds=1.0):
                 handle = await app.start(job)
-                await asyncio.wait_for(started.wait(), 30)
+                await asyncio.wait_for(started.wait(), 60)
                 await proxy.stop()  # the database is gone while the step body runs
-                gate.set()  # its checkpoint fails
-                await asyncio.sleep(1.0)
+                gate.set()  # its checkpoint fails ...
+                # ... and the engine stops the run there: only then does the database come back.
+                await asyncio.wait_for(stopped.wait(), 60)
                 await proxy.start()
                 result = await observer.handle(handle.run_id).result(timeout=60)
             run = await observer.get_run(handle.run_id)

@@ -3,7 +3,8 @@ first one is continued its late work changes nothing.
 
 Real processes on PostgreSQL (``perdure server`` and ``perdure worker`` subprocesses running
 tests/apps/chaosapp.py); the facts come from the steps' ledger and the harness's own log, the
-run's state from the HTTP API.
+run's state from the HTTP API. Nothing here waits a fixed time: every wait is for a ledger line,
+a process state or a run state, with a deadline.
 """
 
 from __future__ import annotations
@@ -68,6 +69,24 @@ def execution(cluster: Cluster, run_id: str, step: str, pid: int) -> Execution |
     return next((e for e in execs if e.pid == pid), None)
 
 
+def ended(cluster: Cluster, run_id: str, step: str, pid: int) -> Execution | None:
+    """The execution of ``step`` by ``pid``, once it has ended (an E or a C line)."""
+    found = execution(cluster, run_id, step, pid)
+    return found if found is not None and found.end is not None else None
+
+
+def left_call(cluster: Cluster, run_id: str, step: str, pid: int) -> str | None:
+    """How the function in process ``pid`` left its call of ``step``: ``"raised"`` (an X line:
+    the engine stopped the run there), ``"went on"`` (it called the next step), or None yet."""
+    led = read_ledger(cluster.ledger_dir)
+    if any(p == pid for p, _ in led.exits.get((run_id, step), [])):
+        return "raised"
+    after = f"s{int(step[1:]) + 1}"
+    if any(p == pid for p, _ in led.calls.get((run_id, after), [])):
+        return "went on"
+    return None
+
+
 def producer_pid(run: dict[str, Any], step: str) -> int:
     recorded = next(s for s in run["steps"] if s["id"] == step)
     return int(recorded["output"]["x"].split("-")[0])
@@ -97,7 +116,9 @@ async def test_sigstop_mid_step_beyond_the_lease(pg_url: str, tmp_path: Path) ->
     spec = RunSpec(0, 4242, (50, 1500, 50, 50))
     with Cluster(pg_url, tmp_path, lease=LEASE) as cluster:
         [url] = await cluster.start_servers(1)
-        first = cluster.spawn_worker(0)
+        # The first worker's s1 cannot end its side effect before the process is continued:
+        # however slow the machine, the SIGSTOP below lands in the middle of it.
+        first = cluster.spawn_worker(0, {"CHAOS_HOLD_UNTIL_CONT": "s1"})
         await cluster.wait_workers_ready()
         async with httpx.AsyncClient(timeout=10.0) as http:
             run_id = await Starter(http, [url]).start(spec, time.monotonic() + 60)
@@ -109,19 +130,26 @@ async def test_sigstop_mid_step_beyond_the_lease(pg_url: str, tmp_path: Path) ->
             cluster.stop(first)
             stopped_at = mono_ns()
             await wait_for(lambda: process_state(first.pid) == "T", "SIGSTOP to take effect")
+            frozen = execution(cluster, run_id, "s1", first.pid)
+            assert frozen is not None and frozen.end is None, frozen
             second = cluster.spawn_worker(1)
             done = await wait_completed(http, url, run_id)
             assert done["status"] == "completed" and done["output"] == spec.expected(), done
+            continued_at = mono_ns()  # before SIGCONT: the process cannot run before this
             cluster.cont(first)
-            continued_at = mono_ns()
             # The ledger shows the first worker resumed and finished s1's side effect (or was
             # cancelled in it, if its heartbeat learnt of the takeover first).
             resumed = await wait_for(
-                lambda: (e := execution(cluster, run_id, "s1", first.pid)) and e.end and e,
+                lambda: ended(cluster, run_id, "s1", first.pid),
                 "the first worker to resume",
             )
-            # Leave time for its late checkpoint and outcome: none may land.
-            await asyncio.sleep(LEASE + 1.0)
+            # Its late checkpoint of s1 was answered (rejected: the engine raised out of the
+            # step call) and it went no further: no outcome of its own can follow.
+            left = await wait_for(
+                lambda: left_call(cluster, run_id, "s1", first.pid),
+                "the first worker's function to leave its call of s1",
+            )
+            assert left == "raised", left
             after = await get_json(http, f"{url}/api/v1/runs/{run_id}")
             assert after == done
             assert first.alive() and second.alive()
@@ -163,8 +191,8 @@ async def test_a_worker_paused_between_steps_starts_no_step_after_waking(
             second = cluster.spawn_worker(1)
             done = await wait_completed(http, url, run_id)
             assert done["status"] == "completed" and done["output"] == spec.expected(), done
+            continued_at = mono_ns()  # before SIGCONT: the process cannot run before this
             cluster.cont(first)
-            continued_at = mono_ns()
             # It woke up and called s1 (its A line) ...
             await wait_for(
                 lambda: any(
@@ -173,7 +201,12 @@ async def test_a_worker_paused_between_steps_starts_no_step_after_waking(
                 ),
                 "the first worker to call s1 after waking",
             )
-            await asyncio.sleep(LEASE + 1.0)
+            # ... and the engine stopped it there (its lease check failed): it goes no further.
+            left = await wait_for(
+                lambda: left_call(cluster, run_id, "s1", first.pid),
+                "the first worker's function to leave its call of s1",
+            )
+            assert left == "raised", left
             after = await get_json(http, f"{url}/api/v1/runs/{run_id}")
             assert after == done
             assert first.alive() and second.alive()

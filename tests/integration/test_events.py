@@ -3,19 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 
 import perdure
 from perdure.testing import ManualClock
 
+DEADLINE = 60.0
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Wait for ``check()`` to hold, failing after ``DEADLINE`` seconds."""
+    deadline = time.monotonic() + DEADLINE
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {DEADLINE:.0f} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
 
 async def wait_status(app: perdure.App, run_id: str, status: perdure.RunStatus) -> None:
-    for _ in range(250):
-        if (await app.get_run(run_id, steps=False)).status == status:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"run {run_id} never became {status}")
+    async def reached() -> bool:
+        return (await app.get_run(run_id, steps=False)).status == status
+
+    await eventually(reached, f"run {run_id} to become {status}")
+
+
+async def wait_all_completed(app: perdure.App, count: int, fn: object = None) -> None:
+    """Wait until ``count`` runs (of ``fn``) exist and every one of them is completed: no
+    execution of theirs can follow."""
+
+    async def done() -> bool:
+        runs = await app.list_runs(function=fn)
+        return len(runs) >= count and all(r.status == perdure.RunStatus.COMPLETED for r in runs)
+
+    await eventually(done, f"{count} completed run(s)")
 
 
 async def runs_of(app: perdure.App, fn: object) -> list[perdure.RunInfo]:
@@ -52,11 +75,7 @@ async def test_events_fan_out_to_matching_functions(db_url: str) -> None:
             ]
         )
         assert len(set(ids)) == 4
-        for _ in range(250):
-            if sum(len(v) for v in seen.values()) >= 7:
-                break
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.1)
+        await wait_all_completed(app, 7)  # exact 2, wild 3, filtered 1, multi 1
         events = await app.store.list_events(None, None, 10)
         runs = await app.list_runs(function=exact)
     assert sorted(seen["exact"]) == ["o1", "o2"]
@@ -85,9 +104,10 @@ async def test_duplicate_event_ids_are_ignored(db_url: str) -> None:
         detailed = await app.send_detailed([perdure.Event("ping", {}, id="evt-1")])
         assert first == again == ["evt-1"]
         assert detailed[0].duplicate
-        await asyncio.sleep(0.3)
+        await wait_all_completed(app, 1, on_ping)
         events = await app.store.list_events("ping", None, 10)
-    assert count == 1
+        runs = await runs_of(app, on_ping)
+    assert count == 1 and len(runs) == 1
     assert len(events) == 1
 
 
@@ -115,16 +135,18 @@ async def test_wait_for_event_matches_on_a_field(db_url: str) -> None:
 
     async with app, app.worker():
         await app.send(perdure.Event("order.placed", {"order_id": "A"}))
-        runs = []
-        for _ in range(100):
+        runs: list[perdure.RunInfo] = []
+
+        async def started() -> bool:
+            nonlocal runs
             runs = await runs_of(app, fulfil)
-            if runs:
-                break
-            await asyncio.sleep(0.02)
+            return bool(runs)
+
+        await eventually(started, "the event to start a run")
         await wait_status(app, runs[0].id, perdure.RunStatus.WAITING)
         await app.send(perdure.Event("order.shipped", {"order_id": "B", "carrier": "wrong"}))
         ids = await app.send(perdure.Event("order.shipped", {"order_id": "A", "carrier": "ups"}))
-        result = await app.handle(runs[0].id).result(timeout=10)
+        result = await app.handle(runs[0].id).result(timeout=60)
     assert result == {"carrier": "ups", "id": ids[0]}
 
 
@@ -147,7 +169,7 @@ async def test_wait_for_event_with_an_expression(db_url: str) -> None:
         await app.send(perdure.Event("review.done", {"doc": 7, "ok": False, "by": "x"}))
         await app.send(perdure.Event("review.done", {"doc": 8, "ok": True, "by": "y"}))
         await app.send(perdure.Event("review.done", {"doc": 7, "ok": True, "by": "ann"}))
-        assert await handle.result(timeout=10) == "ann"
+        assert await handle.result(timeout=60) == "ann"
 
 
 async def test_wait_for_event_times_out_with_none(sqlite_url: str) -> None:
@@ -163,7 +185,7 @@ async def test_wait_for_event_times_out_with_none(sqlite_url: str) -> None:
         handle = await app.start(waiter)
         await wait_status(app, handle.run_id, perdure.RunStatus.WAITING)
         await clock.advance(days=2, seconds=1)
-        assert await handle.result(timeout=10) == "timeout"
+        assert await handle.result(timeout=60) == "timeout"
         await app.send(perdure.Event("reply"))  # too late: changes nothing
         info = await app.get_run(handle.run_id)
     assert info.steps[0].status == "completed" and info.steps[0].output is None
@@ -177,7 +199,7 @@ async def test_wait_for_event_timeout_in_real_time(db_url: str) -> None:
         return await ctx.step.wait_for_event("w", event="never", timeout=0.5) is None
 
     async with app, app.worker():
-        assert await (await app.start(waiter)).result(timeout=10) is True
+        assert await (await app.start(waiter)).result(timeout=60) is True
 
 
 async def test_an_event_sent_while_the_run_is_still_running_is_not_lost(db_url: str) -> None:
@@ -199,15 +221,15 @@ async def test_an_event_sent_while_the_run_is_still_running_is_not_lost(db_url: 
 
     async with app, app.worker():
         handle = await app.start(racer)
-        for _ in range(200):
-            steps = (await app.get_run(handle.run_id)).steps
-            if any(s.id == "w" for s in steps):
-                break
-            await asyncio.sleep(0.01)
+
+        async def wait_recorded() -> bool:
+            return any(s.id == "w" for s in (await app.get_run(handle.run_id)).steps)
+
+        await eventually(wait_recorded, "the wait to be recorded")
         assert (await handle.status()) == perdure.RunStatus.RUNNING
         await app.send(perdure.Event("go", {"n": 1}))
         gate.set()
-        assert await handle.result(timeout=10) == [1, "sibling"]
+        assert await handle.result(timeout=60) == [1, "sibling"]
 
 
 async def test_events_sent_before_the_wait_began_do_not_match(db_url: str) -> None:
@@ -223,7 +245,7 @@ async def test_events_sent_before_the_wait_began_do_not_match(db_url: str) -> No
         await app.send(perdure.Event("early"))
         handle = await app.start(late)
         async with app.worker():
-            assert await handle.result(timeout=10) is True
+            assert await handle.result(timeout=60) is True
 
 
 async def test_send_event_step_sends_once_and_triggers(db_url: str) -> None:
@@ -243,8 +265,10 @@ async def test_send_event_step_sends_once_and_triggers(db_url: str) -> None:
         return ids
 
     async with app, app.worker():
-        ids = await (await app.start(parent)).result(timeout=10)
-        await asyncio.sleep(0.3)
+        ids = await (await app.start(parent)).result(timeout=60)
+        # The children were created with the sends, before the parent completed.
+        await wait_all_completed(app, 2, child)
+        assert len(await runs_of(app, child)) == 2
     assert len(ids) == 2
     assert sorted(received) == [1, 2]
 

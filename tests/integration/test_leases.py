@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -10,11 +12,23 @@ import perdure
 from perdure.testing import ManualClock
 
 
+async def until(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Wait for ``check()`` to hold, failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
 def stop_heartbeats(worker: perdure.Worker) -> None:
     """Make a worker look dead to the database (its runs keep executing in memory)."""
-    for task in worker._tasks:
-        if task.get_name() in ("perdure-heartbeat", "perdure-claim"):
-            task.cancel()
+    names = ("perdure-heartbeat", "perdure-claim")
+    found = [task for task in worker._tasks if task.get_name() in names]
+    # Renamed or moved tasks would leave the worker alive and the test waiting for a takeover.
+    assert sorted(t.get_name() for t in found) == sorted(names), worker._tasks
+    for task in found:
+        task.cancel()
 
 
 async def test_heartbeats_keep_a_long_step_alive(db_url: str) -> None:
@@ -24,7 +38,7 @@ async def test_heartbeats_keep_a_long_step_alive(db_url: str) -> None:
     async def long_step() -> str:
         nonlocal executions
         executions += 1
-        await asyncio.sleep(2.5)
+        await asyncio.sleep(5.0)  # 2.5 leases: alive only through its renewals
         return "done"
 
     @app.function()
@@ -32,10 +46,12 @@ async def test_heartbeats_keep_a_long_step_alive(db_url: str) -> None:
         return await ctx.step.run("long", long_step)
 
     async with app:
-        w1 = app.worker(lease_seconds=1.0, poll_interval=0.05)
-        w2 = app.worker(lease_seconds=1.0, poll_interval=0.05)
+        # A lease of 2 s: a renewal fails to land in time only after a stall of the process
+        # over 1.3 s (the worker renews every third of the lease).
+        w1 = app.worker(lease_seconds=2.0, poll_interval=0.05)
+        w2 = app.worker(lease_seconds=2.0, poll_interval=0.05)
         async with w1, w2:
-            assert await (await app.start(slow)).result(timeout=20) == "done"
+            assert await (await app.start(slow)).result(timeout=60) == "done"
     assert executions == 1
 
 
@@ -43,6 +59,7 @@ async def test_a_dead_worker_is_taken_over_and_its_late_writes_are_rejected(db_u
     app = perdure.App("t", db_url)
     gate = asyncio.Event()
     calls: list[str] = []
+    left: list[str] = []
 
     async def step() -> str:
         calls.append("call")
@@ -53,21 +70,22 @@ async def test_a_dead_worker_is_taken_over_and_its_late_writes_are_rejected(db_u
 
     @app.function()
     async def job(ctx: perdure.Context) -> str:
-        return await ctx.step.run("s", step)
+        try:
+            return await ctx.step.run("s", step)
+        finally:
+            left.append("left")  # this execution of the function is over (returned or stopped)
 
     async with app:
         first = app.worker(lease_seconds=1.0, poll_interval=0.05)
         await first.start()
         handle = await app.start(job)
-        for _ in range(200):
-            if calls:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: bool(calls), "the first worker to call the step")
         stop_heartbeats(first)  # the worker is now "dead" as far as the database knows
         async with app.worker(lease_seconds=1.0, poll_interval=0.05):
-            assert await handle.result(timeout=20) == "fresh"
+            assert await handle.result(timeout=60) == "fresh"
             gate.set()  # the first worker finishes its step after losing the lease
-            await asyncio.sleep(0.3)
+            # Its late checkpoint was answered (rejected) once its function is over.
+            await until(lambda: len(left) == 2, "the first worker's function to end")
         run = await app.get_run(handle.run_id)
         await first.stop(grace=1)
     assert run.output == "fresh"
@@ -92,7 +110,7 @@ async def test_a_run_that_keeps_crashing_workers_fails(sqlite_url: str) -> None:
             await clock.advance(31)
         async with app.worker():
             with pytest.raises(perdure.RunFailedError) as err:
-                await handle.result(timeout=10)
+                await handle.result(timeout=60)
     assert err.value.error_type == "WorkerCrashError"
     assert "max_crashes=2" in err.value.error_message
 
@@ -117,11 +135,8 @@ async def test_graceful_stop_gives_runs_back_at_once(sqlite_url: str) -> None:
         w1 = app.worker(lease_seconds=60)
         await w1.start()
         handle = await app.start(job)
-        for _ in range(200):
-            if calls:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: calls > 0, "the worker to call the step")
         await w1.stop(grace=0.2)  # shutdown: the run is released, not left to a 60 s lease
         assert (await handle.status()) == perdure.RunStatus.QUEUED
         async with app.worker(lease_seconds=60):
-            assert await handle.result(timeout=10) == "ok"
+            assert await handle.result(timeout=60) == "ok"

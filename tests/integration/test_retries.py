@@ -8,8 +8,18 @@ import time
 import pytest
 
 import perdure
+from perdure.testing import ManualClock
 
 FAST = perdure.RetryPolicy(retries=4, initial_delay=0.01, max_delay=0.05)
+
+
+async def wait_sleeping(handle: perdure.RunHandle, timeout: float = 60.0) -> None:
+    """Wait for the run to be asleep, failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while (await handle.status()) != perdure.RunStatus.SLEEPING:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {handle.run_id} did not sleep within {timeout:.0f} s")
+        await asyncio.sleep(0.02)
 
 
 async def test_a_failing_step_is_retried_then_succeeds(db_url: str) -> None:
@@ -36,7 +46,7 @@ async def test_a_failing_step_is_retried_then_succeeds(db_url: str) -> None:
 
     async with app, app.worker():
         handle = await app.start(fn)
-        assert await handle.result(timeout=10) == "ok"
+        assert await handle.result(timeout=60) == "ok"
         info = await app.get_run(handle.run_id)
     assert attempts == 3
     assert before_calls == 1  # replays after each retry answer it from the checkpoint
@@ -60,7 +70,7 @@ async def test_exhausted_retries_fail_the_run_with_the_error(db_url: str) -> Non
     async with app, app.worker():
         handle = await app.start(fn)
         with pytest.raises(perdure.RunFailedError) as info:
-            await handle.result(timeout=10)
+            await handle.result(timeout=60)
         run = await app.get_run(handle.run_id)
     assert attempts == 3  # 1 + 2 retries
     assert info.value.error_type == "StepError"
@@ -85,7 +95,7 @@ async def test_non_retriable_error_stops_at_once(db_url: str) -> None:
 
     async with app, app.worker():
         with pytest.raises(perdure.RunFailedError, match="card declined"):
-            await (await app.start(fn)).result(timeout=10)
+            await (await app.start(fn)).result(timeout=60)
     assert attempts == 1
 
 
@@ -104,7 +114,7 @@ async def test_retry_after_sets_the_delay(sqlite_url: str) -> None:
         return await ctx.step.run("call", limited)
 
     async with app, app.worker():
-        assert await (await app.start(fn)).result(timeout=10) == "ok"
+        assert await (await app.start(fn)).result(timeout=60) == "ok"
     assert times[1] - times[0] >= 0.6
 
 
@@ -126,7 +136,7 @@ async def test_errors_outside_steps_retry_the_run(db_url: str) -> None:
 
     async with app, app.worker():
         handle = await app.start(fn)
-        assert await handle.result(timeout=10) == [7, 2]
+        assert await handle.result(timeout=60) == [7, 2]
     assert step_calls == 1
 
 
@@ -140,7 +150,7 @@ async def test_errors_outside_steps_exhaust_and_fail(db_url: str) -> None:
     async with app, app.worker():
         handle = await app.start(fn)
         with pytest.raises(perdure.RunFailedError) as info:
-            await handle.result(timeout=10)
+            await handle.result(timeout=60)
         run = await app.get_run(handle.run_id)
     assert info.value.error_type == "KeyError"
     assert run.attempt == 1
@@ -173,13 +183,14 @@ async def test_step_error_can_be_caught_to_compensate(db_url: str) -> None:
         return {}
 
     async with app, app.worker():
-        result = await (await app.start(trip)).result(timeout=10)
+        result = await (await app.start(trip)).result(timeout=60)
     assert result == {"failed": "book-car", "type": "NonRetriableError", "why": "no cars left"}
     assert log == ["book flight", "book hotel", "undo hotel", "undo flight"]
 
 
 async def test_replay_that_no_longer_matches_fails_naming_the_step(sqlite_url: str) -> None:
-    app = perdure.App("t", sqlite_url)
+    clock = ManualClock()  # the run sleeps until the test has changed the code
+    app = perdure.App("t", sqlite_url, clock=clock)
     version = 1
 
     @app.function()
@@ -194,19 +205,18 @@ async def test_replay_that_no_longer_matches_fails_naming_the_step(sqlite_url: s
 
     async with app, app.worker():
         handle = await app.start(evolving)
-        for _ in range(100):
-            if (await handle.status()) == perdure.RunStatus.SLEEPING:
-                break
-            await asyncio.sleep(0.02)
+        await wait_sleeping(handle)
         version = 2  # a deploy renames a step while the run sleeps
+        await clock.advance(seconds=1)
         with pytest.raises(perdure.RunFailedError) as info:
-            await handle.result(timeout=10)
+            await handle.result(timeout=60)
     assert info.value.error_type == "NonDeterminismError"
     assert "'renamed'" in info.value.error_message and "'second'" in info.value.error_message
 
 
 async def test_appending_steps_to_a_sleeping_run_is_fine(sqlite_url: str) -> None:
-    app = perdure.App("t", sqlite_url)
+    clock = ManualClock()  # the run sleeps until the test has changed the code
+    app = perdure.App("t", sqlite_url, clock=clock)
     version = 1
 
     @app.function()
@@ -219,16 +229,15 @@ async def test_appending_steps_to_a_sleeping_run_is_fine(sqlite_url: str) -> Non
 
     async with app, app.worker():
         handle = await app.start(growing)
-        for _ in range(100):
-            if (await handle.status()) == perdure.RunStatus.SLEEPING:
-                break
-            await asyncio.sleep(0.02)
+        await wait_sleeping(handle)
         version = 2
-        assert await handle.result(timeout=10) == [1, 2]
+        await clock.advance(seconds=1)
+        assert await handle.result(timeout=60) == [1, 2]
 
 
 async def test_removing_a_step_before_an_existing_one_is_detected(sqlite_url: str) -> None:
-    app = perdure.App("t", sqlite_url)
+    clock = ManualClock()  # the run sleeps until the test has changed the code
+    app = perdure.App("t", sqlite_url, clock=clock)
     version = 1
 
     @app.function()
@@ -241,10 +250,8 @@ async def test_removing_a_step_before_an_existing_one_is_detected(sqlite_url: st
 
     async with app, app.worker():
         handle = await app.start(shrinking)
-        for _ in range(100):
-            if (await handle.status()) == perdure.RunStatus.SLEEPING:
-                break
-            await asyncio.sleep(0.02)
+        await wait_sleeping(handle)
         version = 2
+        await clock.advance(seconds=1)
         with pytest.raises(perdure.RunFailedError, match="'kept'"):
-            await handle.result(timeout=10)
+            await handle.result(timeout=60)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -10,12 +11,14 @@ import perdure
 from perdure.testing import ManualClock
 
 
-async def wait_status(app: perdure.App, run_id: str, status: perdure.RunStatus) -> None:
-    for _ in range(250):
-        if (await app.get_run(run_id, steps=False)).status == status:
-            return
+async def wait_status(
+    app: perdure.App, run_id: str, status: perdure.RunStatus, timeout: float = 60.0
+) -> None:
+    deadline = time.monotonic() + timeout
+    while (await app.get_run(run_id, steps=False)).status != status:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run_id} did not become {status} within {timeout:.0f} s")
         await asyncio.sleep(0.02)
-    raise AssertionError(f"run {run_id} never became {status}")
 
 
 async def test_same_idempotency_key_gives_the_same_run(db_url: str) -> None:
@@ -37,8 +40,8 @@ async def test_same_idempotency_key_gives_the_same_run(db_url: str) -> None:
         )
         assert h1.run_id == h2.run_id
         assert len({h.run_id for h in many}) == 1
-        assert await h2.result(timeout=10) == 5
-        assert await many[0].result(timeout=10) == 1
+        assert await h2.result(timeout=60) == 5
+        assert await many[0].result(timeout=60) == 1
     assert count == 2
 
 
@@ -66,7 +69,7 @@ async def test_invoke_returns_the_child_output(db_url: str) -> None:
 
     async with app, app.worker():
         handle = await app.start(parent)
-        result = await handle.result(timeout=10)
+        result = await handle.result(timeout=60)
         children = [r for r in await app.list_runs() if r.parent_run_id == handle.run_id]
     assert result == {"a": 49, "b": 9, "err": "child broke"}
     assert len(children) == 3
@@ -92,7 +95,7 @@ async def test_invoke_timeout_raises_step_error(sqlite_url: str) -> None:
         handle = await app.start(parent)
         await wait_status(app, handle.run_id, perdure.RunStatus.WAITING)
         await clock.advance(hours=2)
-        assert await handle.result(timeout=10) == "InvokeTimeoutError"
+        assert await handle.result(timeout=60) == "InvokeTimeoutError"
 
 
 @pytest.mark.parametrize("state", ["queued", "running", "sleeping", "waiting"])
@@ -100,21 +103,32 @@ async def test_cancel_in_every_state(db_url: str, state: str) -> None:
     app = perdure.App("t", db_url)
     gate = asyncio.Event()
     after: list[str] = []
+    inside = 0  # executions of the function in progress
 
     async def block() -> None:
         await gate.wait()
 
     @app.function()
     async def victim(ctx: perdure.Context) -> None:
-        if state == "running":
-            await ctx.step.run("block", block)
-        elif state == "sleeping":
-            await ctx.step.sleep("nap", "1h")
-        elif state == "waiting":
-            await ctx.step.wait_for_event("w", event="never")
-        await ctx.step.run("after", lambda: after.append("ran"))
+        nonlocal inside
+        inside += 1
+        try:
+            if state == "running":
+                await ctx.step.run("block", block)
+            elif state == "sleeping":
+                await ctx.step.sleep("nap", "1h")
+            elif state == "waiting":
+                await ctx.step.wait_for_event("w", event="never")
+            await ctx.step.run("after", lambda: after.append("ran"))
+        finally:
+            inside -= 1
 
-    async with app:
+    @app.function()
+    async def sentinel(ctx: perdure.Context) -> str:
+        return "claimed"
+
+    client = perdure.App("t", db_url)  # no worker of its own: its runs must be claimed
+    async with app, client:
         handle = await app.start(victim)
         if state == "queued":
             info = await app.cancel(handle.run_id)
@@ -123,12 +137,20 @@ async def test_cancel_in_every_state(db_url: str, state: str) -> None:
                 await wait_status(app, handle.run_id, perdure.RunStatus(state))
                 info = await app.cancel(handle.run_id)
                 gate.set()
-                await asyncio.sleep(0.3)
+                # The execution in progress (if any) is over: it went on past the cancel or not.
+                deadline = time.monotonic() + 60
+                while inside:
+                    assert time.monotonic() < deadline, "the cancelled execution never ended"
+                    await asyncio.sleep(0.01)
         assert info.status == perdure.RunStatus.CANCELLED
         with pytest.raises(perdure.RunCancelledError):
-            await handle.result(timeout=5)
+            await handle.result(timeout=60)
         async with app.worker():
-            await asyncio.sleep(0.3)
+            # A later run, claimed by this worker: the claim that took it would have taken the
+            # (older) cancelled run too, were it claimable.
+            later = await client.start("sentinel")
+            assert await later.result(timeout=60) == "claimed"
+            assert inside == 0
         final = await app.get_run(handle.run_id)
     assert final.status == perdure.RunStatus.CANCELLED
     assert after == []
@@ -176,7 +198,7 @@ async def test_large_step_output_fails_the_step_without_retrying(sqlite_url: str
 
     async with app, app.worker():
         with pytest.raises(perdure.RunFailedError, match="over the limit of 1000 bytes"):
-            await (await app.start(fn)).result(timeout=10)
+            await (await app.start(fn)).result(timeout=60)
     assert calls == 1
 
 
@@ -189,7 +211,7 @@ async def test_large_run_output_fails_the_run(sqlite_url: str) -> None:
 
     async with app, app.worker():
         with pytest.raises(perdure.RunFailedError, match="PayloadTooLargeError"):
-            await (await app.start(fn)).result(timeout=10)
+            await (await app.start(fn)).result(timeout=60)
 
 
 async def test_result_from_another_app_instance_on_the_same_database(db_url: str) -> None:
@@ -203,13 +225,13 @@ async def test_result_from_another_app_instance_on_the_same_database(db_url: str
 
     async with worker_app, client, worker_app.worker():
         handle = await client.start("echo", {"hello": "world"})
-        assert await handle.result(timeout=10) == {"hello": "world"}
+        assert await handle.result(timeout=60) == {"hello": "world"}
         slow = await client.start("echo", {"sleep": 60})
         with pytest.raises(TimeoutError):
             await slow.result(timeout=0.3)
         await client.cancel(slow.run_id)
         with pytest.raises(perdure.RunCancelledError):
-            await worker_app.handle(slow.run_id).result(timeout=5)
+            await worker_app.handle(slow.run_id).result(timeout=60)
         with pytest.raises(perdure.RunNotFoundError):
             await client.handle("missing").result(timeout=1)
 
@@ -238,12 +260,12 @@ def test_sync_client_twins(sqlite_url: str) -> None:
     thread = threading.Thread(target=loop.run_until_complete, args=(serve(started, stop),))
     thread.start()
     try:
-        for _ in range(200):
-            if started.is_set():
-                break
+        deadline = time.monotonic() + 60
+        while not started.is_set():
+            assert time.monotonic() < deadline, "the worker thread did not start"
             threading.Event().wait(0.02)
         handle = app.start_sync("hello", {"name": "sam"})
-        assert handle.result_sync(timeout=10) == "hi sam"
+        assert handle.result_sync(timeout=60) == "hi sam"
         assert app.get_run_sync(handle.run_id).status == perdure.RunStatus.COMPLETED
         ids = app.send_sync(perdure.Event("nothing.listens"))
         assert len(ids) == 1

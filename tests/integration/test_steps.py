@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pydantic
@@ -41,7 +42,7 @@ async def test_happy_path_runs_each_step_and_the_body_once(db_url: str) -> None:
 
     async with app, app.worker():
         handle = await app.start(flow, {"x": 1})
-        assert await handle.result(timeout=10) == ["A", "B", "C", 1]
+        assert await handle.result(timeout=60) == ["A", "B", "C", 1]
         info = await app.get_run(handle.run_id)
     assert calls == ["a", "b", "c"]
     assert body_calls == 1
@@ -65,7 +66,7 @@ async def test_repeated_step_ids_get_distinct_keys(db_url: str) -> None:
 
     async with app, app.worker():
         handle = await app.start(loop)
-        assert await handle.result(timeout=10) == [0, 1, 2]
+        assert await handle.result(timeout=60) == [0, 1, 2]
         info = await app.get_run(handle.run_id)
     assert [s.id for s in info.steps] == ["same", "same:2", "same:3"]
 
@@ -90,7 +91,7 @@ async def test_steps_awaited_together_run_in_parallel(db_url: str) -> None:
 
     async with app, app.worker():
         start = time.monotonic()
-        assert await (await app.start(fan)).result(timeout=10) == sum(i * i for i in range(8))
+        assert await (await app.start(fan)).result(timeout=60) == sum(i * i for i in range(8))
         elapsed = time.monotonic() - start
     assert peak == 8
     assert elapsed < 8 * 0.3  # sequential would take 2.4 s
@@ -111,7 +112,7 @@ async def test_sync_step_bodies_run_in_parallel_threads(sqlite_url: str) -> None
 
     async with app, app.worker():
         start = time.monotonic()
-        assert await (await app.start(fan)).result(timeout=10) == list(range(6))
+        assert await (await app.start(fan)).result(timeout=60) == list(range(6))
     assert time.monotonic() - start < 6 * 0.3
 
 
@@ -134,9 +135,18 @@ async def test_sleep_suspends_and_resumes_on_time(db_url: str) -> None:
                 break
             await asyncio.sleep(0.02)
         assert (await handle.status()) == perdure.RunStatus.SLEEPING
-        before = await handle.result(timeout=10)
+        before = await handle.result(timeout=60)
     resumed_after = seen[-1] - before
     assert 2.0 <= resumed_after < 2.3, resumed_after
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 60) -> None:
+    """Wait for ``check()`` to hold, failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(0.02)
 
 
 async def test_a_seven_day_sleep_with_a_manual_clock(sqlite_url: str) -> None:
@@ -153,21 +163,24 @@ async def test_a_seven_day_sleep_with_a_manual_clock(sqlite_url: str) -> None:
 
     async with app, app.worker():
         handle = await app.start(weekly)
-        for _ in range(100):
-            if (await handle.status()) == perdure.RunStatus.SLEEPING:
-                break
-            await asyncio.sleep(0.02)
+
+        async def sleeping() -> bool:
+            return (await handle.status()) == perdure.RunStatus.SLEEPING
+
+        async def second_sleep() -> bool:
+            info = await app.get_run(handle.run_id)
+            return len(info.steps) == 2 and await sleeping()
+
+        await eventually(sleeping, "the run to sleep")
         await clock.advance(days=6)
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # grace for a wrong early wake-up (no event announces one)
         assert (await handle.status()) == perdure.RunStatus.SLEEPING
         await clock.advance(days=1)
-        for _ in range(100):
-            info = await app.get_run(handle.run_id)
-            if len(info.steps) == 2:
-                break
-            await asyncio.sleep(0.02)
+        # The second sleep's wake time is computed from the clock: it must be recorded (and
+        # the run asleep again) before the clock moves on.
+        await eventually(second_sleep, "the run to sleep until the next day")
         await clock.advance(days=1, seconds=1)
-        assert await handle.result(timeout=10) == "done"
+        assert await handle.result(timeout=60) == "done"
 
 
 async def test_sync_functions_use_blocking_steps(db_url: str) -> None:
@@ -186,7 +199,7 @@ async def test_sync_functions_use_blocking_steps(db_url: str) -> None:
         return b
 
     async with app, app.worker():
-        assert await (await app.start(pipeline, {"n": 3})).result(timeout=10) == 12
+        assert await (await app.start(pipeline, {"n": 3})).result(timeout=60) == 12
     assert calls == [3, 6]
 
 
@@ -222,7 +235,7 @@ async def test_models_and_dataclasses_round_trip(db_url: str) -> None:
         return {"amount": money.amount, "label": box.label}
 
     async with app, app.worker():
-        assert await (await app.start(typed)).result(timeout=10) == {"amount": 5, "label": "b"}
+        assert await (await app.start(typed)).result(timeout=60) == {"amount": 5, "label": "b"}
     # Both the first execution and the replay after the sleep rebuilt the types.
     assert [type(v) for v in seen] == [Money, Box, Money, Box]
     assert seen[2] == Money(amount=5, currency="EUR")
@@ -238,7 +251,7 @@ async def test_unserializable_step_output_fails_the_step(db_url: str) -> None:
 
     async with app, app.worker():
         with pytest.raises(perdure.RunFailedError, match="not JSON-serializable"):
-            await (await app.start(bad)).result(timeout=10)
+            await (await app.start(bad)).result(timeout=60)
 
 
 async def test_sync_functions_wait_invoke_and_send(db_url: str) -> None:
@@ -258,12 +271,13 @@ async def test_sync_functions_wait_invoke_and_send(db_url: str) -> None:
 
     async with app, app.worker():
         handle = await app.start(parent)
-        for _ in range(250):
-            if any(s.id == "go" for s in (await app.get_run(handle.run_id)).steps):
-                break
-            await asyncio.sleep(0.02)
+
+        async def waiting() -> bool:
+            return any(s.id == "go" for s in (await app.get_run(handle.run_id)).steps)
+
+        await eventually(waiting, "the wait for sync.go to be recorded")
         await app.send(perdure.Event("sync.go", {"ok": True}))
-        assert await handle.result(timeout=10) == [40, 1, True, None]
+        assert await handle.result(timeout=60) == [40, 1, True, None]
 
 
 @pytest.mark.parametrize("step_id", ["", "x" * 201, "a\x00b", "lone\ud800"])
