@@ -129,15 +129,18 @@ async def test_sleep_suspends_and_resumes_on_time(db_url: str) -> None:
 
     async with app, app.worker():
         handle = await app.start(napper)
-        # The run suspends: the worker holds no lease and the run is "sleeping".
-        for _ in range(100):
-            if (await handle.status()) == perdure.RunStatus.SLEEPING:
-                break
-            await asyncio.sleep(0.02)
-        assert (await handle.status()) == perdure.RunStatus.SLEEPING
+        # The run suspends: the worker holds no lease and the run is "sleeping" (seen before
+        # the 2 s are over, however slow the machine: the status is read until then).
+        statuses: set[perdure.RunStatus] = set()
+        while not seen and perdure.RunStatus.SLEEPING not in statuses:
+            statuses.add(await handle.status())
+            await asyncio.sleep(0.01)
+        assert perdure.RunStatus.SLEEPING in statuses, statuses
         before = await handle.result(timeout=60)
     resumed_after = seen[-1] - before
-    assert 2.0 <= resumed_after < 2.3, resumed_after
+    # On time: a precise timer, not the next safety poll (2 s on PostgreSQL); the margin is
+    # for a loaded machine.
+    assert 2.0 <= resumed_after < 2.8, resumed_after
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 60) -> None:
