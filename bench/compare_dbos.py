@@ -373,15 +373,18 @@ def _floor_sqlite(path: str, n: int, warmup: int) -> dict[str, Any]:
     return out
 
 
-def _floor_postgres(url: str, n: int, warmup: int) -> dict[str, Any]:
+def _floor_postgres(
+    url: str, n: int, warmup: int, synchronous_commit: str = "on"
+) -> dict[str, Any]:
     """PostgreSQL, synchronous_commit on: one autocommit INSERT per iteration over one psycopg
-    connection, into a fresh table."""
+    connection, into a fresh table. (``synchronous_commit="off"``: the same without waiting for
+    the flush, for ``bench/hotpath.py --mode nosync``.)"""
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
         sync = conn.execute("SHOW synchronous_commit").fetchone()
         fsync = conn.execute("SHOW fsync").fetchone()
-        conn.execute("SET synchronous_commit = on")
+        conn.execute(f"SET synchronous_commit = {'off' if synchronous_commit == 'off' else 'on'}")
         conn.execute("DROP TABLE IF EXISTS perdure_floor")
         conn.execute("CREATE TABLE perdure_floor (id text PRIMARY KEY, body text NOT NULL)")
         lat: list[float] = []
@@ -396,7 +399,7 @@ def _floor_postgres(url: str, n: int, warmup: int) -> dict[str, Any]:
             conn.execute("DROP TABLE IF EXISTS perdure_floor")
     out = _floor_stats(lat)
     out["how"] = (
-        "psycopg (sync), autocommit INSERT, synchronous_commit=on "
+        f"psycopg (sync), autocommit INSERT, synchronous_commit={synchronous_commit} "
         f"(server default {sync[0] if sync else '?'}, fsync {fsync[0] if fsync else '?'})"
     )
     return out

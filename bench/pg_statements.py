@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""Micro-benchmark: what perdure's per-run statements cost PostgreSQL, one at a time.
+
+    python bench/pg_statements.py [--pg-url URL] [--runs 500] [--sync on|off]
+
+In a scratch schema with perdure's own schema, executes the statements of one sequential run
+exactly as perdure builds them (the SQL of ``perdure.store.postgres_sql``, the parameters of
+``PostgresStore._runs_params`` and ``CommitPlan``), over one synchronous psycopg connection
+(prepared statements, autocommit: each statement is its own transaction, as in perdure):
+
+    create (INSERT_RUNS, leased to a worker)  ->  3 x step checkpoint (COMMIT_STEPS)
+    ->  end (COMMIT_END)
+
+It prints the median time of each, the floor (a single-row INSERT) in the same session, the
+server-side execution time and WAL of each (``EXPLAIN (ANALYZE, BUFFERS, WAL)`` on a few
+extra runs, rolled back), and variants that show what could be saved:
+
+- ``end, HOT-friendly``: the same final UPDATE with the indexes that the update touches
+  (``runs_by_status``, ``runs_ended``) dropped: a HOT update needs every changed column to be
+  unindexed;
+- ``step, plain``: the step checkpoint as a bare fenced ``INSERT ... SELECT`` with a row lock
+  (no json_to_recordset, no CTE chain);
+- ``step+end in one``: the last checkpoint and the end in one transaction (a pipeline: BEGIN,
+  COMMIT_STEPS, COMMIT_END, COMMIT), instead of two commits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import uuid
+from typing import Any
+
+import psycopg
+
+from perdure import ids
+from perdure.store import postgres_sql as q
+from perdure.store.base import NewRun, Outcome, StepWrite
+from perdure.store.postgres import PostgresStore
+from perdure.store.postgres_plan import CommitPlan
+
+DEFAULT_PG = os.environ.get(
+    "PERDURE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+WAKE, DONE, ORIGIN = "perdure_wake_x", "perdure_done_x", "bench"
+
+
+def run_params(store: PostgresStore, run_id: str) -> dict[str, Any]:
+    run = NewRun(run_id, "three", '{"name":"x","data":{}}', lease_owner="w1", lease_seconds=30.0)
+    return store._runs_params([run])
+
+
+def plan(ops: list[Any]) -> CommitPlan:
+    return CommitPlan.build(ops, None, WAKE, DONE, ORIGIN)
+
+
+def step(run_id: str, key: str, seq: int) -> StepWrite:
+    return StepWrite(run_id, 1, key, seq, "run", "completed", output="null", started_at=0.0)
+
+
+def timed(conn: psycopg.Connection[Any], sql: Any, params: Any, lat: list[float]) -> Any:
+    t = time.perf_counter()
+    cur = conn.execute(sql, params, prepare=True)
+    rows = cur.fetchall() if cur.description else None
+    lat.append(time.perf_counter() - t)
+    return rows
+
+
+def med(lat: list[float]) -> str:
+    return f"{statistics.median(lat) * 1e3:7.3f} ms (mean {statistics.fmean(lat) * 1e3:6.3f})"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pg-url", default=DEFAULT_PG)
+    ap.add_argument("--runs", type=int, default=500)
+    ap.add_argument("--sync", default="on", choices=("on", "off"))
+    args = ap.parse_args()
+    schema = f"pgstmt_{uuid.uuid4().hex[:8]}"
+    store = PostgresStore(f"{args.pg_url}?schema={schema}")
+    import asyncio
+
+    async def create_schema() -> None:
+        await store.open()
+        await store.close()
+
+    asyncio.run(create_schema())
+    conn = psycopg.connect(args.pg_url, autocommit=True, options=f"-c search_path={schema}")
+    try:
+        conn.execute(f"SET synchronous_commit = {args.sync}")
+        conn.execute("CREATE TABLE floor (id text PRIMARY KEY, body text NOT NULL)")
+        report(conn, store, args)
+    finally:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        conn.close()
+    return 0
+
+
+def one_run(
+    conn: psycopg.Connection[Any], store: PostgresStore, lat: dict[str, list[float]], merge: bool
+) -> None:
+    rid = ids.new_id()
+    timed(conn, q.INSERT_RUNS, run_params(store, rid), lat["create (INSERT_RUNS)"])
+    for seq, key in enumerate(("a", "b", "c")):
+        if merge and key == "c":
+            break
+        p = plan([step(rid, key, seq)])
+        ((sql, params),) = p.statements()
+        timed(conn, sql, params, lat["step checkpoint (COMMIT_STEPS)"])
+    end = Outcome(rid, 1, "complete", output="1")
+    if merge:
+        p = plan([step(rid, "c", 2), end])
+        t = time.perf_counter()
+        with conn.pipeline():
+            conn.execute("BEGIN")
+            for sql, params in p.statements():
+                conn.execute(sql, params, prepare=True)
+            conn.execute("COMMIT")
+        lat["last step + end, one transaction (pipeline)"].append(time.perf_counter() - t)
+        return
+    ((sql, params),) = plan([end]).statements()
+    timed(conn, sql, params, lat["end (COMMIT_END)"])
+
+
+def report(conn: psycopg.Connection[Any], store: PostgresStore, args: argparse.Namespace) -> None:
+    n = args.runs
+    print(
+        f"PostgreSQL {conn.info.server_version}, synchronous_commit={args.sync}, load "
+        f"{os.getloadavg()[0]:.2f}; {n} runs"
+    )
+    conn.execute(
+        "INSERT INTO functions (id, app, triggers, config, updated_at) "
+        "VALUES ('three', 'bench', '[]', '{}', 0)"
+    )
+    lat: dict[str, list[float]] = {
+        "floor: single-row INSERT": [],
+        "create (INSERT_RUNS)": [],
+        "step checkpoint (COMMIT_STEPS)": [],
+        "end (COMMIT_END)": [],
+        "last step + end, one transaction (pipeline)": [],
+        "step, plain fenced INSERT": [],
+    }
+    for i in range(n + 20):
+        timed(
+            conn,
+            "INSERT INTO floor VALUES (%s, 'null')",
+            (f"{i:026d}",),
+            lat["floor: single-row INSERT"],
+        )
+        one_run(conn, store, lat, merge=False)
+        one_run(conn, store, lat, merge=True)
+        rid = ids.new_id()
+        timed(conn, q.INSERT_RUNS, run_params(store, rid), [])
+        timed(
+            conn,
+            "INSERT INTO steps (run_id, key, seq, kind, status, output, error, attempts,"
+            " wake_at, started_at, ended_at) SELECT r.id, %s, 0, 'run', 'completed', 'null',"
+            " NULL, 1, NULL, 0, 0 FROM (SELECT id FROM runs WHERE id = %s AND lease_token = %s"
+            " AND status = 'running' FOR NO KEY UPDATE) r"
+            " ON CONFLICT (run_id, key) DO UPDATE SET status = excluded.status",
+            ("a", rid, 1),
+            lat["step, plain fenced INSERT"],
+        )
+    for k in lat:
+        del lat[k][:20]
+    f = statistics.median(lat["floor: single-row INSERT"])
+    print("round trip, client side (median; x floor):")
+    for k, v in lat.items():
+        print(f"  {k:48s} {med(v)}  {statistics.median(v) / f:5.2f}x")
+    per_run = (
+        statistics.median(lat["create (INSERT_RUNS)"])
+        + 3 * statistics.median(lat["step checkpoint (COMMIT_STEPS)"])
+        + statistics.median(lat["end (COMMIT_END)"])
+    )
+    merged = (
+        statistics.median(lat["create (INSERT_RUNS)"])
+        + 2 * statistics.median(lat["step checkpoint (COMMIT_STEPS)"])
+        + statistics.median(lat["last step + end, one transaction (pipeline)"])
+    )
+    print(
+        f"  sum for one run: {per_run * 1e3:.3f} ms today (5 commits), {merged * 1e3:.3f} ms "
+        "with the last step folded into the end (4 commits)"
+    )
+    explain(conn, store)
+    hot(conn, store, n)
+
+
+def explain(conn: psycopg.Connection[Any], store: PostgresStore) -> None:
+    print("server side (EXPLAIN ANALYZE, BUFFERS, WAL; execution time, WAL records/bytes):")
+    rid = ids.new_id()
+    stmts = [
+        ("create", q.INSERT_RUNS, run_params(store, rid)),
+        ("step a", *plan([step(rid, "a", 0)]).statements()[0]),
+        ("step b", *plan([step(rid, "b", 1)]).statements()[0]),
+        ("end", *plan([Outcome(rid, 1, "complete", output="1")]).statements()[0]),
+    ]
+    for label, sql, params in stmts:
+        rows = conn.execute(
+            "EXPLAIN (ANALYZE, BUFFERS, WAL, FORMAT JSON) " + sql, params
+        ).fetchone()
+        assert rows is not None
+        top = rows[0][0]
+        p = top["Plan"]
+        print(
+            f"  {label:8s} planning {top.get('Planning Time', 0):.3f} ms, execution "
+            f"{top['Execution Time']:.3f} ms, WAL records {p.get('WAL Records', '?')}, "
+            f"WAL bytes {p.get('WAL Bytes', '?')}, FPI {p.get('WAL FPI', '?')}, shared hit "
+            f"{p.get('Shared Hit Blocks', '?')}, dirtied {p.get('Shared Dirtied Blocks', '?')}"
+        )
+
+
+def hot(conn: psycopg.Connection[Any], store: PostgresStore, n: int) -> None:
+    """The end of a run with and without the indexes it updates (HOT needs none changed)."""
+    print("end of a run (COMMIT_END), with and without runs_by_status + runs_ended:")
+    for variant in ("schema indexes", "without runs_by_status, runs_ended"):
+        if variant.startswith("without"):
+            conn.execute("DROP INDEX runs_by_status")
+            conn.execute("DROP INDEX runs_ended")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        before = conn.execute(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname='runs'"
+        ).fetchone()
+        lat: list[float] = []
+        for _ in range(n):
+            rid = ids.new_id()
+            timed(conn, q.INSERT_RUNS, run_params(store, rid), [])
+            ((sql, params),) = plan([Outcome(rid, 1, "complete", output="1")]).statements()
+            timed(conn, sql, params, lat)
+        time.sleep(1.2)  # let the statistics collector see this session's counters
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname='runs'"
+        ).fetchone()
+        print(f"  {variant:40s} {med(lat)}; runs updates so far {row} (before {before})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
