@@ -797,11 +797,11 @@ def print_report(
                 f"{fr['mean_ms']:.3f} ms, p99 {fr['p99_ms']:.3f} ms over "
                 f"{fr['commits']:,.0f} commits ({fr['how']})"
             )
-            if fr["mean_ms"] > 1.5 * floor:
+            if not floor / 1.5 <= fr["mean_ms"] <= floor * 1.5 or fr["p99_ms"] > 10 * floor:
                 print(
-                    "  !! the commit time is bimodal on this machine right now (mean > 1.5x "
-                    "median: the disk flush stalls): ratios to the floor are unreliable; "
-                    "rerun when the machine is quiet"
+                    "  !! the commit time is unsteady on this machine right now (mean not within"
+                    " 1.5x of the median, or p99 > 10x: the disk flush stalls): ratios to the "
+                    "floor are unreliable; rerun when the machine is quiet"
                 )
         print(
             "  ".join(

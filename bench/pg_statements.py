@@ -48,6 +48,106 @@ DEFAULT_PG = os.environ.get(
 WAKE, DONE, ORIGIN = "perdure_wake_x", "perdure_done_x", "bench"
 
 
+# Single-row variants of the same statements, with scalar parameters instead of a JSON
+# recordset (what a "batch of one" fast path in CommitPlan / create_runs could send). Same
+# fencing: the run row is locked (FOR NO KEY UPDATE) or updated with its token and status.
+STEP_ONE = (
+    "WITH lk AS (SELECT id, lease_token, status FROM runs WHERE id = %(run)s"
+    " FOR NO KEY UPDATE), "
+    "sw AS (INSERT INTO steps (run_id, key, seq, kind, status, output, error, attempts,"
+    " wake_at, started_at, ended_at)"
+    " SELECT lk.id, %(key)s, %(seq)s, %(kind)s, %(status)s, %(output)s, %(error)s,"
+    " %(attempts)s, %(wake_at)s, coalesce(%(started_at)s::float8, perdure_now(NULL)),"
+    " CASE WHEN %(done)s THEN perdure_now(NULL) END"
+    " FROM lk WHERE lk.lease_token = %(token)s AND lk.status = 'running'"
+    " ON CONFLICT (run_id, key) DO UPDATE SET status = excluded.status,"
+    " output = excluded.output, error = excluded.error, attempts = excluded.attempts,"
+    " wake_at = excluded.wake_at, ended_at = excluded.ended_at) "
+    "SELECT lk.id, lk.lease_token, lk.status FROM lk"
+)
+# The end of a run that has no parent and registered no wait (the executor knows both).
+END_ONE = (
+    "UPDATE runs SET status = %(status)s, output = %(output)s, error = NULL,"
+    " available_at = NULL, lease_owner = NULL, ended_at = perdure_now(NULL)"
+    " WHERE id = %(run)s AND lease_token = %(token)s AND status = 'running'"
+    " RETURNING id, parent_run_id"
+)
+# The last checkpoint and the end in one statement: the step is written only if the end's
+# fenced UPDATE matched (it reads the UPDATE's RETURNING).
+STEP_END_ONE = (
+    "WITH done AS (UPDATE runs SET status = %(status_run)s, output = %(output_run)s,"
+    " error = NULL, available_at = NULL, lease_owner = NULL, ended_at = perdure_now(NULL)"
+    " WHERE id = %(run)s AND lease_token = %(token)s AND status = 'running'"
+    " RETURNING id, parent_run_id), "
+    "sw AS (INSERT INTO steps (run_id, key, seq, kind, status, output, error, attempts,"
+    " wake_at, started_at, ended_at)"
+    " SELECT done.id, %(key)s, %(seq)s, %(kind)s, %(status)s, %(output)s, %(error)s,"
+    " %(attempts)s, %(wake_at)s, coalesce(%(started_at)s::float8, perdure_now(NULL)),"
+    " perdure_now(NULL) FROM done"
+    " ON CONFLICT (run_id, key) DO UPDATE SET status = excluded.status,"
+    " output = excluded.output, ended_at = excluded.ended_at) "
+    "SELECT id, parent_run_id FROM done"
+)
+CREATE_ONE = (
+    "INSERT INTO runs (id, function_id, status, input, event_id, idempotency_key,"
+    " parent_run_id, parent_step, priority, available_at, created_at, lease_owner,"
+    " lease_token, started_at) VALUES (%(id)s, %(fid)s, 'running', %(input)s, NULL, NULL,"
+    " NULL, NULL, 0, perdure_now(NULL) + %(lease)s, perdure_now(NULL), %(owner)s, 1,"
+    " perdure_now(NULL)) ON CONFLICT (function_id, idempotency_key)"
+    " WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id, lease_token"
+)
+
+
+def step_one(run_id: str, key: str, seq: int) -> dict[str, Any]:
+    return {
+        "run": run_id,
+        "token": 1,
+        "key": key,
+        "seq": seq,
+        "kind": "run",
+        "status": "completed",
+        "output": "null",
+        "error": None,
+        "attempts": 1,
+        "wake_at": None,
+        "started_at": 0.0,
+        "done": True,
+    }
+
+
+def one_run_scalar(conn: psycopg.Connection[Any], lat: dict[str, list[float]]) -> None:
+    rid = ids.new_id()
+    timed(
+        conn,
+        CREATE_ONE,
+        {
+            "id": rid,
+            "fid": "three",
+            "input": '{"name":"x","data":{}}',
+            "lease": 30.0,
+            "owner": "w1",
+        },
+        lat["create, single-row scalar"],
+    )
+    for seq, key in enumerate(("a", "b")):
+        timed(conn, STEP_ONE, step_one(rid, key, seq), lat["step checkpoint, single-row scalar"])
+    params = dict(step_one(rid, "c", 2), status_run="completed", output_run="1")
+    timed(conn, STEP_END_ONE, params, lat["last step + end, one scalar statement"])
+    rid2 = ids.new_id()
+    timed(
+        conn,
+        CREATE_ONE,
+        {"id": rid2, "fid": "three", "input": "{}", "lease": 30.0, "owner": "w1"},
+        [],
+    )
+    timed(
+        conn,
+        END_ONE,
+        {"run": rid2, "token": 1, "status": "completed", "output": "1"},
+        lat["end, single-row scalar (no parent, no waits)"],
+    )
+
+
 def run_params(store: PostgresStore, run_id: str) -> dict[str, Any]:
     run = NewRun(run_id, "three", '{"name":"x","data":{}}', lease_owner="w1", lease_seconds=30.0)
     return store._runs_params([run])
@@ -79,8 +179,12 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=500)
     ap.add_argument("--sync", default="on", choices=("on", "off"))
     args = ap.parse_args()
-    schema = f"pgstmt_{uuid.uuid4().hex[:8]}"
-    store = PostgresStore(f"{args.pg_url}?schema={schema}")
+    schema = "public"
+    dbname = f"pgstmt_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(args.pg_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{dbname}"')
+    db_url = args.pg_url.rsplit("/", 1)[0] + "/" + dbname
+    store = PostgresStore(db_url)
     import asyncio
 
     async def create_schema() -> None:
@@ -88,14 +192,15 @@ def main() -> int:
         await store.close()
 
     asyncio.run(create_schema())
-    conn = psycopg.connect(args.pg_url, autocommit=True, options=f"-c search_path={schema}")
+    conn = psycopg.connect(db_url, autocommit=True, options=f"-c search_path={schema}")
     try:
         conn.execute(f"SET synchronous_commit = {args.sync}")
         conn.execute("CREATE TABLE floor (id text PRIMARY KEY, body text NOT NULL)")
         report(conn, store, args)
     finally:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
         conn.close()
+        with psycopg.connect(args.pg_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
     return 0
 
 
@@ -142,6 +247,10 @@ def report(conn: psycopg.Connection[Any], store: PostgresStore, args: argparse.N
         "end (COMMIT_END)": [],
         "last step + end, one transaction (pipeline)": [],
         "step, plain fenced INSERT": [],
+        "create, single-row scalar": [],
+        "step checkpoint, single-row scalar": [],
+        "end, single-row scalar (no parent, no waits)": [],
+        "last step + end, one scalar statement": [],
     }
     for i in range(n + 20):
         timed(
@@ -152,6 +261,7 @@ def report(conn: psycopg.Connection[Any], store: PostgresStore, args: argparse.N
         )
         one_run(conn, store, lat, merge=False)
         one_run(conn, store, lat, merge=True)
+        one_run_scalar(conn, lat)
         rid = ids.new_id()
         timed(conn, q.INSERT_RUNS, run_params(store, rid), [])
         timed(
@@ -180,11 +290,25 @@ def report(conn: psycopg.Connection[Any], store: PostgresStore, args: argparse.N
         + 2 * statistics.median(lat["step checkpoint (COMMIT_STEPS)"])
         + statistics.median(lat["last step + end, one transaction (pipeline)"])
     )
+    scalar = (
+        statistics.median(lat["create, single-row scalar"])
+        + 2 * statistics.median(lat["step checkpoint, single-row scalar"])
+        + statistics.median(lat["last step + end, one scalar statement"])
+    )
+    scalar5 = (
+        statistics.median(lat["create, single-row scalar"])
+        + 3 * statistics.median(lat["step checkpoint, single-row scalar"])
+        + statistics.median(lat["end, single-row scalar (no parent, no waits)"])
+    )
     print(
-        f"  sum for one run: {per_run * 1e3:.3f} ms today (5 commits), {merged * 1e3:.3f} ms "
-        "with the last step folded into the end (4 commits)"
+        f"  sum for one run: {per_run * 1e3:.3f} ms today (5 statements/commits); "
+        f"{merged * 1e3:.3f} ms with the last step and the end in one pipelined transaction "
+        f"(4 commits); single-row scalar statements: {scalar5 * 1e3:.3f} ms (5 commits), "
+        f"{scalar * 1e3:.3f} ms with the last step folded into the end (4 commits); "
+        f"floor x5 {5 * f * 1e3:.3f} ms, x4 {4 * f * 1e3:.3f} ms"
     )
     explain(conn, store)
+    wal(conn, store)
     hot(conn, store, n)
 
 
@@ -212,6 +336,40 @@ def explain(conn: psycopg.Connection[Any], store: PostgresStore) -> None:
         )
 
 
+def wal(conn: psycopg.Connection[Any], store: PostgresStore) -> None:
+    """The WAL records each statement of a run writes (pg_walinspect, filtered by the
+    statement's own transaction id, so other sessions' WAL is left out)."""
+    try:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+    except psycopg.Error as exc:
+        print(f"WAL records: pg_walinspect unavailable ({exc})")
+        return
+    print("WAL written by each statement (its own transaction, pg_walinspect):")
+    rid = ids.new_id()
+    stmts = [
+        ("create", q.INSERT_RUNS, run_params(store, rid)),
+        ("step a", *plan([step(rid, "a", 0)]).statements()[0]),
+        ("step b", *plan([step(rid, "b", 1)]).statements()[0]),
+        ("end", *plan([Outcome(rid, 1, "complete", output="1")]).statements()[0]),
+    ]
+    for label, sql, params in stmts:
+        conn.execute("BEGIN")
+        start = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]  # type: ignore[index]
+        conn.execute(sql, params)
+        xid = conn.execute("SELECT txid_current_if_assigned()").fetchone()[0]  # type: ignore[index]
+        conn.execute("COMMIT")
+        end = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]  # type: ignore[index]
+        rows = conn.execute(
+            "SELECT resource_manager, record_type, count(*), sum(record_length),"
+            " sum(fpi_length) FROM pg_get_wal_records_info(%s, %s) WHERE xid = %s"
+            " GROUP BY 1, 2 ORDER BY 1, 2",
+            (start, end, xid),
+        ).fetchall()
+        total = sum(r[3] for r in rows)
+        kinds = ", ".join(f"{r[0]}/{r[1]} x{r[2]}" for r in rows)
+        print(f"  {label:8s} {sum(r[2] for r in rows):3d} records, {total:5d} bytes: {kinds}")
+
+
 def hot(conn: psycopg.Connection[Any], store: PostgresStore, n: int) -> None:
     """The end of a run with and without the indexes it updates (HOT needs none changed)."""
     print("end of a run (COMMIT_END), with and without runs_by_status + runs_ended:")
@@ -219,22 +377,30 @@ def hot(conn: psycopg.Connection[Any], store: PostgresStore, n: int) -> None:
         if variant.startswith("without"):
             conn.execute("DROP INDEX runs_by_status")
             conn.execute("DROP INDEX runs_ended")
-        conn.execute("SELECT pg_stat_force_next_flush()")
-        before = conn.execute(
-            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname='runs'"
-        ).fetchone()
+        before = _upd(conn)
         lat: list[float] = []
         for _ in range(n):
             rid = ids.new_id()
             timed(conn, q.INSERT_RUNS, run_params(store, rid), [])
             ((sql, params),) = plan([Outcome(rid, 1, "complete", output="1")]).statements()
             timed(conn, sql, params, lat)
-        time.sleep(1.2)  # let the statistics collector see this session's counters
-        conn.execute("SELECT pg_stat_clear_snapshot()")
-        row = conn.execute(
-            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname='runs'"
-        ).fetchone()
-        print(f"  {variant:40s} {med(lat)}; runs updates so far {row} (before {before})")
+        after = _upd(conn)
+        print(
+            f"  {variant:40s} {med(lat)}; updates {after[0] - before[0]}, of which HOT "
+            f"{after[1] - before[1]}"
+        )
+
+
+def _upd(conn: psycopg.Connection[Any]) -> tuple[int, int]:
+    """Updates and HOT updates of ``runs`` so far (this session's counters flushed first)."""
+    conn.execute("SELECT pg_stat_force_next_flush()")
+    conn.execute("SELECT 1")
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    row = conn.execute(
+        "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'runs'"
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
 
 
 if __name__ == "__main__":
