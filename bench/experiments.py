@@ -49,99 +49,115 @@ STEPS = 3
 
 
 def patch_inline() -> None:
-    """SQLite: run a write on the loop thread when the writer is idle."""
+    """SQLite: a write of at most 4 ops runs on the loop thread when the writer thread is idle;
+    it first yields to the loop once, so that writes submitted meanwhile queue behind it and
+    are grouped (on the writer thread, as today)."""
     from perdure.errors import StoreUnavailableError
     from perdure.store import sqlite as mod
 
     queued = mod.SqliteStore._write
 
+    def run_inline(self: Any, op: Any) -> Any:
+        conn = self._wconn
+        tx = mod._Tx(conn, self.clock.now())
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            value = op(tx)
+            conn.execute("COMMIT")
+        except Exception as exc:
+            conn.execute("ROLLBACK")
+            raise mod._translate(exc) from exc
+        if tx.wake or tx.finished:
+            self._announce(tx.wake, tx.finished)
+        return value
+
     async def _write(self: Any, op: Any) -> Any:
         if self._closed or self._writer is None:
             raise StoreUnavailableError("the store is closed")
-        pending = self.__dict__.setdefault("_x_pending", 0)
-        if pending == 0 and self._wconn is not None:
-            conn = self._wconn
-            tx = mod._Tx(conn, self.clock.now())
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                value = op(tx)
-                conn.execute("COMMIT")
-            except Exception as exc:
-                conn.execute("ROLLBACK")
-                raise mod._translate(exc) from exc
-            if tx.wake or tx.finished:
-                self._announce(tx.wake, tx.finished)
-            return value
-        self._x_pending = pending + 1
+        if self.__dict__.get("_x_single") and self.__dict__.get("_x_pending", 0) == 0:
+            await asyncio.sleep(0)  # let concurrent writers queue behind this one
+            if self.__dict__.get("_x_pending", 0) == 0:
+                return run_inline(self, op)
+        self._x_pending = self.__dict__.get("_x_pending", 0) + 1
         try:
             return await queued(self, op)
         finally:
             self._x_pending -= 1
 
+    commit, create = mod.SqliteStore.commit, mod.SqliteStore.create_runs
+
+    async def commit_one(self: Any, ops: Any) -> Any:
+        self._x_single = len(ops) <= 4
+        try:
+            return await commit(self, ops)
+        finally:
+            self._x_single = False
+
+    async def create_one(self: Any, runs: Any) -> Any:
+        self._x_single = len(runs) <= 4
+        try:
+            return await create(self, runs)
+        finally:
+            self._x_single = False
+
     mod.SqliteStore._write = _write  # type: ignore[method-assign]
+    mod.SqliteStore.commit = commit_one  # type: ignore[method-assign]
+    mod.SqliteStore.create_runs = create_one  # type: ignore[method-assign]
 
 
 def patch_fold() -> None:
-    """Completed step checkpoints: submit, go on, wait before the next step or the outcome."""
+    """A completed ``step.run`` checkpoint is *held* (not sent); the function goes on with the
+    value at once. The next step flushes it itself before anything else (Batcher.call's fast
+    path: no task) and waits for it to be durable; the outcome takes it along in its own
+    commit (both queued before the flush starts: one transaction)."""
     from perdure import execution
+    from perdure import worker as wmod
     from perdure._signals import LeaseLost
-    from perdure.batching import Batcher
-
-    def submit_deferred(b: Batcher[Any, Any], item: Any) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        b._items.append(item)
-        b._futures.append(fut)
-        if not b._scheduled and b._inflight < b._max_inflight:
-            b._scheduled = True
-            loop.call_soon(b._start)
-        return fut
 
     ex_cls = execution.RunExecution
     write = ex_cls.write
     run_step = ex_cls.run_step
 
     async def settle(self: Any) -> None:
-        fut = self._x_pending_slot
-        self._x_pending_slot = None
-        if fut is not None:
-            ok = await fut
-            if not ok:
-                self.abort()
-                raise LeaseLost()
+        held = self._x_held
+        if held is not None:
+            self._x_held = None
+            await write(self, held)  # fenced; raises LeaseLost if rejected
 
-    async def write_deferred(self: Any, op: Any) -> None:
-        if op.kind == "run" and op.status == "completed" and not self.aborted:
-            await settle(self)
-            self._x_pending_slot = submit_deferred(self.worker.committer, op)
-            return
+    async def write_held(self: Any, op: Any) -> None:
         await settle(self)
+        if op.kind == "run" and op.status == "completed":
+            if self.aborted:
+                raise LeaseLost()
+            self._x_held = op
+            return
         await write(self, op)
 
     async def run_step_settled(self: Any, *args: Any) -> Any:
         await settle(self)
         return await run_step(self, *args)
 
-    # RunExecution has no __slots__: the prototype keeps its pending write in an attribute.
-    ex_cls._x_pending_slot = None  # type: ignore[attr-defined]
-    ex_cls.write = write_deferred  # type: ignore[method-assign]
+    ex_cls._x_held = None  # type: ignore[attr-defined]
+    ex_cls.write = write_held  # type: ignore[method-assign]
     ex_cls.run_step = run_step_settled  # type: ignore[method-assign]
-
-    from perdure import worker as wmod
 
     attempt = wmod.Worker._attempt
 
-    async def attempt_settled_outcome(self: Any, ex: Any, fdef: Any) -> Any:
+    async def attempt_with_held(self: Any, ex: Any, fdef: Any) -> Any:
         outcome = await attempt(self, ex, fdef)
-        pending = getattr(ex, "_x_pending_slot", None)
-        if outcome is not None and pending is not None and outcome.kind != "complete":
-            # Anything but a completion waits for the checkpoint first (as today).
-            ex._x_pending_slot = None
-            if not await pending:
-                return None
+        held = ex._x_held
+        ex._x_held = None
+        if held is not None and outcome is not None:
+            # Queue the held checkpoint without starting a flush: the outcome's call() joins
+            # it, and the two go in one transaction (the checkpoint first).
+            b = self.committer
+            fut = asyncio.get_running_loop().create_future()
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+            b._items.append(held)
+            b._futures.append(fut)
         return outcome
 
-    wmod.Worker._attempt = attempt_settled_outcome  # type: ignore[method-assign]
+    wmod.Worker._attempt = attempt_with_held  # type: ignore[method-assign]
 
 
 VARIANTS = {
@@ -196,6 +212,33 @@ async def sequential(url: str, runs: int, warmup: int) -> dict[str, float]:
 COUNT = {"commit": 0, "create": 0}
 
 
+async def throughput(url: str, n: int, warmup: int) -> dict[str, float]:
+    """n runs started at once; runs/s from the first start to the last result (the median
+    field carries the rate, the mean field the seconds)."""
+    import perdure
+
+    app = perdure.App("exp", url)
+
+    @app.function(id="three")
+    async def three(ctx: Any) -> int:
+        await ctx.step.run("a", _noop)
+        await ctx.step.run("b", _noop)
+        await ctx.step.run("c", _noop)
+        return 1
+
+    async with app, app.worker():
+        for _ in range(min(warmup, 20)):
+            assert await (await app.start(three)).result() == 1
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        handles = await asyncio.gather(*(app.start(three) for _ in range(n)))
+        values = await asyncio.gather(*(h.result() for h in handles))
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        assert values == [1] * n
+    return {"median_ms": n / wall, "mean_ms": wall, "cpu_ms": cpu / n * 1e3}
+
+
 def count_transactions(url: str) -> None:
     """Count the store's write transactions (commit() calls and create_runs() calls)."""
     if url.startswith("sqlite"):
@@ -220,8 +263,12 @@ def child(args: argparse.Namespace) -> int:
     for patch in VARIANTS[args.variant]:
         patch()
     count_transactions(args.url)
-    res = asyncio.run(sequential(args.url, args.runs, args.warmup))
-    tx = (COUNT["commit"] + COUNT["create"]) / (args.runs + args.warmup)
+    if args.workload == "throughput":
+        res = asyncio.run(throughput(args.url, args.runs, args.warmup))
+        tx = (COUNT["commit"] + COUNT["create"]) / (args.runs + min(args.warmup, 20))
+    else:
+        res = asyncio.run(sequential(args.url, args.runs, args.warmup))
+        tx = (COUNT["commit"] + COUNT["create"]) / (args.runs + args.warmup)
     print(
         f"RESULT {res['median_ms']:.5f} {res['mean_ms']:.5f} {res['cpu_ms']:.5f} {tx:.3f}",
         flush=True,
@@ -239,6 +286,12 @@ def main() -> int:
     ap.add_argument("--floor-commits", type=int, default=1000)
     ap.add_argument("--variants", default="base,inline,fold,inline+fold")
     ap.add_argument("--pg-url", default=DEFAULT_PG)
+    ap.add_argument(
+        "--workload",
+        choices=("sequential", "throughput"),
+        default="sequential",
+        help="throughput: --runs runs started at once (the figures are then runs/s)",
+    )
     ap.add_argument("--variant", help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -254,7 +307,7 @@ def main() -> int:
     tmp = tempfile.mkdtemp(prefix="exp-")
     results: dict[str, list[tuple[float, float, float, float]]] = {v: [] for v in variants}
     print(
-        f"{args.backend} {args.mode}; {args.runs} sequential runs x {args.repeat} rounds; "
+        f"{args.backend} {args.mode}; {args.runs} {args.workload} runs x {args.repeat} rounds; "
         f"load {os.getloadavg()[0]:.2f}",
         flush=True,
     )
@@ -288,6 +341,8 @@ def main() -> int:
                         str(args.runs),
                         "--warmup",
                         str(args.warmup),
+                        "--workload",
+                        args.workload,
                     ],
                     capture_output=True,
                     text=True,
@@ -304,6 +359,13 @@ def main() -> int:
             med, mean, cpu, tx = (float(x) for x in line[0].split()[1:])
             f = floor["median_ms"] if args.mode == "durable" else float("nan")
             results[v].append((med, mean, cpu, f))
+            if args.workload == "throughput":
+                print(
+                    f"  round {rnd + 1} {v:12s} {med:,.0f} runs/s ({mean:.2f} s), CPU/run "
+                    f"{cpu:.3f} ms, transactions/run {tx:.3f}",
+                    flush=True,
+                )
+                continue
             print(
                 f"  round {rnd + 1} {v:12s} per run {med:.3f} ms (mean {mean:.3f}), per step "
                 f"{med / STEPS:.3f} ms, CPU/run {cpu:.3f} ms, transactions/run {tx:.2f}; "
@@ -323,6 +385,10 @@ def main() -> int:
             b = statistics.median(r[0] for r in base)
             vs = f"  {med - b:+.3f} ms/run vs base ({(med - b) / b:+.0%})"
         ratio = f" = {med / STEPS / fl:.2f}x floor" if fl == fl else ""
+        if args.workload == "throughput":
+            b = statistics.median(r[0] for r in base) if base else med
+            print(f"  {v:12s} {med:,.0f} runs/s, CPU/run {cpu:.3f} ms ({(med - b) / b:+.0%})")
+            continue
         print(
             f"  {v:12s} per run {med:.3f} ms, per step {med / STEPS:.3f} ms{ratio}, CPU/run "
             f"{cpu:.3f} ms{vs}"
