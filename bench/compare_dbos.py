@@ -340,6 +340,8 @@ def _floor_stats(lat: list[float]) -> dict[str, Any]:
         "median_ms": statistics.median(lat) * 1e3,
         "mean_ms": statistics.fmean(lat) * 1e3,
         "p99_ms": _pct(lat, 99) * 1e3,
+        "p10_ms": _pct(lat, 10) * 1e3,
+        "p90_ms": _pct(lat, 90) * 1e3,
         "min_ms": lat[0] * 1e3,
     }
 
@@ -794,14 +796,20 @@ def print_report(
             print(
                 f"  floor: one durable single-row commit, median {floor:.3f} ms"
                 f"{_spread(res, f'floor:{backend}:commit', 'median_ms')}, mean "
-                f"{fr['mean_ms']:.3f} ms, p99 {fr['p99_ms']:.3f} ms over "
+                f"{fr['mean_ms']:.3f} ms, p10 {fr.get('p10_ms', 0):.3f}, p90 "
+                f"{fr.get('p90_ms', 0):.3f}, p99 {fr['p99_ms']:.3f} ms over "
                 f"{fr['commits']:,.0f} commits ({fr['how']})"
             )
-            if not floor / 1.5 <= fr["mean_ms"] <= floor * 1.5 or fr["p99_ms"] > 10 * floor:
+            p10 = fr.get("p10_ms", floor)
+            if (
+                not floor / 1.5 <= fr["mean_ms"] <= floor * 1.5
+                or fr["p99_ms"] > 10 * floor
+                or p10 < floor / 3
+            ):
                 print(
                     "  !! the commit time is unsteady on this machine right now (mean not within"
-                    " 1.5x of the median, or p99 > 10x: the disk flush stalls): ratios to the "
-                    "floor are unreliable; rerun when the machine is quiet"
+                    " 1.5x of the median, p10 < median/3, or p99 > 10x median: the disk flush "
+                    "stalls): ratios to the floor are unreliable; rerun when the machine is quiet"
                 )
         print(
             "  ".join(
