@@ -575,6 +575,20 @@ def _get(res: dict[str, dict[str, Any]], spec: str, key: str, scale: float = 1.0
     return float(r[key]) * scale
 
 
+def floor_unsteady(res: dict[str, dict[str, Any]], backend: str) -> bool:
+    """Whether the floor's commits were too uneven to compare a median with (a disk flush that
+    stalls: mean far from the median, a low p10, or a long p99)."""
+    fr = res.get(f"floor:{backend}:commit") or {}
+    floor = fr.get("median_ms")
+    if not floor or "mean_ms" not in fr:
+        return False
+    return (
+        not floor / 1.5 <= fr["mean_ms"] <= floor * 1.5
+        or fr["p99_ms"] > 10 * floor
+        or fr.get("p10_ms", floor) < floor / 3
+    )
+
+
 def floor_ms(res: dict[str, dict[str, Any]], backend: str) -> float | None:
     """The median duration of one durable single-row commit on ``backend``, in ms."""
     return _get(res, f"floor:{backend}:commit", "median_ms")
@@ -660,24 +674,23 @@ def build_rows(res: dict[str, dict[str, Any]], backend: str) -> list[tuple[Any, 
 
 def issue6_checks(
     res: dict[str, dict[str, Any]], backend: str, args: argparse.Namespace
-) -> list[tuple[str, str, bool | None]]:
-    """(what, measured, ok) for each target of issue 6 on ``backend`` (ok None: not measured)."""
+) -> list[tuple[str, str, bool | str | None]]:
+    """(what, measured, ok) for each target of issue 6 on ``backend`` (ok None: not measured;
+    "unsteady": measured against a floor too uneven to judge by)."""
     floor = floor_ms(res, backend)
     step = _get(res, f"perdure:{backend}:sequential", "median_ms", 1 / STEPS)
     rate = _get(res, f"perdure:{backend}:throughput", "runs_per_s")
     rss = _get(res, f"perdure:{backend}:throughput", "peak_rss_kib", 1 / 1024)
-    out: list[tuple[str, str, bool | None]] = []
+    out: list[tuple[str, str, bool | str | None]] = []
     ratio = _vs_floor(step, "time", floor)
     measured = "-"
     if ratio is not None and step is not None and floor is not None:
         measured = f"{step:.3f} ms / {floor:.3f} ms = {ratio:.2f}x"
-    out.append(
-        (
-            f"per-step latency <= {ISSUE6_STEP_VS_FLOOR:g}x the floor",
-            measured,
-            None if ratio is None else ratio <= ISSUE6_STEP_VS_FLOOR,
-        )
-    )
+    ok: bool | str | None = None if ratio is None else ratio <= ISSUE6_STEP_VS_FLOOR
+    if ratio is not None and floor_unsteady(res, backend):
+        ok = "unsteady"
+        measured += " (the floor was unsteady: not a verdict)"
+    out.append((f"per-step latency <= {ISSUE6_STEP_VS_FLOOR:g}x the floor", measured, ok))
     want = args.target_throughput
     out.append(
         (
@@ -800,12 +813,7 @@ def print_report(
                 f"{fr.get('p90_ms', 0):.3f}, p99 {fr['p99_ms']:.3f} ms over "
                 f"{fr['commits']:,.0f} commits ({fr['how']})"
             )
-            p10 = fr.get("p10_ms", floor)
-            if (
-                not floor / 1.5 <= fr["mean_ms"] <= floor * 1.5
-                or fr["p99_ms"] > 10 * floor
-                or p10 < floor / 3
-            ):
+            if floor_unsteady(res, backend):
                 print(
                     "  !! the commit time is unsteady on this machine right now (mean not within"
                     " 1.5x of the median, p10 < median/3, or p99 > 10x median: the disk flush "
@@ -848,9 +856,13 @@ def print_report(
         print_repeats(res, backend)
         print("  issue 6 targets (perdure):")
         for what, measured, ok in issue6_checks(res, backend, args):
-            mark = "  -- " if ok is None else ("  OK " if ok else "MISS ")
-            if ok is not None:
-                all_ok &= ok
+            if ok is None:
+                mark = "  -- "
+            elif ok == "unsteady":
+                mark, all_ok = "  ?? ", False  # --strict cannot confirm it
+            else:
+                mark = "  OK " if ok else "MISS "
+                all_ok &= bool(ok)
             print(f"    {mark} {what.ljust(62)} {measured}")
         for e in engines:
             for phase in ("sequential", "throughput"):
