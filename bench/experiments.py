@@ -37,7 +37,8 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from compare_dbos import _floor_postgres, _floor_sqlite  # noqa: E402
+from floor_commit import floor_postgres as _floor_postgres  # noqa: E402
+from floor_commit import floor_sqlite as _floor_sqlite  # noqa: E402
 
 DEFAULT_PG = os.environ.get(
     "PERDURE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -139,7 +140,7 @@ def patch_fold() -> None:
 
     ex_cls._x_held = None  # type: ignore[attr-defined]
     ex_cls.write = write_held  # type: ignore[method-assign]
-    ex_cls.run_step = run_step_settled  # type: ignore[method-assign]
+    ex_cls.run_step = run_step_settled  # type: ignore[method-assign,assignment]
 
     attempt = wmod.Worker._attempt
 

@@ -43,7 +43,8 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from compare_dbos import _floor_postgres, _floor_sqlite  # noqa: E402
+from floor_commit import floor_postgres as _floor_postgres  # noqa: E402
+from floor_commit import floor_sqlite as _floor_sqlite  # noqa: E402
 
 DEFAULT_PG = os.environ.get(
     "PERDURE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -58,7 +59,7 @@ class Tally:
         self.lock = threading.Lock()
         self.on = False
         self.count: collections.Counter[str] = collections.Counter()
-        self.secs: collections.Counter[str] = collections.Counter()
+        self.secs: collections.defaultdict[str, float] = collections.defaultdict(float)
 
     def add(self, key: str, seconds: float = 0.0, n: int = 1) -> None:
         if self.on:
@@ -88,7 +89,7 @@ def _verb(sql: str) -> str:
 class TimedConnection(sqlite3.Connection):
     """A sqlite3 connection that times and counts its statements."""
 
-    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
         t = time.perf_counter()
         if sql == "BEGIN IMMEDIATE":
             LAST["begin"] = t
@@ -100,7 +101,7 @@ class TimedConnection(sqlite3.Connection):
                 LAST["commit_end"] = t1
             TALLY.add("sql " + _verb(sql), t1 - t)
 
-    def executemany(self, sql: str, rows: Any) -> sqlite3.Cursor:  # type: ignore[override]
+    def executemany(self, sql: str, rows: Any) -> sqlite3.Cursor:
         rows = list(rows)
         t = time.perf_counter()
         try:
@@ -111,6 +112,7 @@ class TimedConnection(sqlite3.Connection):
 
 def hook_sqlite() -> None:
     from perdure.store import sqlite as mod
+    from perdure.store import sqlite_sql
 
     original_connect = mod._connect
 
@@ -122,14 +124,14 @@ def hook_sqlite() -> None:
             timeout=busy_ms / 1000,
             factory=TimedConnection,
         )
-        for pragma in mod.q.PRAGMAS:
+        for pragma in sqlite_sql.PRAGMAS:
             conn.execute(pragma)
         conn.execute(f"PRAGMA synchronous={synchronous}")
         conn.execute(f"PRAGMA busy_timeout={busy_ms}")
         return conn
 
     assert original_connect is not None
-    mod._connect = connect  # type: ignore[assignment]
+    mod._connect = connect
 
     run_batch = mod.SqliteStore._run_batch
 
@@ -172,7 +174,7 @@ def hook_sqlite() -> None:
                 LAST["resolve_sent"] = time.perf_counter()
                 return threadsafe(cb, *a, **kw)
 
-            loop.call_soon_threadsafe = noted  # type: ignore[method-assign]
+            loop.call_soon_threadsafe = noted  # type: ignore[method-assign,assignment]
         t = time.perf_counter()
         try:
             return await write(self, op)
@@ -229,7 +231,7 @@ def hook_postgres() -> None:
         async with pipeline(self) as p:
             yield p
 
-    psycopg.AsyncConnection.pipeline = counted_pipeline  # type: ignore[method-assign,assignment]
+    psycopg.AsyncConnection.pipeline = counted_pipeline  # type: ignore[method-assign]
 
 
 async def pg_table_stats(url: str) -> dict[str, tuple[int, ...]]:
