@@ -39,6 +39,7 @@ sys.path.insert(0, HERE)
 
 from floor_commit import floor_postgres as _floor_postgres  # noqa: E402
 from floor_commit import floor_sqlite as _floor_sqlite  # noqa: E402
+from floor_commit import sqlite_warmup  # noqa: E402
 
 DEFAULT_PG = os.environ.get(
     "PERDURE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -318,7 +319,11 @@ def main() -> int:
             if args.backend == "sqlite":
                 sync = "FULL" if args.mode == "durable" else "NORMAL"
                 path = os.path.join(tmp, f"{v}-{rnd}.db")
-                floor = _floor_sqlite(os.path.join(tmp, "floor.db"), args.floor_commits, 100)
+                floor = _floor_sqlite(
+                    os.path.join(tmp, "floor.db"),
+                    args.floor_commits,
+                    sqlite_warmup(args.floor_commits),
+                )
                 url = f"sqlite:///{path}?synchronous={sync}"
             else:
                 db = f"exp_{os.getpid()}"

@@ -45,6 +45,7 @@ sys.path.insert(0, HERE)
 
 from floor_commit import floor_postgres as _floor_postgres  # noqa: E402
 from floor_commit import floor_sqlite as _floor_sqlite  # noqa: E402
+from floor_commit import sqlite_warmup  # noqa: E402
 
 DEFAULT_PG = os.environ.get(
     "PERDURE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -339,7 +340,7 @@ def main() -> int:
         sync = "FULL" if args.mode == "durable" else "NORMAL"
         floor_path = os.path.join(workdir, "floor.db")
         if sync == "FULL":
-            floor = _floor_sqlite(floor_path, args.floor_commits, args.floor_commits // 10)
+            floor = _floor_sqlite(floor_path, args.floor_commits, sqlite_warmup(args.floor_commits))
         else:
             floor = _floor_sqlite_normal(floor_path, args.floor_commits)
         url = f"sqlite:///{os.path.join(workdir, 'perdure.db')}?synchronous={sync}"
