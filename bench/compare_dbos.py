@@ -29,7 +29,6 @@ import asyncio
 import json
 import math
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -40,8 +39,12 @@ import time
 import traceback
 from typing import Any
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from compare_report import print_report
+from floor_commit import measure_floor
+
 HERE = os.path.abspath(__file__)
-STEPS = 3
 DEFAULT_PG = os.environ.get(
     "PERDURE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -341,6 +344,8 @@ def child_main(args: argparse.Namespace) -> int:
                 import dbos  # noqa: F401
         elif phase == "bare":
             out.update(asyncio.run(_bare(args)))
+        elif engine == "floor":
+            out.update(measure_floor(backend, args.url, args.floor_commits))
         elif engine == "perdure":
             out.update(asyncio.run(_child_perdure(phase, args.url, args)))
         elif engine == "dbos":
@@ -421,6 +426,8 @@ def run_child(spec: str, url: str, args: argparse.Namespace, workdir: str) -> di
         str(args.throughput),
         "--phase-timeout",
         str(args.phase_timeout),
+        "--floor-commits",
+        str(args.floor_commits),
     ]
     if args.perdure_concurrency:
         cmd += ["--perdure-concurrency", str(args.perdure_concurrency)]
@@ -448,169 +455,6 @@ def run_child(spec: str, url: str, args: argparse.Namespace, workdir: str) -> di
             + "\n      ".join((proc.stderr or "").strip().splitlines()[-10:])
         )
     return res
-
-
-def _mib(kib: int | None) -> float | None:
-    return None if kib is None else kib / 1024
-
-
-def _fmt(v: float | None, digits: int = 2) -> str:
-    if v is None:
-        return "-"
-    if abs(v) >= 1000:
-        return f"{v:,.0f}"
-    if abs(v) >= 100:
-        return f"{v:.0f}"
-    if abs(v) >= 10:
-        return f"{v:.1f}"
-    return f"{v:.{digits}f}"
-
-
-def _ratio(perdure: float | None, dbos: float | None, lower_is_better: bool) -> float | None:
-    if perdure is None or dbos is None or perdure <= 0 or dbos <= 0:
-        return None
-    return dbos / perdure if lower_is_better else perdure / dbos
-
-
-def build_rows(res: dict[str, dict[str, Any]], backend: str) -> list[tuple[Any, ...]]:
-    """(label, perdure, dbos, lower_is_better, target_ratio or None)"""
-
-    def get(engine: str, phase: str, key: str, scale: float = 1.0) -> float | None:
-        r = res.get(f"{engine}:{backend}:{phase}") or {}
-        if "error" in r or "skipped" in r or key not in r:
-            return None
-        return float(r[key]) * scale
-
-    rows: list[tuple[Any, ...]] = []
-    for label, phase, key, scale, lower, target in (
-        ("sequential: per run, median (ms)", "sequential", "median_ms", 1, True, None),
-        ("sequential: per run, p99 (ms)", "sequential", "p99_ms", 1, True, None),
-        ("sequential: per step, median (ms)", "sequential", "median_ms", 1 / STEPS, True, 5.0),
-        ("sequential: per step, p99 (ms)", "sequential", "p99_ms", 1 / STEPS, True, None),
-        ("sequential: client CPU per run (ms)", "sequential", "cpu_per_run_ms", 1, True, None),
-        ("throughput: workflows/s end to end", "throughput", "runs_per_s", 1, False, 20.0),
-        ("throughput: start phase (s)", "throughput", "start_phase_s", 1, True, None),
-        ("throughput: client CPU per run (ms)", "throughput", "cpu_per_run_ms", 1, True, None),
-        ("peak RSS, sequential child (MiB)", "sequential", "peak_rss_kib", 1 / 1024, True, None),
-        ("peak RSS, throughput child (MiB)", "throughput", "peak_rss_kib", 1 / 1024, True, 1.0),
-    ):
-        rows.append(
-            (
-                label,
-                get("perdure", phase, key, scale),
-                get("dbos", phase, key, scale),
-                lower,
-                target,
-            )
-        )
-    return rows
-
-
-def print_report(
-    args: argparse.Namespace,
-    res: dict[str, dict[str, Any]],
-    env: dict[str, Any],
-    backends: list[str],
-) -> bool:
-    print()
-    print("perdure vs DBOS Transact — same machine, same process model, same workload")
-    print(
-        f"  machine : {env['cpus']} CPUs ({env['cpu_model']}), {env['mem']}, "
-        f"{platform.system()} {platform.release()}"
-    )
-    print(
-        f"  python  : {platform.python_version()}    perdure {env['perdure']}    "
-        f"dbos {env['dbos']}    sqlite {env['sqlite']}    postgres {env.get('pg', '-')}"
-    )
-    print(
-        f"  workload: workflow of {STEPS} no-op async steps; sequential {args.runs} runs "
-        f"(after {args.warmup} warm-up), throughput {args.throughput} started at once"
-        + (f"; median of {args.repeat} repeats" if args.repeat > 1 else "")
-    )
-    print(
-        f"  sqlite files in {env['workdir']} ({env['fs']}); load average before "
-        f"{env['load_before']:.2f}, after {env.get('load_after', 0):.2f} (other processes on "
-        "the machine skew the figures)"
-    )
-    print()
-    bare = res.get("bare:-:bare", {})
-    if "median_ms" in bare:
-        print(
-            f"  bare (3 no-op coroutines awaited, no engine): median "
-            f"{bare['median_ms'] * 1e3:.2f} µs/run, mean {bare['mean_ms'] * 1e3:.2f} µs/run"
-        )
-    idle = {k.split(":")[0]: v.get("peak_rss_kib") for k, v in res.items() if k.endswith(":idle")}
-    print(
-        "  idle RSS: interpreter with this script's imports "
-        + _fmt(_mib(idle.get("python")))
-        + " MiB"
-        + "".join(
-            f", + import {e} {_fmt(_mib(idle.get(e)))} MiB"
-            for e in ("perdure", "dbos")
-            if e in idle
-        )
-    )
-    print()
-    w = (38, 11, 11, 14, 11)
-    head = ("metric", "perdure", "DBOS", "perdure adv.", "target")
-    all_ok = True
-    for backend in backends:
-        status = [
-            f"{e}: {r['skipped'] if 'skipped' in r else r['error'].splitlines()[0]}"
-            for e in ("perdure", "dbos")
-            for phase in ("sequential", "throughput")
-            if (r := res.get(f"{e}:{backend}:{phase}")) and ("error" in r or "skipped" in r)
-        ]
-        print(f"== {backend} " + "=" * (sum(w) + 8 - len(backend)))
-        print(
-            "  ".join(
-                h.ljust(x) if i == 0 else h.rjust(x)
-                for i, (h, x) in enumerate(zip(head, w, strict=True))
-            )
-        )
-        for label, p, d, lower, target in build_rows(res, backend):
-            ratio = _ratio(p, d, lower)
-            tgt = ""
-            if target is not None and ratio is not None:
-                ok = ratio >= target
-                all_ok &= ok
-                tgt = f"{'OK' if ok else 'MISS'} ≥{target:g}x"
-            print(
-                "  ".join(
-                    (
-                        label.ljust(w[0]),
-                        _fmt(p).rjust(w[1]),
-                        _fmt(d).rjust(w[2]),
-                        ("-" if ratio is None else f"{ratio:.1f}x").rjust(w[3]),
-                        tgt.rjust(w[4]),
-                    )
-                )
-            )
-        for e in ("perdure", "dbos"):
-            for phase in ("sequential", "throughput"):
-                r = res.get(f"{e}:{backend}:{phase}") or {}
-                if "check_steps_recorded" in r and r["check_steps_recorded"] != STEPS:
-                    print(
-                        f"  !! {e} {phase}: last run shows {r['check_steps_recorded']} "
-                        f"recorded steps, expected {STEPS}"
-                    )
-        seen = set()
-        for s in status:
-            if s not in seen:
-                seen.add(s)
-                print(f"  skipped/failed — {s}")
-        print()
-    print(
-        "  perdure adv. = how many times better perdure is (DBOS time / perdure time; perdure "
-        "rate / DBOS rate; DBOS RSS / perdure RSS): > 1 means perdure is better."
-    )
-    print(
-        "  targets (issue 3): per-step latency ≥5x lower, throughput ≥20x higher, memory no "
-        "more than DBOS."
-    )
-    if args.profile:
-        print(f"  NOTE: run under pyinstrument (--profile {args.profile}); figures are inflated.")
-    return all_ok
 
 
 def _env(workdir: str) -> dict[str, Any]:
@@ -663,8 +507,11 @@ def _env(workdir: str) -> dict[str, Any]:
 
 def _combine(tries: list[dict[str, Any]]) -> dict[str, Any]:
     """One result from repeats: the median of every number (repeats kept under "repeats")."""
-    if len(tries) == 1 or any("error" in t or "skipped" in t for t in tries):
-        return tries[-1]
+    for t in tries:
+        if "error" in t or "skipped" in t:
+            return t
+    if len(tries) == 1:
+        return tries[0]
     out = dict(tries[0])
     for key, value in tries[0].items():
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -713,50 +560,55 @@ def parent_main(args: argparse.Namespace) -> int:
                             "skipped": f"PostgreSQL unreachable at {args.pg_url}"
                         }
         tag = f"{os.getpid()}"
+        # Per backend: the floor, then each engine's phases; with --repeat the whole sequence
+        # is repeated (interleaved, so that a burst of load on the machine hits every figure
+        # alike and the floor is measured next to the figures it is compared with).
+        plan = [("floor", "commit")] + [
+            (e, p) for e in engines for p in ("sequential", "throughput")
+        ]
         for backend in backends:
             if backend == "postgres" and pg is None:
                 continue
-            for engine in engines:
-                for phase in ("sequential", "throughput"):
+            tries: dict[str, list[dict[str, Any]]] = {}
+            dead: set[str] = set()  # engines skipped or failed on this backend
+            for rep in range(args.repeat):
+                for engine, phase in plan:
                     spec = f"{engine}:{backend}:{phase}"
+                    if engine in dead:
+                        continue
+                    dbname = None
                     if backend == "sqlite":
-                        url = "sqlite:///" + os.path.join(workdir, f"{engine}-{phase}.db")
-                        dbname = None
+                        url = "sqlite:///" + os.path.join(
+                            workdir, f"{engine}-{phase}" + (f"-{rep}" if rep else "") + ".db"
+                        )
                     else:
                         assert pg is not None
                         dbname = f"cmpdbos_{engine}_{phase}_{tag}"
                         url = pg.fresh(dbname)
-                    tries: list[dict[str, Any]] = []
-                    for rep in range(args.repeat):
-                        if rep:
-                            if backend == "sqlite":
-                                url = "sqlite:///" + os.path.join(
-                                    workdir, f"{engine}-{phase}-{rep}.db"
-                                )
-                            else:
-                                assert pg is not None and dbname is not None
-                                url = pg.fresh(dbname)
-                        _log(
-                            f"  {spec} ..."
-                            + (f" (repeat {rep + 1}/{args.repeat})" if args.repeat > 1 else "")
-                        )
-                        try:
-                            tries.append(run_child(spec, url, args, workdir))
-                        finally:
-                            if dbname is not None and pg is not None:
-                                pg.drop(dbname)
-                        if "error" in tries[-1] or "skipped" in tries[-1]:
-                            break
-                    r = _combine(tries)
-                    res[spec] = r
+                    _log(
+                        f"  {spec} ..."
+                        + (f" (repeat {rep + 1}/{args.repeat})" if args.repeat > 1 else "")
+                    )
+                    try:
+                        r = run_child(spec, url, args, workdir)
+                    finally:
+                        if dbname is not None and pg is not None:
+                            pg.drop(dbname)
+                    tries.setdefault(spec, []).append(r)
                     if "skipped" in r:
                         _log(f"    skipped: {engine} could not open {backend}: {r['skipped']}")
-                        res[f"{engine}:{backend}:throughput"] = r
-                        break
-                    if "error" in r:
+                        dead.add(engine)
+                        for other in ("sequential", "throughput"):
+                            if other != phase:
+                                tries.setdefault(f"{engine}:{backend}:{other}", []).append(r)
+                    elif "error" in r:
                         _log(f"    FAILED: {r['error']}")
+                        if phase == "commit":
+                            dead.add(engine)
                     else:
                         _log(f"    done in {r['child_seconds']:.1f} s")
+            for spec, got in tries.items():
+                res[spec] = _combine(got)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -775,6 +627,34 @@ def main() -> int:
     )
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--engines", default="perdure,dbos")
+    ap.add_argument(
+        "--no-dbos", action="store_true", help="measure perdure only (same as --engines perdure)"
+    )
+    ap.add_argument(
+        "--floor-commits",
+        type=int,
+        default=2000,
+        help="durable single-row commits timed for the floor (after a tenth as many warm-up)",
+    )
+    ap.add_argument(
+        "--slow-floor-ms",
+        type=float,
+        default=1.0,
+        help="a floor slower than this (ms) is the disk's state: no verdict on the latency "
+        "target (0: no limit)",
+    )
+    ap.add_argument(
+        "--target-throughput",
+        type=float,
+        default=4300.0,
+        help="issue 6: today's throughput, runs/s, that perdure must keep",
+    )
+    ap.add_argument(
+        "--throughput-slack",
+        type=float,
+        default=0.05,
+        help="issue 6: how far below --target-throughput still counts as kept (fraction)",
+    )
     ap.add_argument("--runs", type=int, default=500, help="sequential runs measured")
     ap.add_argument("--warmup", type=int, default=50, help="sequential warm-up runs")
     ap.add_argument("--throughput", type=int, default=2000, help="workflows started at once")
@@ -817,6 +697,8 @@ def main() -> int:
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--profile-to", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.no_dbos:
+        args.engines = ",".join(e for e in args.engines.split(",") if e.strip() != "dbos")
     if args.child:
         return child_main(args)
     return parent_main(args)

@@ -1,0 +1,406 @@
+#!/usr/bin/env python3
+"""A/B experiments for the hot-path proposals of docs/performance.md, without touching src/.
+
+    python bench/experiments.py --backend sqlite [--mode durable|nosync] [--runs 500] [--repeat 3]
+                                [--variants base,inline,fold,inline+fold]
+
+Each variant patches perdure *at run time* (in this process only) to behave as a proposal
+would, then runs the sequential workload of ``compare_dbos.py`` (runs of 3 no-op async steps);
+variants are interleaved over ``--repeat`` rounds, each on a fresh database, and the floor is
+measured in every round. The patches are prototypes for measuring, not the implementation
+(they skip the busy retries, the sync twins' other loops, etc.):
+
+- ``inline`` (SQLite): a store write runs on the event loop's thread when the writer thread
+  has nothing queued or in flight, instead of the queue -> writer thread ->
+  ``call_soon_threadsafe`` round trip. Writes that arrive while one is in flight still go to
+  the writer thread (group commit under load is unchanged).
+- ``fold``: a completed ``step.run`` checkpoint is submitted without waiting; the function goes
+  on with the value at once, and the *next step* (or the outcome) waits for it. The committer
+  collects until the end of the loop iteration, so the last step's checkpoint and the outcome
+  of a run that returns right after it travel in one commit (4 commits per 3-step run
+  instead of 5). A step body still never starts before the previous checkpoint is durable.
+- ``pgpipe`` (PostgreSQL): nothing patched in the engine; the store's ``_run`` reuses one
+  connection held outside the pool for sequential calls (pool checkout/return skipped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from floor_commit import floor_postgres as _floor_postgres  # noqa: E402
+from floor_commit import floor_sqlite as _floor_sqlite  # noqa: E402
+from floor_commit import sqlite_warmup  # noqa: E402
+
+DEFAULT_PG = os.environ.get(
+    "PERDURE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+STEPS = 3
+
+
+# ---------------------------------------------------------------------------------- patches
+
+
+def patch_inline() -> None:
+    """SQLite: a write of at most 4 ops runs on the loop thread when the writer thread is idle;
+    it first yields to the loop once, so that writes submitted meanwhile queue behind it and
+    are grouped (on the writer thread, as today)."""
+    from perdure.errors import StoreUnavailableError
+    from perdure.store import sqlite as mod
+
+    queued = mod.SqliteStore._write
+
+    def run_inline(self: Any, op: Any) -> Any:
+        conn = self._wconn
+        tx = mod._Tx(conn, self.clock.now())
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            value = op(tx)
+            conn.execute("COMMIT")
+        except Exception as exc:
+            conn.execute("ROLLBACK")
+            raise mod._translate(exc) from exc
+        if tx.wake or tx.finished:
+            self._announce(tx.wake, tx.finished)
+        return value
+
+    async def _write(self: Any, op: Any) -> Any:
+        if self._closed or self._writer is None:
+            raise StoreUnavailableError("the store is closed")
+        if self.__dict__.get("_x_single") and self.__dict__.get("_x_pending", 0) == 0:
+            await asyncio.sleep(0)  # let concurrent writers queue behind this one
+            if self.__dict__.get("_x_pending", 0) == 0:
+                return run_inline(self, op)
+        self._x_pending = self.__dict__.get("_x_pending", 0) + 1
+        try:
+            return await queued(self, op)
+        finally:
+            self._x_pending -= 1
+
+    commit, create = mod.SqliteStore.commit, mod.SqliteStore.create_runs
+
+    async def commit_one(self: Any, ops: Any) -> Any:
+        self._x_single = len(ops) <= 4
+        try:
+            return await commit(self, ops)
+        finally:
+            self._x_single = False
+
+    async def create_one(self: Any, runs: Any) -> Any:
+        self._x_single = len(runs) <= 4
+        try:
+            return await create(self, runs)
+        finally:
+            self._x_single = False
+
+    mod.SqliteStore._write = _write  # type: ignore[method-assign]
+    mod.SqliteStore.commit = commit_one  # type: ignore[method-assign]
+    mod.SqliteStore.create_runs = create_one  # type: ignore[method-assign]
+
+
+def patch_fold() -> None:
+    """A completed ``step.run`` checkpoint is *held* (not sent); the function goes on with the
+    value at once. The next step flushes it itself before anything else (Batcher.call's fast
+    path: no task) and waits for it to be durable; the outcome takes it along in its own
+    commit (both queued before the flush starts: one transaction)."""
+    from perdure import execution
+    from perdure import worker as wmod
+    from perdure._signals import LeaseLost
+
+    ex_cls = execution.RunExecution
+    write = ex_cls.write
+    run_step = ex_cls.run_step
+
+    async def settle(self: Any) -> None:
+        held = self._x_held
+        if held is not None:
+            self._x_held = None
+            await write(self, held)  # fenced; raises LeaseLost if rejected
+
+    async def write_held(self: Any, op: Any) -> None:
+        await settle(self)
+        if op.kind == "run" and op.status == "completed":
+            if self.aborted:
+                raise LeaseLost()
+            self._x_held = op
+            return
+        await write(self, op)
+
+    async def run_step_settled(self: Any, *args: Any) -> Any:
+        await settle(self)
+        return await run_step(self, *args)
+
+    ex_cls._x_held = None  # type: ignore[attr-defined]
+    ex_cls.write = write_held  # type: ignore[method-assign]
+    ex_cls.run_step = run_step_settled  # type: ignore[method-assign,assignment]
+
+    attempt = wmod.Worker._attempt
+
+    async def attempt_with_held(self: Any, ex: Any, fdef: Any) -> Any:
+        outcome = await attempt(self, ex, fdef)
+        held = ex._x_held
+        ex._x_held = None
+        if held is not None and outcome is not None:
+            # Queue the held checkpoint without starting a flush: the outcome's call() joins
+            # it, and the two go in one transaction (the checkpoint first).
+            b = self.committer
+            fut = asyncio.get_running_loop().create_future()
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+            b._items.append(held)
+            b._futures.append(fut)
+        return outcome
+
+    wmod.Worker._attempt = attempt_with_held  # type: ignore[method-assign]
+
+
+VARIANTS = {
+    "base": (),
+    "inline": (patch_inline,),
+    "fold": (patch_fold,),
+    "inline+fold": (patch_inline, patch_fold),
+}
+
+
+# ---------------------------------------------------------------------------------- workload
+
+
+async def _noop() -> None:
+    return None
+
+
+async def sequential(url: str, runs: int, warmup: int) -> dict[str, float]:
+    import perdure
+
+    app = perdure.App("exp", url)
+
+    @app.function(id="three")
+    async def three(ctx: Any) -> int:
+        await ctx.step.run("a", _noop)
+        await ctx.step.run("b", _noop)
+        await ctx.step.run("c", _noop)
+        return 1
+
+    lat: list[float] = []
+    async with app, app.worker():
+        for _ in range(warmup):
+            assert await (await app.start(three)).result() == 1
+        cpu0 = time.process_time()
+        last = None
+        for _ in range(runs):
+            t = time.perf_counter()
+            last = await app.start(three)
+            assert await last.result() == 1
+            lat.append(time.perf_counter() - t)
+        cpu = time.process_time() - cpu0
+        assert last is not None
+        info = await app.get_run(last.run_id)
+        assert len(info.steps) == STEPS and info.status.value == "completed", info
+    return {
+        "median_ms": statistics.median(lat) * 1e3,
+        "mean_ms": statistics.fmean(lat) * 1e3,
+        "cpu_ms": cpu / runs * 1e3,
+    }
+
+
+COUNT = {"commit": 0, "create": 0}
+
+
+async def throughput(url: str, n: int, warmup: int) -> dict[str, float]:
+    """n runs started at once; runs/s from the first start to the last result (the median
+    field carries the rate, the mean field the seconds)."""
+    import perdure
+
+    app = perdure.App("exp", url)
+
+    @app.function(id="three")
+    async def three(ctx: Any) -> int:
+        await ctx.step.run("a", _noop)
+        await ctx.step.run("b", _noop)
+        await ctx.step.run("c", _noop)
+        return 1
+
+    async with app, app.worker():
+        for _ in range(min(warmup, 20)):
+            assert await (await app.start(three)).result() == 1
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        handles = await asyncio.gather(*(app.start(three) for _ in range(n)))
+        values = await asyncio.gather(*(h.result() for h in handles))
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        assert values == [1] * n
+    return {"median_ms": n / wall, "mean_ms": wall, "cpu_ms": cpu / n * 1e3}
+
+
+def count_transactions(url: str) -> None:
+    """Count the store's write transactions (commit() calls and create_runs() calls)."""
+    if url.startswith("sqlite"):
+        from perdure.store.sqlite import SqliteStore as Store
+    else:
+        from perdure.store.postgres import PostgresStore as Store  # type: ignore[assignment]
+    commit, create = Store.commit, Store.create_runs
+
+    async def counted_commit(self: Any, ops: Any) -> Any:
+        COUNT["commit"] += 1
+        return await commit(self, ops)
+
+    async def counted_create(self: Any, runs: Any) -> Any:
+        COUNT["create"] += 1
+        return await create(self, runs)
+
+    Store.commit = counted_commit  # type: ignore[method-assign]
+    Store.create_runs = counted_create  # type: ignore[method-assign]
+
+
+def child(args: argparse.Namespace) -> int:
+    for patch in VARIANTS[args.variant]:
+        patch()
+    count_transactions(args.url)
+    if args.workload == "throughput":
+        res = asyncio.run(throughput(args.url, args.runs, args.warmup))
+        tx = (COUNT["commit"] + COUNT["create"]) / (args.runs + min(args.warmup, 20))
+    else:
+        res = asyncio.run(sequential(args.url, args.runs, args.warmup))
+        tx = (COUNT["commit"] + COUNT["create"]) / (args.runs + args.warmup)
+    print(
+        f"RESULT {res['median_ms']:.5f} {res['mean_ms']:.5f} {res['cpu_ms']:.5f} {tx:.3f}",
+        flush=True,
+    )
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
+    ap.add_argument("--mode", choices=("durable", "nosync"), default="durable")
+    ap.add_argument("--runs", type=int, default=500)
+    ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--floor-commits", type=int, default=1000)
+    ap.add_argument("--variants", default="base,inline,fold,inline+fold")
+    ap.add_argument("--pg-url", default=DEFAULT_PG)
+    ap.add_argument(
+        "--workload",
+        choices=("sequential", "throughput"),
+        default="sequential",
+        help="throughput: --runs runs started at once (the figures are then runs/s)",
+    )
+    ap.add_argument("--variant", help=argparse.SUPPRESS)
+    ap.add_argument("--url", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.variant:
+        return child(args)
+    import subprocess
+
+    import psycopg
+
+    variants = [v for v in args.variants.split(",") if v]
+    if args.backend == "postgres":
+        variants = [v for v in variants if "inline" not in v]
+    tmp = tempfile.mkdtemp(prefix="exp-")
+    results: dict[str, list[tuple[float, float, float, float]]] = {v: [] for v in variants}
+    print(
+        f"{args.backend} {args.mode}; {args.runs} {args.workload} runs x {args.repeat} rounds; "
+        f"load {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+    for rnd in range(args.repeat):
+        for v in variants:
+            db = None
+            if args.backend == "sqlite":
+                sync = "FULL" if args.mode == "durable" else "NORMAL"
+                path = os.path.join(tmp, f"{v}-{rnd}.db")
+                floor = _floor_sqlite(
+                    os.path.join(tmp, "floor.db"),
+                    args.floor_commits,
+                    sqlite_warmup(args.floor_commits),
+                )
+                url = f"sqlite:///{path}?synchronous={sync}"
+            else:
+                db = f"exp_{os.getpid()}"
+                with psycopg.connect(args.pg_url, autocommit=True) as c:
+                    c.execute(f'DROP DATABASE IF EXISTS "{db}"')
+                    c.execute(f'CREATE DATABASE "{db}"')
+                base = args.pg_url.rsplit("/", 1)[0] + "/" + db
+                opt = "on" if args.mode == "durable" else "off"
+                floor = _floor_postgres(base, args.floor_commits, 100, synchronous_commit=opt)
+                url = f"{base}?options=-csynchronous_commit%3D{opt}"
+            try:
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--variant",
+                        v,
+                        "--url",
+                        url,
+                        "--runs",
+                        str(args.runs),
+                        "--warmup",
+                        str(args.warmup),
+                        "--workload",
+                        args.workload,
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                )
+            finally:
+                if db is not None:
+                    with psycopg.connect(args.pg_url, autocommit=True) as c:
+                        c.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+            line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT")]
+            if not line:
+                print(f"  {v}: FAILED\n{out.stderr[-2000:]}")
+                continue
+            med, mean, cpu, tx = (float(x) for x in line[0].split()[1:])
+            f = floor["median_ms"] if args.mode == "durable" else float("nan")
+            results[v].append((med, mean, cpu, f))
+            if args.workload == "throughput":
+                print(
+                    f"  round {rnd + 1} {v:12s} {med:,.0f} runs/s ({mean:.2f} s), CPU/run "
+                    f"{cpu:.3f} ms, transactions/run {tx:.3f}",
+                    flush=True,
+                )
+                continue
+            print(
+                f"  round {rnd + 1} {v:12s} per run {med:.3f} ms (mean {mean:.3f}), per step "
+                f"{med / STEPS:.3f} ms, CPU/run {cpu:.3f} ms, transactions/run {tx:.2f}; "
+                f"floor {f:.3f} ms",
+                flush=True,
+            )
+    print("medians over rounds:")
+    base = results.get("base")
+    for v, rows in results.items():
+        if not rows:
+            continue
+        med = statistics.median(r[0] for r in rows)
+        cpu = statistics.median(r[2] for r in rows)
+        fl = statistics.median(r[3] for r in rows)
+        vs = ""
+        if base and v != "base":
+            b = statistics.median(r[0] for r in base)
+            vs = f"  {med - b:+.3f} ms/run vs base ({(med - b) / b:+.0%})"
+        ratio = f" = {med / STEPS / fl:.2f}x floor" if fl == fl else ""
+        if args.workload == "throughput":
+            b = statistics.median(r[0] for r in base) if base else med
+            print(f"  {v:12s} {med:,.0f} runs/s, CPU/run {cpu:.3f} ms ({(med - b) / b:+.0%})")
+            continue
+        print(
+            f"  {v:12s} per run {med:.3f} ms, per step {med / STEPS:.3f} ms{ratio}, CPU/run "
+            f"{cpu:.3f} ms{vs}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
