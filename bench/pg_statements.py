@@ -37,10 +37,10 @@ from typing import Any
 import psycopg
 
 from perdure import ids
-from perdure.store import postgres_sql as q
 from perdure.store.base import NewRun, Outcome, StepWrite
 from perdure.store.postgres import PostgresStore
-from perdure.store.postgres_plan import CommitPlan
+from perdure.store.postgres import queries as q
+from perdure.store.postgres.plan import CommitPlan
 
 DEFAULT_PG = os.environ.get(
     "PERDURE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
