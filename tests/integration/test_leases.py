@@ -140,3 +140,41 @@ async def test_graceful_stop_gives_runs_back_at_once(sqlite_url: str) -> None:
         assert (await handle.status()) == perdure.RunStatus.QUEUED
         async with app.worker(lease_seconds=60):
             assert await handle.result(timeout=60) == "ok"
+
+
+async def test_a_graceful_stop_keeps_the_results_of_finished_steps(db_url: str) -> None:
+    """A completed step's checkpoint may be held until the next write (it travels with the
+    next step's or the outcome's commit); a graceful stop writes it before giving the run back,
+    so the step does not run again."""
+    app = perdure.App("t", db_url)
+    outside = asyncio.Event()
+    calls: list[str] = []
+    executions = 0
+
+    async def step(name: str) -> str:
+        calls.append(name)
+        return name
+
+    @app.function()
+    async def job(ctx: perdure.Context) -> list[str]:
+        nonlocal executions
+        executions += 1
+        a = await ctx.step.run("a", step, "a")
+        if executions == 1:
+            await outside.wait()  # not a step: "a"'s checkpoint is still held here
+        b = await ctx.step.run("b", step, "b")
+        return [a, b]
+
+    async with app:
+        w1 = app.worker(lease_seconds=60)
+        await w1.start()
+        handle = await app.start(job)
+        await until(lambda: calls == ["a"], "the worker to call step a")
+        await w1.stop(grace=0.2)
+        run = await app.get_run(handle.run_id)
+        assert run.status == perdure.RunStatus.QUEUED
+        assert [(s.id, s.status, s.output) for s in run.steps] == [("a", "completed", "a")]
+        async with app.worker(lease_seconds=60):
+            assert await handle.result(timeout=60) == ["a", "b"]
+    assert calls == ["a", "b"]  # "a" ran once: its result survived the stop
+    assert executions == 2

@@ -32,6 +32,7 @@ class Attempt:
 
     __slots__ = (
         "_abort_callbacks",
+        "_held",
         "_lease_seconds",
         "_now",
         "_sure_seconds",
@@ -78,6 +79,7 @@ class Attempt:
         """The store's time until which this worker is sure to hold the lease."""
         self.aborted = False
         self._abort_callbacks: list[Callable[[], None]] = []
+        self._held: list[StepWrite] = []
 
     def now(self) -> float:
         """The store's clock."""
@@ -137,17 +139,59 @@ class Attempt:
         return StepWrite(self.run_id, self.token, key, seq, kind, status, **fields)
 
     async def write(self, op: StepWrite) -> None:
-        """Make a checkpoint durable (grouped with other runs' writes). Stop the run
-        (:class:`LeaseLost`) if it is fenced off, or if the store is unavailable: that is not
-        the function's failure (it must neither spend an attempt nor reach user code); the run
-        is replayed from its checkpoints once its lease expires."""
+        """Make a checkpoint durable (grouped with other runs' writes), together with the
+        held ones (:meth:`hold`). Stop the run (:class:`LeaseLost`) if it is fenced off, or if
+        the store is unavailable: that is not the function's failure (it must neither spend an
+        attempt nor reach user code); the run is replayed from its checkpoints once its lease
+        expires."""
         if self.aborted:
             raise LeaseLost()
+        if self._held:
+            ops: list[StepWrite] = [*self._held, op]
+            self._held = []
+            await self._commit(ops)
+            return
         try:
             ok = await self.committer.call(op)
         except StoreUnavailableError as exc:
             self._store_down(exc)
         if not ok:
+            self.abort()
+            raise LeaseLost()
+
+    def hold(self, op: StepWrite) -> None:
+        """Keep a completed step's checkpoint to send with the next write: the next step's
+        (before its body starts, :meth:`flush`), or the attempt's outcome. A sequential run of
+        n steps then costs n + 1 commits, and a step body still never starts before the
+        previous step's result is durable."""
+        if self.aborted:
+            raise LeaseLost()
+        self._held.append(op)
+
+    @property
+    def holding(self) -> bool:
+        """Whether checkpoints are held (see :meth:`hold`)."""
+        return bool(self._held)
+
+    async def flush(self) -> None:
+        """Make the held checkpoints durable now (before a step body, a sent event, ...)."""
+        if self.aborted:
+            raise LeaseLost()
+        if self._held:
+            ops, self._held = self._held, []
+            await self._commit(ops)
+
+    def take_held(self) -> list[StepWrite]:
+        """The held checkpoints, for the runtime to commit with the outcome (in front of it)."""
+        ops, self._held = self._held, []
+        return ops
+
+    async def _commit(self, ops: list[StepWrite]) -> None:
+        try:
+            results = await self.committer.call_many(ops)
+        except StoreUnavailableError as exc:
+            self._store_down(exc)
+        if not all(results):
             self.abort()
             raise LeaseLost()
 
@@ -178,6 +222,7 @@ class Attempt:
     async def expire_step(self, key: str) -> StoredStep:
         """A wait or invoke step whose deadline passed: time it out (unless it was resolved
         meanwhile) and return it as now recorded."""
+        await self.flush()
         async with self.store_call():
             step = await self.store.expire_step(self.run_id, self.token, key)
         if step is None:

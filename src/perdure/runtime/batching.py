@@ -67,6 +67,27 @@ class Batcher(Generic[T, R]):
                 self._idle.set()
         return results[0]
 
+    async def call_many(self, items: Sequence[T]) -> list[R]:
+        """Submit ``items`` together and wait for their results (in order). They are flushed
+        in one call when nothing is in flight (the sequential fast path); otherwise they join
+        the next group together, in order (a group larger than ``max_batch`` may span two
+        flushes, which run one after the other when ``max_inflight`` is 1)."""
+        if len(items) == 1:
+            return [await self.call(items[0])]
+        if self._inflight >= self._max_inflight or self._items or self._scheduled:
+            futures = [self.submit(item) for item in items]
+            return list(await asyncio.gather(*futures))
+        self._inflight += 1
+        try:
+            results = await self._flush(list(items))
+        finally:
+            self._inflight -= 1
+            if self._items:
+                self._start()
+            elif self._inflight == 0 and self._idle is not None:
+                self._idle.set()
+        return list(results)
+
     def _start(self) -> None:
         self._scheduled = False
         while self._items and self._inflight < self._max_inflight:

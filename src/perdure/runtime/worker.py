@@ -39,7 +39,7 @@ from perdure.runtime.attempt import Attempt
 from perdure.runtime.driver import Driver, HostedFunction
 from perdure.runtime.runtime import Runtime
 from perdure.runtime.scheduler import Scheduler
-from perdure.store.base import ClaimedRun, Outcome
+from perdure.store.base import ClaimedRun, Outcome, WriteOp
 
 log = logging.getLogger("perdure.worker")
 
@@ -160,10 +160,13 @@ class Worker:
             await asyncio.wait(set(self._run_tasks), timeout=grace)
         for attempt in list(self._active.values()):
             attempt.abort()
+        releases: list[WriteOp] = []
+        for attempt in self._active.values():
+            # Held checkpoints go first: a graceful stop does not re-execute finished steps.
+            releases += attempt.take_held()
+            releases.append(Outcome(attempt.run_id, attempt.token, "release"))
         with contextlib.suppress(Exception):
-            await self.runtime.store.commit(
-                [Outcome(a.run_id, a.token, "release") for a in self._active.values()]
-            )
+            await self.runtime.store.commit(releases)
         if self._run_tasks:
             await asyncio.wait(set(self._run_tasks), timeout=2.0)
         for task in self._tasks:
@@ -319,7 +322,13 @@ class Worker:
                 outcome = await driver.execute(attempt)
             if outcome is None:
                 return
-            ok = await self.runtime.committer.call(outcome)
+            held = attempt.take_held()
+            if held:
+                # The last checkpoints travel with the outcome, in front of it: one commit.
+                results = await self.runtime.committer.call_many([*held, outcome])
+                ok = results[-1]
+            else:
+                ok = await self.runtime.committer.call(outcome)
             faults.hit("after_outcome")
             if ok:
                 status = _TERMINAL.get(outcome.kind)

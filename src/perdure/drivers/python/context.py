@@ -166,8 +166,10 @@ class SyncStep:
             attempts_before = rec.attempts
             if rec.wake_at is not None and rec.wake_at > ex.now():
                 self._call(ex.park(key, rec.wake_at, "queued", watch=False))
-        started = ex.now()
         lease = ex.lease
+        if lease.holding:  # the previous steps' results are durable before this body
+            self._call(lease.flush())
+        started = ex.now()
         if lease.aborted or started >= lease.lease_sure_until:
             self._call(lease.confirm_lease())
         result: Any = None

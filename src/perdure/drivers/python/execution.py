@@ -212,7 +212,9 @@ class RunExecution:
             except NonRetriableError as err:
                 exc = err
             else:
-                await self.write(
+                # Held, not awaited: it is made durable with the next write, before the next
+                # step's body, or with the outcome (see Attempt.hold).
+                self.lease.hold(
                     self.step_write(
                         key,
                         seq,
@@ -351,6 +353,8 @@ class RunExecution:
                 await self.park(key, rec.wake_at, "queued", watch=False)
         self.body_started()
         try:
+            if self.lease.holding:  # the previous steps' results are durable before this body
+                await self.lease.flush()
             started = self.now()
             await self.ensure_lease(started)
             value: Any = None
@@ -476,6 +480,7 @@ class RunExecution:
             return list(serde.loads(rec.output))
         self.body_started()
         try:
+            await self.lease.flush()  # the events may carry earlier results: record them first
             stamped = [e.stamped(self.child_key(key, i)) for i, e in enumerate(events)]
             async with self.lease.store_call():
                 ids = await self.lease.runtime.ops.send(stamped)
