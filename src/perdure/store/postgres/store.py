@@ -67,6 +67,7 @@ from perdure.store.postgres.plan import (
 )
 from perdure.store.postgres.pool import (
     Conn,
+    Dedicated,
     Pool,
     rollback_quietly,
     transaction,
@@ -100,6 +101,8 @@ class PostgresStore:
         self._wake_channel = channel_name("wake", self.schema)
         self._done_channel = channel_name("done", self.schema)
         self._pool = Pool(self._cfg, f"perdure-{self.schema}")
+        self._commits = Dedicated(self._cfg, self._pool)
+        self._creates = Dedicated(self._cfg, self._pool)
         self._listener: Listener | None = None
         self._announcer = Announcer()
         self._registry = FunctionCache()
@@ -136,6 +139,8 @@ class PostgresStore:
                 assert row is not None
                 self._sample(float(row[0]), t0, time.time())
             self._pool = Pool(cfg, f"perdure-{self.schema}")
+            self._commits = Dedicated(cfg, self._pool)
+            self._creates = Dedicated(cfg, self._pool)
             await self._pool.open()
             self._listener = Listener(
                 cfg.conninfo,
@@ -162,6 +167,8 @@ class PostgresStore:
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.close()
+        await self._commits.close()
+        await self._creates.close()
         await self._pool.close()
 
     async def schema_version(self) -> tuple[int, int]:
@@ -287,7 +294,7 @@ class PostgresStore:
             token, woke = (await write_one(conn, q.CREATE_ONE, params))[0]
             return int(token), bool(woke)
 
-        token, woke = await self._pool.run(op)
+        token, woke = await self._creates.run(op)
         self._announce(woke)
         return CreatedRun(run.id, True, token or None)
 
@@ -461,7 +468,7 @@ class PostgresStore:
             async def op_one(conn: Conn) -> tuple[list[bool], bool, list[str]]:
                 return single.results(await write_one(conn, single.sql, single.params))
 
-            oks, wake, finished = await self._pool.run(op_one)
+            oks, wake, finished = await self._commits.run(op_one)
             self._announce(wake, finished)
             return oks
         plan = CommitPlan.build(ops, now, self._wake_channel, self._done_channel, self._origin)
@@ -474,7 +481,7 @@ class PostgresStore:
                 results = await transaction(conn, statements)
             return plan.results(results)
 
-        oks, wake, finished = await self._pool.run(op)
+        oks, wake, finished = await self._commits.run(op)
         self._announce(wake, finished)
         return oks
 
