@@ -19,8 +19,9 @@ measured in every round. The patches are prototypes for measuring, not the imple
   collects until the end of the loop iteration, so the last step's checkpoint and the outcome
   of a run that returns right after it travel in one commit (4 commits per 3-step run
   instead of 5). A step body still never starts before the previous checkpoint is durable.
-- ``pgpipe`` (PostgreSQL): nothing patched in the engine; the store's ``_run`` reuses one
-  connection held outside the pool for sequential calls (pool checkout/return skipped).
+- PostgreSQL: the former ``pgpipe`` idea (one connection held outside the pool for the
+  sequential calls) is implemented in the store (``perdure.store.postgres.pool.Dedicated``);
+  ``count_transactions`` below patches only the public ``commit``/``create_runs``.
 """
 
 from __future__ import annotations

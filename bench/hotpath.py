@@ -199,9 +199,9 @@ def hook_sqlite() -> None:
 def hook_postgres() -> None:
     import psycopg
 
-    from perdure.store import postgres as mod
+    from perdure.store.postgres import pool as mod
 
-    run = mod.PostgresStore._run
+    run = mod.Pool.run
 
     async def timed_run(self: Any, fn: Any, *, read: bool = False) -> Any:
         t = time.perf_counter()
@@ -210,7 +210,7 @@ def hook_postgres() -> None:
         finally:
             TALLY.add("loop: await store call (pool + round trip)", time.perf_counter() - t)
 
-    mod.PostgresStore._run = timed_run  # type: ignore[method-assign]
+    mod.Pool.run = timed_run  # type: ignore[method-assign]
 
     execute = psycopg.AsyncConnection.execute
 

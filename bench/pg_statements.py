@@ -4,8 +4,9 @@
     python bench/pg_statements.py [--pg-url URL] [--runs 500] [--sync on|off]
 
 In a scratch schema with perdure's own schema, executes the statements of one sequential run
-exactly as perdure builds them (the SQL of ``perdure.store.postgres_sql``, the parameters of
-``PostgresStore._runs_params`` and ``CommitPlan``), over one synchronous psycopg connection
+exactly as perdure builds them (the SQL of ``perdure.store.postgres.queries``, the parameters
+of ``PostgresStore._runs_params``, ``CommitPlan``, ``OnePlan`` and ``one_run_params``), over
+one synchronous psycopg connection
 (prepared statements, autocommit: each statement is its own transaction, as in perdure):
 
     create (INSERT_RUNS, leased to a worker)  ->  3 x step checkpoint (COMMIT_STEPS)
@@ -40,7 +41,7 @@ from perdure import ids
 from perdure.store.base import NewRun, Outcome, StepWrite
 from perdure.store.postgres import PostgresStore
 from perdure.store.postgres import queries as q
-from perdure.store.postgres.plan import CommitPlan
+from perdure.store.postgres.plan import CommitPlan, OnePlan, one_run_params
 
 DEFAULT_PG = os.environ.get(
     "PERDURE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -48,104 +49,35 @@ DEFAULT_PG = os.environ.get(
 WAKE, DONE, ORIGIN = "perdure_wake_x", "perdure_done_x", "bench"
 
 
-# Single-row variants of the same statements, with scalar parameters instead of a JSON
-# recordset (what a "batch of one" fast path in CommitPlan / create_runs could send). Same
-# fencing: the run row is locked (FOR NO KEY UPDATE) or updated with its token and status.
-STEP_ONE = (
-    "WITH lk AS (SELECT id, lease_token, status FROM runs WHERE id = %(run)s"
-    " FOR NO KEY UPDATE), "
-    "sw AS (INSERT INTO steps (run_id, key, seq, kind, status, output, error, attempts,"
-    " wake_at, started_at, ended_at)"
-    " SELECT lk.id, %(key)s, %(seq)s, %(kind)s, %(status)s, %(output)s, %(error)s,"
-    " %(attempts)s, %(wake_at)s, coalesce(%(started_at)s::float8, perdure_now(NULL)),"
-    " CASE WHEN %(done)s THEN perdure_now(NULL) END"
-    " FROM lk WHERE lk.lease_token = %(token)s AND lk.status = 'running'"
-    " ON CONFLICT (run_id, key) DO UPDATE SET status = excluded.status,"
-    " output = excluded.output, error = excluded.error, attempts = excluded.attempts,"
-    " wake_at = excluded.wake_at, ended_at = excluded.ended_at) "
-    "SELECT lk.id, lk.lease_token, lk.status FROM lk"
-)
-# The end of a run that has no parent and registered no wait (the executor knows both).
-END_ONE = (
-    "UPDATE runs SET status = %(status)s, output = %(output)s, error = NULL,"
-    " available_at = NULL, lease_owner = NULL, ended_at = perdure_now(NULL)"
-    " WHERE id = %(run)s AND lease_token = %(token)s AND status = 'running'"
-    " RETURNING id, parent_run_id"
-)
-# The last checkpoint and the end in one statement: the step is written only if the end's
-# fenced UPDATE matched (it reads the UPDATE's RETURNING).
-STEP_END_ONE = (
-    "WITH done AS (UPDATE runs SET status = %(status_run)s, output = %(output_run)s,"
-    " error = NULL, available_at = NULL, lease_owner = NULL, ended_at = perdure_now(NULL)"
-    " WHERE id = %(run)s AND lease_token = %(token)s AND status = 'running'"
-    " RETURNING id, parent_run_id), "
-    "sw AS (INSERT INTO steps (run_id, key, seq, kind, status, output, error, attempts,"
-    " wake_at, started_at, ended_at)"
-    " SELECT done.id, %(key)s, %(seq)s, %(kind)s, %(status)s, %(output)s, %(error)s,"
-    " %(attempts)s, %(wake_at)s, coalesce(%(started_at)s::float8, perdure_now(NULL)),"
-    " perdure_now(NULL) FROM done"
-    " ON CONFLICT (run_id, key) DO UPDATE SET status = excluded.status,"
-    " output = excluded.output, ended_at = excluded.ended_at) "
-    "SELECT id, parent_run_id FROM done"
-)
-CREATE_ONE = (
-    "INSERT INTO runs (id, function_id, status, input, event_id, idempotency_key,"
-    " parent_run_id, parent_step, priority, available_at, created_at, lease_owner,"
-    " lease_token, started_at) VALUES (%(id)s, %(fid)s, 'running', %(input)s, NULL, NULL,"
-    " NULL, NULL, 0, perdure_now(NULL) + %(lease)s, perdure_now(NULL), %(owner)s, 1,"
-    " perdure_now(NULL)) ON CONFLICT (function_id, idempotency_key)"
-    " WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id, lease_token"
-)
+# The single-row statements of the sequential hot path (perdure's own, since the batch-of-one
+# fast path: ``OnePlan`` and ``CREATE_ONE``), with the parameters the store builds.
 
 
-def step_one(run_id: str, key: str, seq: int) -> dict[str, Any]:
-    return {
-        "run": run_id,
-        "token": 1,
-        "key": key,
-        "seq": seq,
-        "kind": "run",
-        "status": "completed",
-        "output": "null",
-        "error": None,
-        "attempts": 1,
-        "wake_at": None,
-        "started_at": 0.0,
-        "done": True,
-    }
+def one_plan(ops: list[Any]) -> OnePlan:
+    p = OnePlan.build(ops, None, WAKE, DONE, ORIGIN)
+    assert p is not None
+    return p
 
 
 def one_run_scalar(conn: psycopg.Connection[Any], lat: dict[str, list[float]]) -> None:
     rid = ids.new_id()
+    run = NewRun(rid, "three", '{"name":"x","data":{}}', lease_owner="w1", lease_seconds=30.0)
     timed(
         conn,
-        CREATE_ONE,
-        {
-            "id": rid,
-            "fid": "three",
-            "input": '{"name":"x","data":{}}',
-            "lease": 30.0,
-            "owner": "w1",
-        },
-        lat["create, single-row scalar"],
+        q.CREATE_ONE,
+        one_run_params(run, None, WAKE, ORIGIN),
+        lat["create, single-row (CREATE_ONE)"],
     )
     for seq, key in enumerate(("a", "b")):
-        timed(conn, STEP_ONE, step_one(rid, key, seq), lat["step checkpoint, single-row scalar"])
-    params = dict(step_one(rid, "c", 2), status_run="completed", output_run="1")
-    timed(conn, STEP_END_ONE, params, lat["last step + end, one scalar statement"])
+        p = one_plan([step(rid, key, seq)])
+        timed(conn, p.sql, p.params, lat["step checkpoint, single-row (STEP_ONE)"])
+    p = one_plan([step(rid, "c", 2), Outcome(rid, 1, "complete", output="1")])
+    timed(conn, p.sql, p.params, lat["last step + end, one statement (STEP_END_ONE)"])
     rid2 = ids.new_id()
-    timed(
-        conn,
-        CREATE_ONE,
-        {"id": rid2, "fid": "three", "input": "{}", "lease": 30.0, "owner": "w1"},
-        [],
-    )
-    timed(
-        conn,
-        END_ONE,
-        {"run": rid2, "token": 1, "status": "completed", "output": "1"},
-        lat["end, single-row scalar (no parent, no waits)"],
-    )
+    run2 = NewRun(rid2, "three", "{}", lease_owner="w1", lease_seconds=30.0)
+    timed(conn, q.CREATE_ONE, one_run_params(run2, None, WAKE, ORIGIN), [])
+    p = one_plan([Outcome(rid2, 1, "complete", output="1")])
+    timed(conn, p.sql, p.params, lat["end, single-row (END_ONE)"])
 
 
 def run_params(store: PostgresStore, run_id: str) -> dict[str, Any]:
@@ -247,10 +179,10 @@ def report(conn: psycopg.Connection[Any], store: PostgresStore, args: argparse.N
         "end (COMMIT_END)": [],
         "last step + end, one transaction (pipeline)": [],
         "step, plain fenced INSERT": [],
-        "create, single-row scalar": [],
-        "step checkpoint, single-row scalar": [],
-        "end, single-row scalar (no parent, no waits)": [],
-        "last step + end, one scalar statement": [],
+        "create, single-row (CREATE_ONE)": [],
+        "step checkpoint, single-row (STEP_ONE)": [],
+        "end, single-row (END_ONE)": [],
+        "last step + end, one statement (STEP_END_ONE)": [],
     }
     for i in range(n + 20):
         timed(
@@ -291,19 +223,19 @@ def report(conn: psycopg.Connection[Any], store: PostgresStore, args: argparse.N
         + statistics.median(lat["last step + end, one transaction (pipeline)"])
     )
     scalar = (
-        statistics.median(lat["create, single-row scalar"])
-        + 2 * statistics.median(lat["step checkpoint, single-row scalar"])
-        + statistics.median(lat["last step + end, one scalar statement"])
+        statistics.median(lat["create, single-row (CREATE_ONE)"])
+        + 2 * statistics.median(lat["step checkpoint, single-row (STEP_ONE)"])
+        + statistics.median(lat["last step + end, one statement (STEP_END_ONE)"])
     )
     scalar5 = (
-        statistics.median(lat["create, single-row scalar"])
-        + 3 * statistics.median(lat["step checkpoint, single-row scalar"])
-        + statistics.median(lat["end, single-row scalar (no parent, no waits)"])
+        statistics.median(lat["create, single-row (CREATE_ONE)"])
+        + 3 * statistics.median(lat["step checkpoint, single-row (STEP_ONE)"])
+        + statistics.median(lat["end, single-row (END_ONE)"])
     )
     print(
         f"  sum for one run: {per_run * 1e3:.3f} ms today (5 statements/commits); "
         f"{merged * 1e3:.3f} ms with the last step and the end in one pipelined transaction "
-        f"(4 commits); single-row scalar statements: {scalar5 * 1e3:.3f} ms (5 commits), "
+        f"(4 commits); perdure's single-row statements: {scalar5 * 1e3:.3f} ms (5 commits), "
         f"{scalar * 1e3:.3f} ms with the last step folded into the end (4 commits); "
         f"floor x5 {5 * f * 1e3:.3f} ms, x4 {4 * f * 1e3:.3f} ms"
     )
@@ -320,6 +252,14 @@ def explain(conn: psycopg.Connection[Any], store: PostgresStore) -> None:
         ("step a", *plan([step(rid, "a", 0)]).statements()[0]),
         ("step b", *plan([step(rid, "b", 1)]).statements()[0]),
         ("end", *plan([Outcome(rid, 1, "complete", output="1")]).statements()[0]),
+    ]
+    r1 = ids.new_id()
+    run = NewRun(r1, "three", "{}", lease_owner="w1", lease_seconds=30.0)
+    folded = one_plan([step(r1, "b", 1), Outcome(r1, 1, "complete", output="1")])
+    stmts += [
+        ("create1", q.CREATE_ONE, one_run_params(run, None, WAKE, ORIGIN)),
+        ("step1", one_plan([step(r1, "a", 0)]).sql, one_plan([step(r1, "a", 0)]).params),
+        ("stepend1", folded.sql, folded.params),
     ]
     for label, sql, params in stmts:
         rows = conn.execute(
@@ -354,6 +294,7 @@ def wal(conn: psycopg.Connection[Any], store: PostgresStore) -> None:
     ]
     for label, sql, params in stmts:
         conn.execute("BEGIN")
+        conn.execute("SET LOCAL synchronous_commit = on")  # the WAL read below must be flushed
         start = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]  # type: ignore[index]
         conn.execute(sql, params)
         xid = conn.execute("SELECT txid_current_if_assigned()").fetchone()[0]  # type: ignore[index]

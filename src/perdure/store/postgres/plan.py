@@ -273,6 +273,124 @@ class CommitPlan:
         return oks, wake, finished
 
 
+def _step_params(op: StepWrite) -> dict[str, Any]:
+    return {
+        "key": op.key,
+        "seq": op.seq,
+        "kind": op.kind,
+        "status": op.status,
+        "output": op.output,
+        "error": op.error,
+        "attempts": op.attempts,
+        "wake_at": op.wake_at,
+        "started_at": op.started_at,
+        "done": op.status in DONE_STATUSES,
+    }
+
+
+def _ends(op: WriteOp) -> bool:
+    return type(op) is not StepWrite and op.kind in ("complete", "fail")
+
+
+def _plain_step(op: WriteOp) -> bool:
+    return type(op) is StepWrite and op.wait is None and op.child is None
+
+
+@dataclass(slots=True)
+class OnePlan:
+    """A commit of the common sequential shapes as one statement with scalar parameters
+    (:data:`~perdure.store.postgres.queries.STEP_ONE`, ``END_ONE``, ``STEP_END_ONE``): one
+    step checkpoint without wait or child; one completion or failure; or the last checkpoint
+    and the outcome of the same run and token (committed together). Any other batch is a
+    :class:`CommitPlan`."""
+
+    size: int
+    sql: LiteralString
+    params: dict[str, Any]
+    step_token: int | None = None  # a lone step checkpoint: its fence token
+
+    @classmethod
+    def build(
+        cls,
+        ops: list[WriteOp],
+        now: float | None,
+        wake_channel: str,
+        done_channel: str,
+        origin: str,
+    ) -> OnePlan | None:
+        """The plan, or ``None`` when the batch has another shape."""
+        first = ops[0]
+        if len(ops) == 1:
+            if _plain_step(first):
+                assert isinstance(first, StepWrite)
+                params = _step_params(first)
+                params.update(now=now, run=first.run_id, token=first.token)
+                return cls(1, q.STEP_ONE, params, first.token)
+            if _ends(first):
+                return cls(
+                    1, q.END_ONE, _end_params(first, now, wake_channel, done_channel, origin)
+                )
+            return None
+        if len(ops) != 2:
+            return None
+        last = ops[1]
+        if not (
+            _plain_step(first)
+            and _ends(last)
+            and first.run_id == last.run_id
+            and first.token == last.token
+        ):
+            return None
+        assert isinstance(first, StepWrite)
+        params = _end_params(last, now, wake_channel, done_channel, origin)
+        params.update(_step_params(first))
+        return cls(2, q.STEP_END_ONE, params)
+
+    def results(self, rows: list[TupleRow]) -> tuple[list[bool], bool, list[str]]:
+        """Per op: applied or not; whether work became due; the runs that ended."""
+        if self.step_token is not None:
+            ok = bool(rows) and rows[0][0] == self.step_token and rows[0][1] == "running"
+            return [ok], False, []
+        done_id, woken, _, _ = rows[0]
+        return [done_id is not None] * self.size, bool(woken), [] if done_id is None else [done_id]
+
+
+def _end_params(
+    op: WriteOp, now: float | None, wake_channel: str, done_channel: str, origin: str
+) -> dict[str, Any]:
+    assert not isinstance(op, StepWrite)
+    return {
+        "now": now,
+        "run": op.run_id,
+        "token": op.token,
+        "end_status": "completed" if op.kind == "complete" else "failed",
+        "end_output": op.output,
+        "end_error": op.error,
+        "wake_channel": wake_channel,
+        "done_channel": done_channel,
+        "origin": origin,
+    }
+
+
+def one_run_params(
+    run: NewRun, now: float | None, wake_channel: str, origin: str
+) -> dict[str, Any]:
+    """The parameters of ``CREATE_ONE`` (a run without idempotency key)."""
+    return {
+        "now": now,
+        "id": run.id,
+        "fid": run.function_id,
+        "input": run.input,
+        "event_id": run.event_id,
+        "parent": run.parent_run_id,
+        "parent_step": run.parent_step,
+        "owner": run.lease_owner,
+        "lease": float(run.lease_seconds),
+        "wake_channel": wake_channel,
+        "origin": origin,
+    }
+
+
 @dataclass(slots=True)
 class EventPlan:
     """What a batch of events does, decided from the first round trip of ``send_events`` (the

@@ -167,3 +167,84 @@ async def rollback_quietly(conn: Conn) -> None:
     if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
         with contextlib.suppress(Exception):
             await conn.rollback()
+
+
+class Dedicated:
+    """One connection outside the pool for a serialized caller (the worker's committer, the
+    starts of single runs): no pool checkout and return per statement.
+
+    It is opened on first use and reopened after a failure; failures are translated as by
+    :meth:`Pool.run` (the caller sees :class:`~perdure.errors.StoreUnavailableError`, aborted
+    transactions are retried). A call that arrives while the connection is busy, or while
+    it is being opened, runs on the pool instead: concurrent callers never queue behind it.
+    """
+
+    def __init__(self, cfg: PgConfig, pool: Pool) -> None:
+        self._cfg = cfg
+        self._pool = pool
+        self._conn: Conn | None = None
+        self._busy = False
+        self._closed = False
+
+    async def run(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        """Run ``fn`` on the dedicated connection (or on the pool when it is busy)."""
+        if self._busy or self._closed:
+            return await self._pool.run(fn)
+        self._busy = True
+        try:
+            return await self._run(fn)
+        finally:
+            self._busy = False
+
+    async def _run(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        attempt = 0
+        while True:
+            try:
+                conn = self._conn
+                if conn is None or conn.closed:
+                    conn = self._conn = await self._connect()
+                try:
+                    return await fn(conn)
+                finally:
+                    if conn.info.transaction_status != TransactionStatus.IDLE:
+                        await self.drop()  # interrupted mid-statement: never reuse it
+            except psycopg.errors.TransactionRollback as exc:
+                if attempt >= _MAX_RETRIES:
+                    raise StoreUnavailableError(f"PostgreSQL kept aborting: {exc}") from exc
+                await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
+            except (psycopg.OperationalError, psycopg.InterfaceError, TimeoutError) as exc:
+                await self.drop()
+                if self._closed:
+                    raise StoreUnavailableError("the store is closed") from exc
+                raise unavailable(exc) from exc
+            attempt += 1
+
+    async def _connect(self) -> Conn:
+        if self._closed:
+            raise StoreUnavailableError("the store is closed")
+        cfg = self._cfg
+        conn = await asyncio.wait_for(
+            psycopg.AsyncConnection.connect(cfg.conninfo, autocommit=True, **cfg.kwargs),
+            cfg.pool_timeout,
+        )
+        if self.closed:  # closed while connecting
+            await conn.close()
+            raise StoreUnavailableError("the store is closed")
+        return conn
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    async def drop(self) -> None:
+        """Close the connection (the next call opens a new one)."""
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def close(self) -> None:
+        """Close the connection for good: later calls go to the (closed) pool."""
+        self._closed = True
+        await self.drop()

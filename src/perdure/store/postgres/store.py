@@ -60,11 +60,14 @@ from perdure.store.postgres.listen import Listener
 from perdure.store.postgres.plan import (
     CommitPlan,
     EventPlan,
+    OnePlan,
     claim_from_rows,
+    one_run_params,
     runs_json,
 )
 from perdure.store.postgres.pool import (
     Conn,
+    Dedicated,
     Pool,
     rollback_quietly,
     transaction,
@@ -98,6 +101,8 @@ class PostgresStore:
         self._wake_channel = channel_name("wake", self.schema)
         self._done_channel = channel_name("done", self.schema)
         self._pool = Pool(self._cfg, f"perdure-{self.schema}")
+        self._commits = Dedicated(self._cfg, self._pool)
+        self._creates = Dedicated(self._cfg, self._pool)
         self._listener: Listener | None = None
         self._announcer = Announcer()
         self._registry = FunctionCache()
@@ -134,6 +139,8 @@ class PostgresStore:
                 assert row is not None
                 self._sample(float(row[0]), t0, time.time())
             self._pool = Pool(cfg, f"perdure-{self.schema}")
+            self._commits = Dedicated(cfg, self._pool)
+            self._creates = Dedicated(cfg, self._pool)
             await self._pool.open()
             self._listener = Listener(
                 cfg.conninfo,
@@ -160,6 +167,8 @@ class PostgresStore:
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.close()
+        await self._commits.close()
+        await self._creates.close()
         await self._pool.close()
 
     async def schema_version(self) -> tuple[int, int]:
@@ -252,6 +261,8 @@ class PostgresStore:
         if not runs:
             return []
         inputs.require_storable_runs(runs)
+        if len(runs) == 1 and runs[0].idempotency_key is None:
+            return [await self._create_one(runs[0])]
         params = self._runs_params(runs)
 
         async def op(conn: Conn) -> tuple[list[CreatedRun], bool]:
@@ -274,6 +285,18 @@ class PostgresStore:
         out, woke = await self._pool.run(op)
         self._announce(woke)
         return out
+
+    async def _create_one(self, run: NewRun) -> CreatedRun:
+        """One run without idempotency key: one single-row statement."""
+        params = one_run_params(run, self._now_param(), self._wake_channel, self._origin)
+
+        async def op(conn: Conn) -> tuple[int, bool]:
+            token, woke = (await write_one(conn, q.CREATE_ONE, params))[0]
+            return int(token), bool(woke)
+
+        token, woke = await self._creates.run(op)
+        self._announce(woke)
+        return CreatedRun(run.id, True, token or None)
 
     async def send_events(self, events: Sequence[EventIn]) -> list[SentEvent]:
         """Store events, start the runs they trigger, resume the runs waiting for them."""
@@ -437,9 +460,18 @@ class PostgresStore:
         ops = list(ops)
         if not ops:
             return []
-        plan = CommitPlan.build(
-            ops, self._now_param(), self._wake_channel, self._done_channel, self._origin
-        )
+        now = self._now_param()
+        one = OnePlan.build(ops, now, self._wake_channel, self._done_channel, self._origin)
+        if one is not None:
+            single = one
+
+            async def op_one(conn: Conn) -> tuple[list[bool], bool, list[str]]:
+                return single.results(await write_one(conn, single.sql, single.params))
+
+            oks, wake, finished = await self._commits.run(op_one)
+            self._announce(wake, finished)
+            return oks
+        plan = CommitPlan.build(ops, now, self._wake_channel, self._done_channel, self._origin)
 
         async def op(conn: Conn) -> tuple[list[bool], bool, list[str]]:
             statements = plan.statements()
@@ -449,7 +481,7 @@ class PostgresStore:
                 results = await transaction(conn, statements)
             return plan.results(results)
 
-        oks, wake, finished = await self._pool.run(op)
+        oks, wake, finished = await self._commits.run(op)
         self._announce(wake, finished)
         return oks
 
