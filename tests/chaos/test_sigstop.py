@@ -143,13 +143,23 @@ async def test_sigstop_mid_step_beyond_the_lease(pg_url: str, tmp_path: Path) ->
                 lambda: ended(cluster, run_id, "s1", first.pid),
                 "the first worker to resume",
             )
-            # Its late checkpoint of s1 was answered (rejected: the engine raised out of the
-            # step call) and it went no further: no outcome of its own can follow.
+            # Its late result of s1 is held, not yet written (a completed step's checkpoint
+            # travels with the next write): the step call returns, and the function is stopped
+            # when it calls s2, whose body must not start before s1's result is durable: the
+            # held checkpoint is rejected there (the engine raises out of the call of s2). It
+            # goes no further: no side effect, no write, no outcome of its own.
             left = await wait_for(
                 lambda: left_call(cluster, run_id, "s1", first.pid),
                 "the first worker's function to leave its call of s1",
             )
+            assert left in ("raised", "went on"), left
+            if left == "went on":
+                left = await wait_for(
+                    lambda: left_call(cluster, run_id, "s2", first.pid),
+                    "the first worker's function to leave its call of s2",
+                )
             assert left == "raised", left
+            assert execution(cluster, run_id, "s2", first.pid) is None
             after = await get_json(http, f"{url}/api/v1/runs/{run_id}")
             assert after == done
             assert first.alive() and second.alive()
@@ -171,9 +181,13 @@ async def test_sigstop_mid_step_beyond_the_lease(pg_url: str, tmp_path: Path) ->
 async def test_a_worker_paused_between_steps_starts_no_step_after_waking(
     pg_url: str, tmp_path: Path
 ) -> None:
-    """The first worker stops itself right after s0's checkpoint is durable (SIGSTOP to its own
+    """The first worker stops itself right after its call of s0 returned (SIGSTOP to its own
     pid), the second takes the run over and finishes it; continued, the first worker calls s1
-    with a lease it can no longer hold: it must not start s1's side effect."""
+    with a lease it can no longer hold: it must not start s1's side effect.
+
+    s0's result was held when the worker stopped (a completed step's checkpoint travels with
+    the next write, made durable before the next step's body starts): the second worker runs s0
+    again and records it; the first one's held checkpoint is rejected when it calls s1."""
     spec = RunSpec(0, 777, (50, 300, 50))
     with Cluster(pg_url, tmp_path, lease=LEASE) as cluster:
         [url] = await cluster.start_servers(1)
@@ -212,6 +226,6 @@ async def test_a_worker_paused_between_steps_starts_no_step_after_waking(
             assert first.alive() and second.alive()
     # ... but never began its side effect.
     assert execution(cluster, run_id, "s1", first.pid) is None
-    assert producer_pid(done, "s0") == first.pid
+    assert producer_pid(done, "s0") == second.pid  # the first one's s0 was never recorded
     assert producer_pid(done, "s1") == second.pid and producer_pid(done, "s2") == second.pid
     check_ledger(cluster, spec, run_id, done)
