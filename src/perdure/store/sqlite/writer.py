@@ -148,6 +148,7 @@ class Writer:
         self._no_wait: str = q.SET_BUSY_TIMEOUT.format(0)
         self._wait: str = q.SET_BUSY_TIMEOUT.format(int(busy_ms))
         self._lock = threading.Lock()  # held by whoever runs a transaction on ``conn``
+        self._waits = True  # ``conn``'s busy timeout is ``busy_ms`` (else 0); ``_lock``
         self._count = threading.Lock()  # guards ``_pending``
         self._pending = 0  # items queued to or executing on the writer thread
         self._candidate = False  # a small write is yielding before going inline
@@ -196,35 +197,34 @@ class Writer:
         held); ``_FALLBACK`` if the database is busy. Errors are those of the writer path."""
         conn = self._conn
         tx = Tx(conn, 0.0)
-        conn.execute(self._no_wait)
+        if self._waits:  # set once for a series of inline writes, not per write
+            conn.execute(self._no_wait)
+            self._waits = False
         try:
-            try:
-                conn.execute(q.BEGIN)
-            except sqlite3.OperationalError:
-                return _FALLBACK, tx  # the writer thread waits and retries
-            tx.now = self._clock.now()
-            try:
-                value = op(tx)
-            except Exception as exc:
-                conn.execute(q.ROLLBACK)
-                if isinstance(exc, sqlite3.OperationalError) and _busy(exc):
-                    return _FALLBACK, tx
-                err = translate(exc)
-                if err is exc:
-                    raise
-                raise err from exc
-            try:
-                faults.hit("before_commit")
-                conn.execute(q.COMMIT)
-                faults.hit("after_commit")
-            except Exception as exc:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute(q.ROLLBACK)
-                if isinstance(exc, sqlite3.OperationalError):
-                    return _FALLBACK, tx  # retried on the writer thread, as a failed COMMIT is
+            conn.execute(q.BEGIN)
+        except sqlite3.OperationalError:
+            return _FALLBACK, tx  # the writer thread waits and retries
+        tx.now = self._clock.now()
+        try:
+            value = op(tx)
+        except Exception as exc:
+            conn.execute(q.ROLLBACK)
+            if isinstance(exc, sqlite3.OperationalError) and _busy(exc):
+                return _FALLBACK, tx
+            err = translate(exc)
+            if err is exc:
                 raise
-        finally:
-            conn.execute(self._wait)
+            raise err from exc
+        try:
+            faults.hit("before_commit")
+            conn.execute(q.COMMIT)
+            faults.hit("after_commit")
+        except Exception as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute(q.ROLLBACK)
+            if isinstance(exc, sqlite3.OperationalError):
+                return _FALLBACK, tx  # retried on the writer thread, as a failed COMMIT is
+            raise
         self._committed(1)
         return value, tx
 
@@ -246,6 +246,9 @@ class Writer:
                 batch.append(item)
             writes = [item for item in batch if item is not _CHECKPOINT_NOW]
             with self._lock:
+                if not self._waits:
+                    self._conn.execute(self._wait)
+                    self._waits = True
                 if writes:
                     self._run_batch(writes)
                     self._committed(len(writes))
