@@ -22,6 +22,7 @@ SET_BUSY_TIMEOUT: Final[LiteralString] = "PRAGMA busy_timeout={}"
 # path (see perdure.store.sqlite.writer).
 NO_AUTOCHECKPOINT: Final[LiteralString] = "PRAGMA wal_autocheckpoint=0"
 CHECKPOINT: Final[LiteralString] = "PRAGMA wal_checkpoint(PASSIVE)"
+SET_JOURNAL_SIZE_LIMIT: Final[LiteralString] = "PRAGMA journal_size_limit={}"
 
 BEGIN: Final[LiteralString] = "BEGIN IMMEDIATE"
 COMMIT: Final[LiteralString] = "COMMIT"

@@ -108,6 +108,7 @@ class SqliteStore:
             busy_ms=self._busy_ms,
             reader=self._reader,
             reader_conn=self._rconn,
+            wal_path=self.path + "-wal",
         )
 
     async def close(self) -> None:

@@ -19,17 +19,18 @@ the two paths from overlapping; a write only goes inline when nothing is queued 
 
 **WAL checkpoints** are off the commit path: the write connection has
 ``wal_autocheckpoint=0``; every :data:`CHECKPOINT_ITEMS` committed writes a ``PASSIVE``
-checkpoint runs on the reader thread (its own connection: it does not hold up writes). Writes
-committed while it runs keep it from resetting the WAL, so when the WAL still holds more than
-:data:`WAL_LIMIT_PAGES` pages after one, the writer thread checkpoints between two batches
-(no write of this process in between, so it catches up and the next write restarts the WAL):
-the WAL stays bounded under sustained load.
+checkpoint runs on the reader thread (its own connection: it does not hold up writes) and
+copies the bulk of the WAL into the database. Writes committed while it runs keep the WAL from
+restarting (it would grow without bound), so the writer thread then finishes the job between
+two batches: a second ``PASSIVE`` checkpoint with no write of this process in between, which
+only has the pages written meanwhile to copy; the next write restarts the WAL from its start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import sqlite3
 import threading
@@ -53,8 +54,10 @@ _ATTEMPTS = 8
 CHECKPOINT_ITEMS = 300
 """Committed writes between two background WAL checkpoints (~13 pages per sequential run of 3
 steps, 5 writes: about the 1,000 pages of SQLite's default auto-checkpoint)."""
-WAL_LIMIT_PAGES = 4000
-"""WAL pages (frames) above which the writer thread checkpoints between two batches."""
+WAL_LIMIT_BYTES = 4 << 20
+"""A WAL file larger than this after a writer-thread batch starts a checkpoint at once (a batch
+under load holds many writes: counting writes alone would let the WAL grow); the WAL file is
+truncated back to this size when it restarts (``journal_size_limit``)."""
 
 
 @dataclass(slots=True)
@@ -94,6 +97,7 @@ def connect(path: str, synchronous: str, busy_ms: int) -> sqlite3.Connection:
     conn.execute(q.SET_SYNCHRONOUS.format(synchronous))
     conn.execute(q.SET_BUSY_TIMEOUT.format(int(busy_ms)))
     conn.execute(q.NO_AUTOCHECKPOINT)
+    conn.execute(q.SET_JOURNAL_SIZE_LIMIT.format(WAL_LIMIT_BYTES))
     return conn
 
 
@@ -103,6 +107,13 @@ def translate(exc: Exception) -> BaseException:
     if isinstance(exc, sqlite3.OperationalError):
         return StoreUnavailableError(f"SQLite error: {exc}")
     return exc
+
+
+def _wal_bytes(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
@@ -138,6 +149,7 @@ class Writer:
         busy_ms: int,
         reader: Executor,
         reader_conn: sqlite3.Connection,
+        wal_path: str,
     ) -> None:
         self._conn = conn
         self._clock = clock
@@ -145,6 +157,7 @@ class Writer:
         self._loop = loop
         self._reader = reader
         self._rconn = reader_conn
+        self._wal_path = wal_path
         self._no_wait: str = q.SET_BUSY_TIMEOUT.format(0)
         self._wait: str = q.SET_BUSY_TIMEOUT.format(int(busy_ms))
         self._lock = threading.Lock()  # held by whoever runs a transaction on ``conn``
@@ -249,19 +262,22 @@ class Writer:
                 if not self._waits:
                     self._conn.execute(self._wait)
                     self._waits = True
-                if writes:
-                    self._run_batch(writes)
-                    self._committed(len(writes))
                 if len(writes) < len(batch):
                     with contextlib.suppress(sqlite3.Error):
                         self._conn.execute(q.CHECKPOINT)
+                    self._checkpointing = False
+                if writes:
+                    self._run_batch(writes)
+                    self._committed(len(writes), _wal_bytes(self._wal_path))
             with self._count:
                 self._pending -= len(batch)
 
-    def _committed(self, writes: int) -> None:
+    def _committed(self, writes: int, wal_bytes: int = 0) -> None:
         """Count committed writes (``_lock`` held); start a background checkpoint when due."""
         self._since_checkpoint += writes
-        if self._since_checkpoint < CHECKPOINT_ITEMS or self._checkpointing:
+        if self._checkpointing:
+            return
+        if self._since_checkpoint < CHECKPOINT_ITEMS and wal_bytes <= WAL_LIMIT_BYTES:
             return
         self._since_checkpoint = 0
         self._checkpointing = True
@@ -271,18 +287,18 @@ class Writer:
             self._checkpointing = False
 
     def _checkpoint(self) -> None:
-        """A PASSIVE checkpoint on the reader thread; the writer thread finishes it when the
-        WAL stays too large (writes committed meanwhile keep it from restarting)."""
+        """A PASSIVE checkpoint on the reader thread; then the writer thread's, between two
+        batches, so that the WAL can restart (see the module's documentation)."""
         try:
-            busy, pages, done = self._rconn.execute(q.CHECKPOINT).fetchone()
+            pages = self._rconn.execute(q.CHECKPOINT).fetchone()[1]
         except sqlite3.Error:
-            return
-        finally:
+            pages = 1
+        if pages == 0:  # the WAL is empty
             self._checkpointing = False
-        if pages > WAL_LIMIT_PAGES and (busy or done < pages):
-            with self._count:
-                self._pending += 1
-            self._queue.put(_CHECKPOINT_NOW)
+            return
+        with self._count:
+            self._pending += 1
+        self._queue.put(_CHECKPOINT_NOW)  # clears ``_checkpointing`` once done
 
     def _run_batch(self, batch: list[_Item]) -> None:
         conn = self._conn
