@@ -2,7 +2,7 @@
 """A/B experiments for the hot-path proposals of docs/performance.md, without touching src/.
 
     python bench/experiments.py --backend sqlite [--mode durable|nosync] [--runs 500] [--repeat 3]
-                                [--variants base,inline,fold,inline+fold]
+                                [--variants base,queued]
 
 Each variant patches perdure *at run time* (in this process only) to behave as a proposal
 would, then runs the sequential workload of ``compare_dbos.py`` (runs of 3 no-op async steps);
@@ -10,10 +10,11 @@ variants are interleaved over ``--repeat`` rounds, each on a fresh database, and
 measured in every round. The patches are prototypes for measuring, not the implementation
 (they skip the busy retries, the sync twins' other loops, etc.):
 
-- ``inline`` (SQLite): a store write runs on the event loop's thread when the writer thread
-  has nothing queued or in flight, instead of the queue -> writer thread ->
-  ``call_soon_threadsafe`` round trip. Writes that arrive while one is in flight still go to
-  the writer thread (group commit under load is unchanged).
+- ``queued`` (SQLite): every write goes to the writer thread (queue -> writer thread ->
+  ``call_soon_threadsafe``), the inline path of ``perdure.store.sqlite.writer`` turned off:
+  the code before proposal 1. (``inline``, the prototype of proposal 1, is now the code
+  itself: ``base``.) For SQLite the child also counts SQLite's own write transactions
+  (writer batches and inline writes), the figure that shows group commit under load.
 - ``fold``: a completed ``step.run`` checkpoint is submitted without waiting; the function goes
   on with the value at once, and the *next step* (or the outcome) waits for it. The committer
   collects until the end of the loop iteration, so the last step's checkpoint and the outcome
@@ -51,61 +52,46 @@ STEPS = 3
 # ---------------------------------------------------------------------------------- patches
 
 
+def patch_queued() -> None:
+    """SQLite: every write goes to the writer thread (the inline path of
+    ``perdure.store.sqlite.writer`` turned off): the code before proposal 1."""
+    from perdure.store.sqlite.writer import Writer
+
+    submit = Writer.submit
+
+    async def queued(self: Any, op: Any, small: bool = False) -> Any:
+        return await submit(self, op, False)
+
+    Writer.submit = queued  # type: ignore[method-assign]
+
+
 def patch_inline() -> None:
-    """SQLite: a write of at most 4 ops runs on the loop thread when the writer thread is idle;
-    it first yields to the loop once, so that writes submitted meanwhile queue behind it and
-    are grouped (on the writer thread, as today)."""
-    from perdure.errors import StoreUnavailableError
-    from perdure.store import sqlite as mod
+    """SQLite: proposal 1 is in the code now (``perdure.store.sqlite.writer``): ``inline`` is
+    the code as it is, kept as a name for the earlier command lines."""
 
-    queued = mod.SqliteStore._write
 
-    def run_inline(self: Any, op: Any) -> Any:
-        conn = self._wconn
-        tx = mod._Tx(conn, self.clock.now())
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            value = op(tx)
-            conn.execute("COMMIT")
-        except Exception as exc:
-            conn.execute("ROLLBACK")
-            raise mod._translate(exc) from exc
-        if tx.wake or tx.finished:
-            self._announce(tx.wake, tx.finished)
-        return value
+def count_sqlite_transactions() -> None:
+    """Count SQLite's own write transactions (writer batches and inline writes)."""
+    from perdure.store.sqlite import writer
 
-    async def _write(self: Any, op: Any) -> Any:
-        if self._closed or self._writer is None:
-            raise StoreUnavailableError("the store is closed")
-        if self.__dict__.get("_x_single") and self.__dict__.get("_x_pending", 0) == 0:
-            await asyncio.sleep(0)  # let concurrent writers queue behind this one
-            if self.__dict__.get("_x_pending", 0) == 0:
-                return run_inline(self, op)
-        self._x_pending = self.__dict__.get("_x_pending", 0) + 1
-        try:
-            return await queued(self, op)
-        finally:
-            self._x_pending -= 1
+    run_batch = writer.Writer._run_batch
 
-    commit, create = mod.SqliteStore.commit, mod.SqliteStore.create_runs
+    def counted_batch(self: Any, batch: Any) -> Any:
+        COUNT["sqlite"] += 1
+        return run_batch(self, batch)
 
-    async def commit_one(self: Any, ops: Any) -> Any:
-        self._x_single = len(ops) <= 4
-        try:
-            return await commit(self, ops)
-        finally:
-            self._x_single = False
+    writer.Writer._run_batch = counted_batch  # type: ignore[method-assign]
+    run_inline = getattr(writer.Writer, "_run_inline", None)
+    if run_inline is None:
+        return
 
-    async def create_one(self: Any, runs: Any) -> Any:
-        self._x_single = len(runs) <= 4
-        try:
-            return await create(self, runs)
-        finally:
-            self._x_single = False
+    def counted_inline(self: Any, op: Any) -> Any:
+        out = run_inline(self, op)
+        if out[0] is not writer._FALLBACK:
+            COUNT["sqlite"] += 1
+        return out
 
-    mod.SqliteStore._write = _write  # type: ignore[method-assign]
-    mod.SqliteStore.commit = commit_one  # type: ignore[method-assign]
-    mod.SqliteStore.create_runs = create_one  # type: ignore[method-assign]
+    writer.Writer._run_inline = counted_inline  # type: ignore[method-assign]
 
 
 def patch_fold() -> None:
@@ -165,6 +151,7 @@ def patch_fold() -> None:
 
 VARIANTS = {
     "base": (),
+    "queued": (patch_queued,),
     "inline": (patch_inline,),
     "fold": (patch_fold,),
     "inline+fold": (patch_inline, patch_fold),
@@ -212,7 +199,7 @@ async def sequential(url: str, runs: int, warmup: int) -> dict[str, float]:
     }
 
 
-COUNT = {"commit": 0, "create": 0}
+COUNT = {"commit": 0, "create": 0, "sqlite": 0}
 
 
 async def throughput(url: str, n: int, warmup: int) -> dict[str, float]:
@@ -266,14 +253,19 @@ def child(args: argparse.Namespace) -> int:
     for patch in VARIANTS[args.variant]:
         patch()
     count_transactions(args.url)
+    if args.url.startswith("sqlite"):
+        count_sqlite_transactions()
     if args.workload == "throughput":
         res = asyncio.run(throughput(args.url, args.runs, args.warmup))
-        tx = (COUNT["commit"] + COUNT["create"]) / (args.runs + min(args.warmup, 20))
+        total = args.runs + min(args.warmup, 20)
     else:
         res = asyncio.run(sequential(args.url, args.runs, args.warmup))
-        tx = (COUNT["commit"] + COUNT["create"]) / (args.runs + args.warmup)
+        total = args.runs + args.warmup
+    tx = (COUNT["commit"] + COUNT["create"]) / total
+    sqlite_tx = COUNT["sqlite"] / total
     print(
-        f"RESULT {res['median_ms']:.5f} {res['mean_ms']:.5f} {res['cpu_ms']:.5f} {tx:.3f}",
+        f"RESULT {res['median_ms']:.5f} {res['mean_ms']:.5f} {res['cpu_ms']:.5f} {tx:.3f} "
+        f"{sqlite_tx:.3f}",
         flush=True,
     )
     return 0
@@ -287,7 +279,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--floor-commits", type=int, default=1000)
-    ap.add_argument("--variants", default="base,inline,fold,inline+fold")
+    ap.add_argument("--variants", default="base,queued")
     ap.add_argument("--pg-url", default=DEFAULT_PG)
     ap.add_argument(
         "--workload",
@@ -306,7 +298,7 @@ def main() -> int:
 
     variants = [v for v in args.variants.split(",") if v]
     if args.backend == "postgres":
-        variants = [v for v in variants if "inline" not in v]
+        variants = [v for v in variants if "inline" not in v and "queued" not in v]
     tmp = tempfile.mkdtemp(prefix="exp-")
     results: dict[str, list[tuple[float, float, float, float]]] = {v: [] for v in variants}
     print(
@@ -363,20 +355,21 @@ def main() -> int:
             if not line:
                 print(f"  {v}: FAILED\n{out.stderr[-2000:]}")
                 continue
-            med, mean, cpu, tx = (float(x) for x in line[0].split()[1:])
+            med, mean, cpu, tx, sqlite_tx = (float(x) for x in line[0].split()[1:])
+            real = f", SQLite transactions/run {sqlite_tx:.3f}" if args.backend == "sqlite" else ""
             f = floor["median_ms"] if args.mode == "durable" else float("nan")
             results[v].append((med, mean, cpu, f))
             if args.workload == "throughput":
                 print(
                     f"  round {rnd + 1} {v:12s} {med:,.0f} runs/s ({mean:.2f} s), CPU/run "
-                    f"{cpu:.3f} ms, transactions/run {tx:.3f}",
+                    f"{cpu:.3f} ms, store write calls/run {tx:.3f}{real}",
                     flush=True,
                 )
                 continue
             print(
                 f"  round {rnd + 1} {v:12s} per run {med:.3f} ms (mean {mean:.3f}), per step "
-                f"{med / STEPS:.3f} ms, CPU/run {cpu:.3f} ms, transactions/run {tx:.2f}; "
-                f"floor {f:.3f} ms",
+                f"{med / STEPS:.3f} ms, CPU/run {cpu:.3f} ms, store write calls/run {tx:.2f}"
+                f"{real}; floor {f:.3f} ms",
                 flush=True,
             )
     print("medians over rounds:")

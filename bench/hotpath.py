@@ -112,10 +112,11 @@ class TimedConnection(sqlite3.Connection):
 
 
 def hook_sqlite() -> None:
-    from perdure.store import sqlite as mod
-    from perdure.store import sqlite_sql
+    from perdure.store.sqlite import queries
+    from perdure.store.sqlite import store as store_mod
+    from perdure.store.sqlite import writer as mod
 
-    original_connect = mod._connect
+    original_connect = store_mod.connect
 
     def connect(path: str, synchronous: str, busy_ms: int) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -125,28 +126,59 @@ def hook_sqlite() -> None:
             timeout=busy_ms / 1000,
             factory=TimedConnection,
         )
-        for pragma in sqlite_sql.PRAGMAS:
+        for pragma in queries.PRAGMAS:
             conn.execute(pragma)
-        conn.execute(f"PRAGMA synchronous={synchronous}")
-        conn.execute(f"PRAGMA busy_timeout={busy_ms}")
+        conn.execute(queries.SET_SYNCHRONOUS.format(synchronous))
+        conn.execute(queries.SET_BUSY_TIMEOUT.format(busy_ms))
+        if hasattr(queries, "NO_AUTOCHECKPOINT"):
+            conn.execute(queries.NO_AUTOCHECKPOINT)
         return conn
 
     assert original_connect is not None
-    mod._connect = connect
+    store_mod.connect = connect
 
-    run_batch = mod.SqliteStore._run_batch
+    run_batch = mod.Writer._run_batch
 
-    def timed_batch(self: Any, conn: Any, batch: list[Any]) -> None:
+    def timed_batch(self: Any, batch: list[Any]) -> None:
         t = time.perf_counter()
         try:
-            run_batch(self, conn, batch)
+            run_batch(self, batch)
         finally:
             TALLY.add("writer: batch (BEGIN..COMMIT + resolve)", time.perf_counter() - t)
             TALLY.add("writer: items in batches", 0.0, len(batch))
 
-    mod.SqliteStore._run_batch = timed_batch  # type: ignore[method-assign]
+    mod.Writer._run_batch = timed_batch  # type: ignore[method-assign]
 
-    write = mod.SqliteStore._write
+    if not hasattr(mod.Writer, "_run_inline"):  # the code before the inline path
+        hook_sqlite_write(store_mod)
+        return
+    run_inline = mod.Writer._run_inline
+
+    def timed_inline(self: Any, op: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return run_inline(self, op)
+        finally:
+            TALLY.add("inline: write on the loop thread (BEGIN..COMMIT)", time.perf_counter() - t)
+
+    mod.Writer._run_inline = timed_inline  # type: ignore[method-assign]
+
+    checkpoint = mod.Writer._checkpoint
+
+    def timed_checkpoint(self: Any) -> None:
+        t = time.perf_counter()
+        try:
+            checkpoint(self)
+        finally:
+            TALLY.add("reader: background WAL checkpoint", time.perf_counter() - t)
+
+    mod.Writer._checkpoint = timed_checkpoint  # type: ignore[method-assign]
+
+    hook_sqlite_write(store_mod)
+
+
+def hook_sqlite_write(store_mod: Any) -> None:
+    write = store_mod.SqliteStore._write
 
     class TimedQueue:
         """The writer's queue, noting when the writer thread took an item."""
@@ -165,9 +197,10 @@ def hook_sqlite() -> None:
         def get_nowait(self) -> Any:
             return self.inner.get_nowait()
 
-    async def timed_write(self: Any, op: Any) -> Any:
-        if not isinstance(self._queue, TimedQueue):
-            self._queue = TimedQueue(self._queue)
+    async def timed_write(self: Any, op: Any, small: bool = False) -> Any:
+        writer = self._writer
+        if writer is not None and not isinstance(writer._queue, TimedQueue):
+            writer._queue = TimedQueue(writer._queue)
             loop = asyncio.get_running_loop()
             threadsafe = loop.call_soon_threadsafe
 
@@ -178,7 +211,7 @@ def hook_sqlite() -> None:
             loop.call_soon_threadsafe = noted  # type: ignore[method-assign,assignment]
         t = time.perf_counter()
         try:
-            return await write(self, op)
+            return await (write(self, op, small) if small else write(self, op))
         finally:
             t5 = time.perf_counter()
             TALLY.add("loop: await store write", t5 - t)
@@ -188,9 +221,13 @@ def hook_sqlite() -> None:
                 TALLY.add("t: BEGIN .. COMMIT done", LAST["commit_end"] - LAST["begin"])
                 TALLY.add("t: writer after COMMIT", LAST["resolve_sent"] - LAST["commit_end"])
                 TALLY.add("t: writer -> loop -> coroutine resumed", t5 - LAST["resolve_sent"])
+            elif TALLY.on and "dequeued" not in LAST and "commit_end" in LAST:
+                TALLY.add("t: inline: before BEGIN (incl. the yield)", LAST["begin"] - t)
+                TALLY.add("t: inline: BEGIN .. COMMIT done", LAST["commit_end"] - LAST["begin"])
+                TALLY.add("t: inline: after COMMIT, resumed", t5 - LAST["commit_end"])
             LAST.clear()
 
-    mod.SqliteStore._write = timed_write  # type: ignore[method-assign]
+    store_mod.SqliteStore._write = timed_write  # type: ignore[method-assign]
 
 
 # -------------------------------------------------------------------------- PostgreSQL hooks
@@ -428,14 +465,23 @@ def report(
     if args.backend == "sqlite":
         w = TALLY.secs["loop: await store write"]
         b = TALLY.secs["writer: batch (BEGIN..COMMIT + resolve)"]
+        b += TALLY.secs["inline: write on the loop thread (BEGIN..COMMIT)"]
         commit = TALLY.secs["sql COMMIT"]
-        sql = sum(v for k, v in TALLY.secs.items() if k.startswith("sql ")) - commit
+        sql = (
+            sum(
+                v
+                for k, v in TALLY.secs.items()
+                if k.startswith("sql ") and "wal_checkpoint" not in k  # the reader's
+            )
+            - commit
+        )
         nw = TALLY.count["loop: await store write"] or 1
         print(
             f"  per store write (n={nw / runs:.2f}/run): awaited {w / nw * 1e3:.4f} ms = "
-            f"writer batch {b / nw * 1e3:.4f} (COMMIT {commit / nw * 1e3:.4f}, other SQL "
-            f"{sql / nw * 1e3:.4f}, python in writer {(b - commit - sql) / nw * 1e3:.4f}) + "
-            f"hand-off loop->writer->loop {(w - b) / nw * 1e3:.4f} ms"
+            f"transaction (writer batch or inline) {b / nw * 1e3:.4f} "
+            f"(COMMIT {commit / nw * 1e3:.4f}, other SQL {sql / nw * 1e3:.4f}, "
+            f"python in transaction {(b - commit - sql) / nw * 1e3:.4f}) + "
+            f"hand-off (the yield, or loop->writer->loop) {(w - b) / nw * 1e3:.4f} ms"
         )
         print(
             f"  per run: store writes {w / runs * 1e3:.4f} ms of {res['median_ms']:.4f} ms; "

@@ -116,8 +116,48 @@ def end_run(
         resolve_step(tx, parent_run, parent_step, status, output, error)
 
 
+def _step_row(op: StepWrite, now: float) -> tuple[Any, ...]:
+    return (
+        op.run_id,
+        op.key,
+        op.seq,
+        op.kind,
+        op.status,
+        op.output,
+        op.error,
+        op.attempts,
+        op.wake_at,
+        op.started_at or now,
+        now if op.status in DONE_STATUSES else None,
+    )
+
+
+def _step_extras(tx: Tx, op: StepWrite) -> None:
+    """The wait and the child run of an applied checkpoint."""
+    if op.wait is not None:
+        w = op.wait
+        tx.conn.execute(
+            q.UPSERT_WAIT,
+            (
+                op.run_id,
+                op.key,
+                w.event_name,
+                w.match_path,
+                w.match_value,
+                w.expression,
+                w.expires_at,
+                tx.now,
+            ),
+        )
+    if op.child is not None:
+        insert_runs(tx, [op.child])
+        tx.wake = True
+
+
 def commit(tx: Tx, ops: list[WriteOp]) -> list[bool]:
     """Apply fenced checkpoints and outcomes; per op, whether it was applied."""
+    if len(ops) <= 2 and all(op.run_id == ops[0].run_id for op in ops):
+        return _commit_one_run(tx, ops)
     conn, now = tx.conn, tx.now
     run_ids = list({op.run_id for op in ops})
     tokens: dict[str, int] = {}
@@ -132,76 +172,78 @@ def commit(tx: Tx, ops: list[WriteOp]) -> list[bool]:
         if not ok:
             continue
         if isinstance(op, StepWrite):
-            step_rows.append(
-                (
-                    op.run_id,
-                    op.key,
-                    op.seq,
-                    op.kind,
-                    op.status,
-                    op.output,
-                    op.error,
-                    op.attempts,
-                    op.wake_at,
-                    op.started_at or now,
-                    now if op.status in DONE_STATUSES else None,
-                )
-            )
-            if op.wait is not None:
-                w = op.wait
-                conn.execute(
-                    q.UPSERT_WAIT,
-                    (
-                        op.run_id,
-                        op.key,
-                        w.event_name,
-                        w.match_path,
-                        w.match_value,
-                        w.expression,
-                        w.expires_at,
-                        now,
-                    ),
-                )
-            if op.child is not None:
-                insert_runs(tx, [op.child])
-                tx.wake = True
+            step_rows.append(_step_row(op, now))
+            _step_extras(tx, op)
         else:
-            if step_rows:
-                conn.executemany(q.UPSERT_STEP, step_rows)
-                step_rows = []
+            _flush_steps(conn, step_rows)
+            step_rows = []
             outcome(tx, op)
-    if step_rows:
-        conn.executemany(q.UPSERT_STEP, step_rows)
+    _flush_steps(conn, step_rows)
     return results
 
 
-def outcome(tx: Tx, op: Outcome) -> None:
-    """Apply the outcome of an attempt (already fenced)."""
+def _flush_steps(conn: Any, rows: list[tuple[Any, ...]]) -> None:
+    if len(rows) == 1:
+        conn.execute(q.UPSERT_STEP, rows[0])
+    elif rows:
+        conn.executemany(q.UPSERT_STEP, rows)
+
+
+def _commit_one_run(tx: Tx, ops: list[WriteOp]) -> list[bool]:
+    """:func:`commit` for one or two ops of one run (a checkpoint, an outcome, or the last
+    checkpoint with the outcome): each statement fences itself (no separate fence read)."""
+    results: list[bool] = []
+    for op, live in zip(ops, live_ops(ops), strict=True):
+        if not live:
+            results.append(False)
+        elif isinstance(op, StepWrite):
+            row = (*_step_row(op, tx.now), op.run_id, op.token)
+            ok = tx.conn.execute(q.UPSERT_STEP_FENCED, row).rowcount > 0
+            if ok:
+                _step_extras(tx, op)
+            results.append(ok)
+        else:
+            results.append(outcome(tx, op, fenced=True))
+    return results
+
+
+def outcome(tx: Tx, op: Outcome, fenced: bool = False) -> bool:
+    """Apply the outcome of an attempt: already fenced, or (``fenced``) fenced by its own
+    statement; whether it was applied."""
     conn, now = tx.conn, tx.now
+    fence: tuple[int, ...] = (op.token,) if fenced else ()
     if op.kind in ("complete", "fail"):
         status = "completed" if op.kind == "complete" else "failed"
         parent = conn.execute(
-            q.COMPLETE_RUN, (status, op.output, op.error, now, op.run_id)
+            q.COMPLETE_RUN_FENCED if fenced else q.COMPLETE_RUN,
+            (status, op.output, op.error, now, op.run_id, *fence),
         ).fetchone()
+        if parent is None:
+            return False  # fenced out (unfenced: the fence read found the run running)
         if status == "completed":
             end_run(tx, op.run_id, parent, status, op.output or "null", None)
         else:
             end_run(tx, op.run_id, parent, status, None, op.error)
-    elif op.kind == "retry":
-        conn.execute(q.RETRY_RUN, (op.error, op.available_at, op.run_id))
-    elif op.kind == "suspend":
+        return True
+    if op.kind == "retry":
+        sql = q.RETRY_RUN_FENCED if fenced else q.RETRY_RUN
+        return conn.execute(sql, (op.error, op.available_at, op.run_id, *fence)).rowcount > 0
+    status, due = "queued", True  # release
+    available: float | None = now
+    if op.kind == "suspend":
         available = op.available_at
         if op.watch_keys:
             sql = q.RESOLVED_WATCHED.format(keys=q.marks(len(op.watch_keys)))
             if conn.execute(sql, (op.run_id, *op.watch_keys)).fetchone():
                 available = now
         due = available is not None and available <= now
-        conn.execute(q.SUSPEND_RUN, ("queued" if due else op.status, available, op.run_id))
-        if due:
-            tx.wake = True
-    else:  # release
-        conn.execute(q.SUSPEND_RUN, ("queued", now, op.run_id))
+        status = "queued" if due else op.status
+    sql = q.SUSPEND_RUN_FENCED if fenced else q.SUSPEND_RUN
+    if conn.execute(sql, (status, available, op.run_id, *fence)).rowcount == 0:
+        return False
+    if due:
         tx.wake = True
+    return True
 
 
 def expire_step(tx: Tx, run_id: str, token: int, key: str) -> StoredStep | None:

@@ -18,6 +18,11 @@ PRAGMAS: Final[tuple[LiteralString, ...]] = (
 )
 SET_SYNCHRONOUS: Final[LiteralString] = "PRAGMA synchronous={}"
 SET_BUSY_TIMEOUT: Final[LiteralString] = "PRAGMA busy_timeout={}"
+# The write connection never checkpoints on COMMIT; the writer runs checkpoints off the commit
+# path (see perdure.store.sqlite.writer).
+NO_AUTOCHECKPOINT: Final[LiteralString] = "PRAGMA wal_autocheckpoint=0"
+CHECKPOINT: Final[LiteralString] = "PRAGMA wal_checkpoint(PASSIVE)"
+SET_JOURNAL_SIZE_LIMIT: Final[LiteralString] = "PRAGMA journal_size_limit={}"
 
 BEGIN: Final[LiteralString] = "BEGIN IMMEDIATE"
 COMMIT: Final[LiteralString] = "COMMIT"
@@ -103,6 +108,15 @@ UPSERT_STEP: Final[LiteralString] = (
     "output = excluded.output, error = excluded.error, attempts = excluded.attempts, "
     "wake_at = excluded.wake_at, ended_at = excluded.ended_at"
 )
+# A checkpoint fenced in the statement itself (a batch of one run: no separate FENCE read).
+UPSERT_STEP_FENCED: Final[LiteralString] = (
+    "INSERT INTO steps (run_id, key, seq, kind, status, output, error, attempts, wake_at, "
+    "started_at, ended_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 "
+    "FROM runs WHERE id = ? AND lease_token = ? AND status = 'running') "
+    "ON CONFLICT (run_id, key) DO UPDATE SET status = excluded.status, "
+    "output = excluded.output, error = excluded.error, attempts = excluded.attempts, "
+    "wake_at = excluded.wake_at, ended_at = excluded.ended_at"
+)
 UPSERT_WAIT: Final[LiteralString] = (
     "INSERT OR REPLACE INTO waits (run_id, step_key, event_name, match_path, match_value, "
     "expression, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -111,12 +125,21 @@ COMPLETE_RUN: Final[LiteralString] = (
     "UPDATE runs SET status = ?, output = ?, error = ?, available_at = NULL, "
     "lease_owner = NULL, ended_at = ? WHERE id = ? RETURNING parent_run_id, parent_step"
 )
+COMPLETE_RUN_FENCED: Final[LiteralString] = (
+    "UPDATE runs SET status = ?, output = ?, error = ?, available_at = NULL, "
+    "lease_owner = NULL, ended_at = ? WHERE id = ? AND lease_token = ? AND status = 'running' "
+    "RETURNING parent_run_id, parent_step"
+)
 RETRY_RUN: Final[LiteralString] = (
     "UPDATE runs SET status = 'queued', error = ?, attempt = attempt + 1, available_at = ?, "
     "lease_owner = NULL WHERE id = ?"
 )
 SUSPEND_RUN: Final[LiteralString] = (
     "UPDATE runs SET status = ?, available_at = ?, lease_owner = NULL WHERE id = ?"
+)
+RETRY_RUN_FENCED: Final[LiteralString] = RETRY_RUN + " AND lease_token = ? AND status = 'running'"
+SUSPEND_RUN_FENCED: Final[LiteralString] = (
+    SUSPEND_RUN + " AND lease_token = ? AND status = 'running'"
 )
 RESOLVED_WATCHED: Final[LiteralString] = (
     "SELECT 1 FROM steps WHERE run_id = ? AND key IN ({keys}) "

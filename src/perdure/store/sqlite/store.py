@@ -52,6 +52,8 @@ from perdure.store.sqlite.writer import Tx, Writer, connect
 
 T = TypeVar("T")
 
+_INLINE_MAX = 4  # writes of at most this many runs or ops may run inline on the loop thread
+
 MIGRATIONS = Migrations("perdure.store.sqlite", ("0001_init.sql",))
 
 
@@ -93,10 +95,20 @@ class SqliteStore:
         await asyncio.to_thread(_make_folder, self.path)
         self._wconn = await asyncio.to_thread(connect, self.path, self._sync, self._busy_ms)
         await asyncio.to_thread(_migrate, self._wconn)
-        self._writer = Writer(self._wconn, self.clock, self._announcer, asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="perdure-sqlite-reader")
-        self._rconn = await asyncio.get_running_loop().run_in_executor(
+        self._rconn = await loop.run_in_executor(
             self._reader, connect, self.path, self._sync, self._busy_ms
+        )
+        self._writer = Writer(
+            self._wconn,
+            self.clock,
+            self._announcer,
+            loop,
+            busy_ms=self._busy_ms,
+            reader=self._reader,
+            reader_conn=self._rconn,
+            wal_path=self.path + "-wal",
         )
 
     async def close(self) -> None:
@@ -133,10 +145,12 @@ class SqliteStore:
 
     # ------------------------------------------------------------------ plumbing
 
-    async def _write(self, op: Callable[[Tx], T]) -> T:
+    async def _write(self, op: Callable[[Tx], T], small: bool = False) -> T:
+        """Run ``op`` in a write transaction; ``small`` ones may run inline (see
+        :mod:`perdure.store.sqlite.writer`)."""
         if self._closed or self._writer is None:
             raise StoreUnavailableError("the store is closed")
-        return await self._writer.submit(op)
+        return await self._writer.submit(op, small)
 
     async def _read(self, op: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed or self._reader is None or self._rconn is None:
@@ -183,7 +197,7 @@ class SqliteStore:
                 tx.wake = True
             return out
 
-        return await self._write(op)
+        return await self._write(op, len(runs) <= _INLINE_MAX)
 
     async def send_events(self, events: Sequence[EventIn]) -> list[SentEvent]:
         """Store events, start the runs they trigger, resume the runs waiting for them."""
@@ -344,7 +358,7 @@ class SqliteStore:
     async def commit(self, ops: Sequence[WriteOp]) -> list[bool]:
         """Apply fenced checkpoints and outcomes in one transaction."""
         ops = list(ops)
-        return await self._write(lambda tx: cm.commit(tx, ops))
+        return await self._write(lambda tx: cm.commit(tx, ops), len(ops) <= _INLINE_MAX)
 
     async def heartbeat(
         self, worker_id: str, leases: Sequence[tuple[str, int]], lease_seconds: float

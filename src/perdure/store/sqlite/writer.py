@@ -1,4 +1,4 @@
-"""The SQLite backend's single writer thread and its group commit.
+"""The SQLite backend's single writer thread and its group commit, and the inline fast path.
 
 Every write is a closure queued to one thread. The thread takes everything queued, runs it in
 *one* ``BEGIN IMMEDIATE`` transaction (each closure in its own savepoint, so one failing closure
@@ -6,17 +6,37 @@ fails alone), commits, and only then resolves the callers' futures. Under load o
 hundreds of checkpoints; with no load a write costs one commit. ``sqlite3`` releases the GIL
 while it waits on the disk, so the event loop keeps executing runs during a commit. A busy
 database (another process holding the lock) is retried a few times with a short backoff.
+
+**Inline writes.** Handing a write to the thread and back costs more than a small write itself
+(a thread wake-up each way and two loop iterations). So a *small* write (``submit(op,
+small=True)``) submitted on the store's loop while the writer thread is idle (nothing queued
+or executing) first yields to the loop once -- writes submitted in the same loop iteration go
+to the queue meanwhile and are grouped there, as under load -- and then, if the thread is still
+idle, runs on the loop thread itself. A lock that the writer thread holds for each batch keeps
+the two paths from overlapping; a write only goes inline when nothing is queued before it
+(FIFO). The inline attempt never waits on another process's lock (busy timeout 0): on
+``SQLITE_BUSY`` it goes to the writer thread, which waits and retries as for any write.
+
+**WAL checkpoints** are off the commit path: the write connection has
+``wal_autocheckpoint=0``; every :data:`CHECKPOINT_ITEMS` committed writes a ``PASSIVE``
+checkpoint runs on the reader thread (its own connection: it does not hold up writes) and
+copies the bulk of the WAL into the database. Writes committed while it runs keep the WAL from
+restarting (it would grow without bound), so the writer thread then finishes the job between
+two batches: a second ``PASSIVE`` checkpoint with no write of this process in between, which
+only has the pages written meanwhile to copy; the next write restarts the WAL from its start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -31,6 +51,14 @@ T = TypeVar("T")
 _MAX_BATCH = 2000
 _ATTEMPTS = 8
 
+CHECKPOINT_ITEMS = 300
+"""Committed writes between two background WAL checkpoints (~13 pages per sequential run of 3
+steps, 5 writes: about the 1,000 pages of SQLite's default auto-checkpoint)."""
+WAL_LIMIT_BYTES = 4 << 20
+"""A WAL file larger than this after a writer-thread batch starts a checkpoint at once (a batch
+under load holds many writes: counting writes alone would let the WAL grow); the WAL file is
+truncated back to this size when it restarts (``journal_size_limit``)."""
+
 
 @dataclass(slots=True)
 class Tx:
@@ -44,6 +72,7 @@ class Tx:
 
 Op = Callable[[Tx], Any]
 _Result = tuple[asyncio.Future[Any], Any, BaseException | None]
+_FALLBACK: Any = object()  # the inline attempt found the database busy: use the writer thread
 
 
 class _Item:
@@ -55,6 +84,9 @@ class _Item:
         self.loop = loop
 
 
+_CHECKPOINT_NOW = _Item.__new__(_Item)  # queued: the writer thread checkpoints after its batch
+
+
 def connect(path: str, synchronous: str, busy_ms: int) -> sqlite3.Connection:
     """A connection with the backend's pragmas (WAL, ``synchronous``, busy timeout)."""
     conn = sqlite3.connect(
@@ -64,6 +96,8 @@ def connect(path: str, synchronous: str, busy_ms: int) -> sqlite3.Connection:
         conn.execute(pragma)
     conn.execute(q.SET_SYNCHRONOUS.format(synchronous))
     conn.execute(q.SET_BUSY_TIMEOUT.format(int(busy_ms)))
+    conn.execute(q.NO_AUTOCHECKPOINT)
+    conn.execute(q.SET_JOURNAL_SIZE_LIMIT.format(WAL_LIMIT_BYTES))
     return conn
 
 
@@ -73,6 +107,18 @@ def translate(exc: Exception) -> BaseException:
     if isinstance(exc, sqlite3.OperationalError):
         return StoreUnavailableError(f"SQLite error: {exc}")
     return exc
+
+
+def _wal_bytes(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", sqlite3.SQLITE_BUSY)
+    return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _resolve(results: list[_Result]) -> None:
@@ -89,7 +135,8 @@ class Writer:
     """The writer thread of one store: :meth:`submit` a closure, await its result.
 
     After each commit, what the batch's closures flagged (``Tx.wake``, ``Tx.finished``) is
-    announced on ``loop`` (the store's event loop) through ``announcer``.
+    announced on ``loop`` (the store's event loop) through ``announcer``. Background WAL
+    checkpoints run on ``reader`` (a one-thread executor) over ``reader_conn``.
     """
 
     def __init__(
@@ -98,21 +145,58 @@ class Writer:
         clock: Clock,
         announcer: Announcer,
         loop: asyncio.AbstractEventLoop,
+        *,
+        busy_ms: int,
+        reader: Executor,
+        reader_conn: sqlite3.Connection,
+        wal_path: str,
     ) -> None:
         self._conn = conn
         self._clock = clock
         self._announcer = announcer
         self._loop = loop
+        self._reader = reader
+        self._rconn = reader_conn
+        self._wal_path = wal_path
+        self._no_wait: str = q.SET_BUSY_TIMEOUT.format(0)
+        self._wait: str = q.SET_BUSY_TIMEOUT.format(int(busy_ms))
+        self._lock = threading.Lock()  # held by whoever runs a transaction on ``conn``
+        self._waits = True  # ``conn``'s busy timeout is ``busy_ms`` (else 0); ``_lock``
+        self._count = threading.Lock()  # guards ``_pending``
+        self._pending = 0  # items queued to or executing on the writer thread
+        self._candidate = False  # a small write is yielding before going inline
+        self._since_checkpoint = 0  # writes committed since the last checkpoint (``_lock``)
+        self._checkpointing = False  # a background checkpoint is queued or running
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread = threading.Thread(
             target=self._loop_forever, name="perdure-sqlite-writer", daemon=True
         )
         self._thread.start()
 
-    async def submit(self, op: Callable[[Tx], T]) -> T:
-        """Run ``op`` in the next group commit; its result once the commit is durable."""
+    async def submit(self, op: Callable[[Tx], T], small: bool = False) -> T:
+        """Run ``op`` in the next group commit; its result once the commit is durable.
+
+        ``small``: ``op`` is a short write (a few rows) that may run inline on the loop thread
+        when the writer thread is idle (see the module's documentation)."""
         loop = asyncio.get_running_loop()
+        if small and loop is self._loop and not self._candidate and self._pending == 0:
+            self._candidate = True
+            try:
+                await asyncio.sleep(0)  # writes submitted meanwhile queue (and group) first
+            finally:
+                self._candidate = False
+            if self._pending == 0 and self._lock.acquire(blocking=False):
+                try:
+                    value, tx = self._run_inline(op)
+                finally:
+                    self._lock.release()
+                if value is not _FALLBACK:
+                    if tx.wake or tx.finished:
+                        self._announcer.announce(tx.wake, tx.finished)
+                    return value  # type: ignore[no-any-return]
         fut: asyncio.Future[T] = loop.create_future()
+        with self._count:
+            self._pending += 1
         self._queue.put(_Item(op, fut, loop))
         return await fut
 
@@ -120,6 +204,42 @@ class Writer:
         """Finish the queued writes and stop the thread."""
         self._queue.put(None)
         await asyncio.to_thread(self._thread.join)
+
+    def _run_inline(self, op: Op) -> tuple[Any, Tx]:
+        """One attempt of ``op`` in its own transaction, on the calling thread (``_lock``
+        held); ``_FALLBACK`` if the database is busy. Errors are those of the writer path."""
+        conn = self._conn
+        tx = Tx(conn, 0.0)
+        if self._waits:  # set once for a series of inline writes, not per write
+            conn.execute(self._no_wait)
+            self._waits = False
+        try:
+            conn.execute(q.BEGIN)
+        except sqlite3.OperationalError:
+            return _FALLBACK, tx  # the writer thread waits and retries
+        tx.now = self._clock.now()
+        try:
+            value = op(tx)
+        except Exception as exc:
+            conn.execute(q.ROLLBACK)
+            if isinstance(exc, sqlite3.OperationalError) and _busy(exc):
+                return _FALLBACK, tx
+            err = translate(exc)
+            if err is exc:
+                raise
+            raise err from exc
+        try:
+            faults.hit("before_commit")
+            conn.execute(q.COMMIT)
+            faults.hit("after_commit")
+        except Exception as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute(q.ROLLBACK)
+            if isinstance(exc, sqlite3.OperationalError):
+                return _FALLBACK, tx  # retried on the writer thread, as a failed COMMIT is
+            raise
+        self._committed(1)
+        return value, tx
 
     def _loop_forever(self) -> None:
         stop = False
@@ -137,7 +257,48 @@ class Writer:
                     stop = True
                     break
                 batch.append(item)
-            self._run_batch(batch)
+            writes = [item for item in batch if item is not _CHECKPOINT_NOW]
+            with self._lock:
+                if not self._waits:
+                    self._conn.execute(self._wait)
+                    self._waits = True
+                if len(writes) < len(batch):
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute(q.CHECKPOINT)
+                    self._checkpointing = False
+                if writes:
+                    self._run_batch(writes)
+                    self._committed(len(writes), _wal_bytes(self._wal_path))
+            with self._count:
+                self._pending -= len(batch)
+
+    def _committed(self, writes: int, wal_bytes: int = 0) -> None:
+        """Count committed writes (``_lock`` held); start a background checkpoint when due."""
+        self._since_checkpoint += writes
+        if self._checkpointing:
+            return
+        if self._since_checkpoint < CHECKPOINT_ITEMS and wal_bytes <= WAL_LIMIT_BYTES:
+            return
+        self._since_checkpoint = 0
+        self._checkpointing = True
+        try:
+            self._reader.submit(self._checkpoint)
+        except RuntimeError:  # the reader is shut down: the store is closing
+            self._checkpointing = False
+
+    def _checkpoint(self) -> None:
+        """A PASSIVE checkpoint on the reader thread; then the writer thread's, between two
+        batches, so that the WAL can restart (see the module's documentation)."""
+        try:
+            pages = self._rconn.execute(q.CHECKPOINT).fetchone()[1]
+        except sqlite3.Error:
+            pages = 1
+        if pages == 0:  # the WAL is empty
+            self._checkpointing = False
+            return
+        with self._count:
+            self._pending += 1
+        self._queue.put(_CHECKPOINT_NOW)  # clears ``_checkpointing`` once done
 
     def _run_batch(self, batch: list[_Item]) -> None:
         conn = self._conn
