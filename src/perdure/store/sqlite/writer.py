@@ -165,6 +165,7 @@ class Writer:
         self._count = threading.Lock()  # guards ``_pending``
         self._pending = 0  # items queued to or executing on the writer thread
         self._candidate = False  # a small write is yielding before going inline
+        self._deferred: list[_Item] = []  # writes submitted while it yields (behind it)
         self._since_checkpoint = 0  # writes committed since the last checkpoint (``_lock``)
         self._checkpointing = False  # a background checkpoint is queued or running
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
@@ -179,13 +180,19 @@ class Writer:
         ``small``: ``op`` is a short write (a few rows) that may run inline on the loop thread
         when the writer thread is idle (see the module's documentation)."""
         loop = asyncio.get_running_loop()
-        if small and loop is self._loop and not self._candidate and self._pending == 0:
+        if self._candidate and loop is self._loop:
+            # A small write is yielding before it decides: this one goes behind it (FIFO).
+            fut = loop.create_future()
+            self._deferred.append(_Item(op, fut, loop))
+            return await fut  # type: ignore[no-any-return]
+        if small and loop is self._loop and self._pending == 0:
             self._candidate = True
             try:
-                await asyncio.sleep(0)  # writes submitted meanwhile queue (and group) first
+                await asyncio.sleep(0)  # writes submitted meanwhile queue (and group) behind
             finally:
                 self._candidate = False
-            if self._pending == 0 and self._lock.acquire(blocking=False):
+                deferred, self._deferred = self._deferred, []
+            if not deferred and self._pending == 0 and self._lock.acquire(blocking=False):
                 try:
                     value, tx = self._run_inline(op)
                 finally:
@@ -194,11 +201,19 @@ class Writer:
                     if tx.wake or tx.finished:
                         self._announcer.announce(tx.wake, tx.finished)
                     return value  # type: ignore[no-any-return]
-        fut: asyncio.Future[T] = loop.create_future()
+            fut = loop.create_future()
+            self._enqueue([_Item(op, fut, loop), *deferred])
+            return await fut  # type: ignore[no-any-return]
+        fut = loop.create_future()
+        self._enqueue([_Item(op, fut, loop)])
+        return await fut  # type: ignore[no-any-return]
+
+    def _enqueue(self, items: list[_Item]) -> None:
+        """Queue writes to the writer thread, in order."""
         with self._count:
-            self._pending += 1
-        self._queue.put(_Item(op, fut, loop))
-        return await fut
+            self._pending += len(items)
+        for item in items:
+            self._queue.put(item)
 
     async def stop(self) -> None:
         """Finish the queued writes and stop the thread."""
