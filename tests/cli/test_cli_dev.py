@@ -16,24 +16,35 @@ import httpx
 from cli_helpers import assert_one_line_error, clean_env, perdure
 
 
-def test_dev_serves_the_demo_and_runs_complete(tmp_path: Path) -> None:
-    url_db = f"sqlite:///{tmp_path}/demo.db"
+def start_dev(tmp_path: Path, **env: str) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    """``perdure dev --port 0`` in ``tmp_path`` with ``env``; its process and output files."""
     out, err = tmp_path / "dev.out", tmp_path / "dev.err"
     with out.open("wb") as fout, err.open("wb") as ferr:
         proc = subprocess.Popen(
             [sys.executable, "-m", "perdure.cli", "dev", "--port", "0"],
             cwd=tmp_path,
-            env=clean_env(PERDURE_DATABASE_URL=url_db, PERDURE_LOG_LEVEL="warning"),
+            env=clean_env(PERDURE_LOG_LEVEL="warning", **env),
             stdout=fout,
             stderr=ferr,
         )
+    return proc, out, err
+
+
+def wait_banner(proc: subprocess.Popen[bytes], out: Path, err: Path, deadline: float) -> str:
+    """The base URL the dev server's banner announces (waiting for it until ``deadline``)."""
+    while not (match := re.search(r"http://127\.0\.0\.1:\d+", out.read_text())):
+        assert proc.poll() is None, err.read_text()
+        assert time.monotonic() < deadline, "no banner"
+        time.sleep(0.05)
+    return match.group(0)
+
+
+def test_dev_serves_the_demo_and_runs_complete(tmp_path: Path) -> None:
+    url_db = f"sqlite:///{tmp_path}/demo.db"
+    proc, out, err = start_dev(tmp_path, PERDURE_DATABASE_URL=url_db)
     try:
         deadline = time.monotonic() + 30
-        while not (match := re.search(r"http://127\.0\.0\.1:\d+", out.read_text())):
-            assert proc.poll() is None, err.read_text()
-            assert time.monotonic() < deadline, "no banner"
-            time.sleep(0.05)
-        base = match.group(0)
+        base = wait_banner(proc, out, err, deadline)
         banner = out.read_text().splitlines()[0]
         assert "'demo'" in banner and base in banner and url_db in banner
         while True:
@@ -118,26 +129,12 @@ def test_dev_reports_a_busy_port_in_one_line(tmp_path: Path) -> None:
 
 def test_dev_serves_only_the_allowed_hosts(tmp_path: Path) -> None:
     url_db = f"sqlite:///{tmp_path}/demo.db"
-    out, err = tmp_path / "dev.out", tmp_path / "dev.err"
-    with out.open("wb") as fout, err.open("wb") as ferr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "perdure.cli", "dev", "--port", "0"],
-            cwd=tmp_path,
-            env=clean_env(
-                PERDURE_DATABASE_URL=url_db,
-                PERDURE_LOG_LEVEL="warning",
-                PERDURE_ALLOWED_HOSTS="perdure.test",
-            ),
-            stdout=fout,
-            stderr=ferr,
-        )
+    proc, out, err = start_dev(
+        tmp_path, PERDURE_DATABASE_URL=url_db, PERDURE_ALLOWED_HOSTS="perdure.test"
+    )
     try:
+        base = wait_banner(proc, out, err, time.monotonic() + 60)
         deadline = time.monotonic() + 60
-        while not (match := re.search(r"http://127\.0\.0\.1:\d+", out.read_text())):
-            assert proc.poll() is None, err.read_text()
-            assert time.monotonic() < deadline, "no banner"
-            time.sleep(0.05)
-        base = match.group(0)
         while True:
             try:
                 ok = httpx.get(f"{base}/api/v1/runs", headers={"Host": "perdure.test"})

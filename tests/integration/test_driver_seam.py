@@ -56,7 +56,16 @@ class Block:
     gate: asyncio.Event
 
 
-Op = Value | Sleep | Block
+@dataclass(frozen=True)
+class Gated:
+    """A step whose n-th body (in this driver) waits for ``gates[n]``."""
+
+    key: str
+    value: Any
+    gates: tuple[asyncio.Event, ...]
+
+
+Op = Value | Sleep | Block | Gated
 
 
 @dataclass(frozen=True)
@@ -127,6 +136,8 @@ class ScriptedDriver:
                 self.ledger.append((attempt.run_id, op.key, attempt.token))
                 if isinstance(op, Block) and self.block:
                     await op.gate.wait()
+                if isinstance(op, Gated):
+                    await op.gates[self.bodies(attempt.run_id).count(op.key) - 1].wait()
                 if isinstance(op, Value) and before < op.fail_times:
                     failure = Failure(ErrorInfo("ScriptError", f"{op.key} failed"))
                     delay = retry_delay(fn.retry, before + 1, failure, rand=lambda: 1.0)
@@ -321,3 +332,35 @@ async def test_a_lost_lease_is_taken_over_and_the_old_writes_are_fenced(db_url: 
     assert len(set(tokens)) == 2  # two leases, fenced apart
     (a, b) = steps
     assert (a.key, a.attempts, b.key, b.attempts) == ("a", 1, "b", 1)
+
+
+async def test_a_worker_that_claims_its_own_stalled_run_again_keeps_the_new_attempt(
+    runtime: Runtime,
+) -> None:
+    """Stalled past its lease, a worker may claim its own run again: when the stale attempt
+    ends (fenced off), the new one is still the worker's (held, heartbeated) and completes."""
+    first_gate, second_gate = asyncio.Event(), asyncio.Event()
+    fn = ScriptedFunction("stall", (Gated("g", "G", (first_gate, second_gate)),))
+    driver = ScriptedDriver({fn.id: fn})
+    clock = clock_of(runtime)
+    async with Worker(runtime, [driver], concurrency=2, lease_seconds=30) as worker:
+        run_id = await start(runtime, fn.id)
+
+        async def bodies(n: int) -> bool:
+            return driver.bodies(run_id).count("g") == n
+
+        await wait_for("the first body of g", lambda: bodies(1))
+        await clock.advance(31)  # the lease expires under the stalled body: claimed again
+        await wait_for("the second body of g", lambda: bodies(2))
+        first_gate.set()  # the stale attempt's checkpoint is rejected; it ends
+
+        async def stale_ended() -> bool:
+            steps = await runtime.store.get_steps(run_id)
+            return not steps and worker.free_slots == 1
+
+        await wait_for("the stale attempt to end", stale_ended)
+        assert worker.holds(run_id)  # the new attempt is still this worker's
+        second_gate.set()
+        row = await ended(runtime, run_id)
+    assert row.status == "completed"
+    assert json.loads(row.output or "null") == ["G"]

@@ -146,18 +146,7 @@ class Attempt:
         expires."""
         if self.aborted:
             raise LeaseLost()
-        if self._held:
-            ops: list[StepWrite] = [*self._held, op]
-            self._held = []
-            await self._commit(ops)
-            return
-        try:
-            ok = await self.committer.call(op)
-        except StoreUnavailableError as exc:
-            self._store_down(exc)
-        if not ok:
-            self.abort()
-            raise LeaseLost()
+        await self._commit([*self.take_held(), op])
 
     def hold(self, op: StepWrite) -> None:
         """Keep a completed step's checkpoint to send with the next write: the next step's

@@ -9,7 +9,6 @@ never sees the App.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from datetime import timedelta
 
 from perdure.clock import Clock
@@ -81,11 +80,8 @@ class Runtime:
             store = open_store(self.database_url, clock=self.clock)
             await store.open()
             store.on_finished(self.hub.finished_elsewhere)
-            self._committer = Batcher(self._commit, max_batch=2000)
+            self._committer = Batcher(store.commit, max_batch=2000)
             self._store = store
-
-    async def _commit(self, ops: Sequence[WriteOp]) -> list[bool]:
-        return await self.store.commit(ops)
 
     async def close(self) -> None:
         """Flush what is queued and close the store."""

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from perdure.engine.triggers import MAX_EVENT_NAME_LENGTH, validate_event_name
 from perdure.errors import InvalidInputError
+from perdure.server.http import json_type
 from perdure.types import MAX_EVENT_ID_LENGTH, MAX_EVENT_TS, RunStatus
 
 MAX_EVENTS_PER_REQUEST = 5000
@@ -166,22 +167,6 @@ class RunsQuery(_Page):
 # ---------------------------------------------------------------------- error messages
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__  # pragma: no cover - only JSON types reach the models
-
-
 def _field(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "the value"
 
@@ -196,11 +181,11 @@ def _one(error: Any) -> str:
     if kind == "missing":
         return f"{field} is required"
     if kind == "string_type":
-        return f"{field} must be a string, not {_json_type(value)}"
+        return f"{field} must be a string, not {json_type(value)}"
     if kind in ("dict_type", "model_type"):
-        return f"{field} must be a JSON object, not {_json_type(value)}"
+        return f"{field} must be a JSON object, not {json_type(value)}"
     if kind in ("int_type", "int_from_float"):
-        return f"{field} must be an integer, not {_json_type(value)}"
+        return f"{field} must be an integer, not {json_type(value)}"
     if kind == "greater_than_equal":
         return f"{field} must be at least {ctx['ge']}, got {value!r}"
     if kind == "less_than_equal":
