@@ -9,6 +9,17 @@ from perdure.app import App, Limits, RunHandle
 from perdure.clock import Clock, SystemClock
 from perdure.drivers.python import Context, Step, SyncContext, SyncStep
 from perdure.engine.backoff import RetryPolicy
+from perdure.engine.flow.options import (
+    Batch,
+    CancelOn,
+    Concurrency,
+    Debounce,
+    Priority,
+    RateLimit,
+    Singleton,
+    Throttle,
+    Timeouts,
+)
 from perdure.errors import (
     FunctionNotFoundError,
     InvalidInputError,
@@ -30,9 +41,13 @@ from perdure.types import Event, RunInfo, RunStatus, StepInfo
 
 __all__ = [
     "App",
+    "Batch",
+    "CancelOn",
     "Clock",
+    "Concurrency",
     "Context",
     "CronTrigger",
+    "Debounce",
     "Event",
     "EventTrigger",
     "FunctionNotFoundError",
@@ -42,6 +57,8 @@ __all__ = [
     "NonRetriableError",
     "PayloadTooLargeError",
     "PerdureError",
+    "Priority",
+    "RateLimit",
     "RetryAfterError",
     "RetryPolicy",
     "RunCancelledError",
@@ -51,6 +68,7 @@ __all__ = [
     "RunNotFoundError",
     "RunStatus",
     "SentEvent",
+    "Singleton",
     "Step",
     "StepError",
     "StepInfo",
@@ -58,6 +76,8 @@ __all__ = [
     "SyncContext",
     "SyncStep",
     "SystemClock",
+    "Throttle",
+    "Timeouts",
     "Worker",
     "__version__",
     "cron",

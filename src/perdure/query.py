@@ -188,6 +188,7 @@ def run_info(row: RunRow, steps: Sequence[StoredStep]) -> RunInfo:
         parent_run_id=row.parent_run_id,
         idempotency_key=row.idempotency_key,
         steps=[step_info(s) for s in steps],
+        reason=None if row.reason is None else serde.loads(row.reason),
     )
 
 

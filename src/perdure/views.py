@@ -70,6 +70,7 @@ def run_json(run: RunInfo, *, steps: bool = True) -> dict[str, Any]:
         "ended_at": iso(run.ended_at),
         "parent_run_id": run.parent_run_id,
         "idempotency_key": run.idempotency_key,
+        "reason": run.reason,
     }
     if steps:
         out["steps"] = [step_json(s) for s in run.steps]
@@ -109,6 +110,7 @@ def function_json(record: FunctionRecord) -> dict[str, Any]:
         "app": record.app,
         "triggers": [trigger_json(t) for t in record.triggers],
         "config": record.config,
+        "flow": record.flow.to_dict(),
     }
 
 

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from perdure import ids, serde
+from perdure.engine.flow.keys import run_flow
 from perdure.errors import StoreUnavailableError
 from perdure.functions import CronTrigger
 from perdure.store.base import NewRun
@@ -135,9 +136,12 @@ class Scheduler:
             id=f"cron-{fdef.id}-{int(tick * 1000)}",
             ts=int(tick * 1000),
         )
-        return NewRun(
+        obj = event.to_dict()
+        run = NewRun(
             ids.new_id(),
             fdef.id,
-            serde.dumps(event.to_dict()),
+            serde.dumps(obj),
             idempotency_key=f"cron:{key}:{int(tick * 1000)}",
         )
+        run.flow = run_flow(fdef.id, fdef.record().flow, obj)
+        return run

@@ -103,6 +103,9 @@ class Function(_Open):
     app: str
     triggers: list[EventTrigger | CronTrigger]
     config: dict[str, Any]
+    flow: dict[str, Any] = Field(
+        default_factory=dict, description="The flow-control options (docs/flow-control.md)."
+    )
 
 
 class FunctionList(_Open):
@@ -140,6 +143,14 @@ class Step(_Open):
     wake_at: datetime | None
 
 
+class FlowReason(_Open):
+    """Why flow control delayed, skipped or cancelled a run."""
+
+    option: str = Field(description="The option that decided: rate_limit, throttle, ...")
+    decision: str = Field(description="What it decided: skipped, delayed, cancelled, ...")
+    message: str
+
+
 class RunSummary(_Open):
     """A run as listed (without its steps)."""
 
@@ -155,6 +166,7 @@ class RunSummary(_Open):
     ended_at: datetime | None
     parent_run_id: str | None
     idempotency_key: str | None
+    reason: FlowReason | None = None
 
 
 class Run(RunSummary):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from perdure.clock import Clock
+from perdure.engine.flow.keys import RunFlow
 from perdure.functions import FunctionRecord
 
 
@@ -36,6 +37,9 @@ class NewRun:
     parent_step: str | None = None
     lease_owner: str | None = None
     lease_seconds: float = 0.0
+    flow: RunFlow | None = None
+    """The run's flow-control state (``None``: its function has none); such runs are created
+    through the backend's flow-control path."""
 
 
 @dataclass(slots=True)
@@ -165,6 +169,7 @@ class RunRow:
     ended_at: float | None
     available_at: float | None
     lease_owner: str | None
+    reason: str | None = None
 
 
 @dataclass(slots=True)

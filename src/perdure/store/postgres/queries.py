@@ -103,6 +103,23 @@ INSERT_RUNS: Final = (
     "AND e.idempotency_key = v.idempotency_key "
     "ORDER BY v.ord"
 )
+# Create one run under flow control (store/postgres/flow.py): its keys, its priority (a head
+# start on available_at) and its start deadline. An existing idempotency key wins (no row).
+INSERT_FLOW_RUN: Final = (
+    "WITH " + _T + ", "
+    "ins AS (INSERT INTO runs (id, function_id, status, input, event_id, idempotency_key,"
+    " parent_run_id, parent_step, available_at, created_at, priority, concurrency_key,"
+    " concurrency_key2, throttle_key, singleton_key, start_by)"
+    " SELECT %(id)s::text, %(fid)s::text, 'queued', %(input)s::text, %(event_id)s::text,"
+    " %(key)s::text, %(parent)s::text, %(parent_step)s::text,"
+    " t.now - %(priority)s::int4, t.now, %(priority)s::int4, %(ck1)s::text, %(ck2)s::text,"
+    " %(throttle_key)s::text, %(singleton_key)s::text, t.now + %(start_timeout)s::float8"
+    " FROM t"
+    " ON CONFLICT (function_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+    " RETURNING id), "
+    "nt AS (SELECT pg_notify(%(wake_channel)s, %(origin)s) FROM ins) "
+    "SELECT ins.id, (SELECT count(*) FROM nt) FROM ins"
+)
 RUN_BY_KEY: Final = "SELECT id FROM runs WHERE function_id = %(fid)s AND idempotency_key = %(key)s"
 
 SELECT_RUN: Final = "SELECT " + RUN_COLUMNS + " FROM runs WHERE id = %(id)s"
@@ -296,12 +313,15 @@ _WAITS_AND_CHILDREN: Final = (
     " expression = excluded.expression, expires_at = excluded.expires_at,"
     " created_at = excluded.created_at), "
     "ch AS (INSERT INTO runs (id, function_id, status, input, event_id, idempotency_key,"
-    " parent_run_id, parent_step, available_at, created_at)"
+    " parent_run_id, parent_step, available_at, created_at, priority, concurrency_key,"
+    " concurrency_key2, throttle_key, start_by)"
     " SELECT c.id, c.function_id, 'queued', c.input, c.event_id, c.idempotency_key,"
-    " c.parent_run_id, c.parent_step, t.now, t.now"
+    " c.parent_run_id, c.parent_step, t.now - c.priority, t.now, c.priority, c.ck1, c.ck2,"
+    " c.throttle_key, t.now + c.start_timeout"
     " FROM json_to_recordset(%(children)s::json) AS c(fence_run text, token int8, id text,"
     " function_id text, input text, event_id text, idempotency_key text,"
-    " parent_run_id text, parent_step text), live, t"
+    " parent_run_id text, parent_step text, priority int4, ck1 text, ck2 text,"
+    " throttle_key text, start_timeout float8), live, t"
     " WHERE live.id = c.fence_run AND live.lease_token = c.token"
     " ON CONFLICT (function_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
     " RETURNING id), "

@@ -54,6 +54,7 @@ from perdure.store.base import (
     WriteOp,
 )
 from perdure.store.migrations import version_of
+from perdure.store.postgres import flow
 from perdure.store.postgres import queries as q
 from perdure.store.postgres.clock import DbClock
 from perdure.store.postgres.listen import Listener
@@ -85,7 +86,7 @@ from perdure.store.rows import (
 from perdure.store.rules import CANCELLED_ERROR, EVENT_DEDUPE_SECONDS, INVOKE_TIMEOUT_ERROR
 
 
-class PostgresStore:
+class PostgresStore(flow.FlowCreation):
     """A :class:`~perdure.store.base.Store` on PostgreSQL."""
 
     def __init__(self, url: str, *, clock: Clock | None = None) -> None:
@@ -99,6 +100,7 @@ class PostgresStore:
         self.clock: Clock = clock if clock is not None and manual else self._db_clock
         self._origin = uuid.uuid4().hex[:16]
         self._wake_channel = channel_name("wake", self.schema)
+        self._channel = (self._wake_channel, self._origin)
         self._done_channel = channel_name("done", self.schema)
         self._pool = Pool(self._cfg, f"perdure-{self.schema}")
         self._commits = Dedicated(self._cfg, self._pool)
@@ -261,6 +263,8 @@ class PostgresStore:
         if not runs:
             return []
         inputs.require_storable_runs(runs)
+        if any(r.flow is not None for r in runs):
+            return await self._create_mixed(runs)
         if len(runs) == 1 and runs[0].idempotency_key is None:
             return [await self._create_one(runs[0])]
         params = self._runs_params(runs)
@@ -328,6 +332,8 @@ class PostgresStore:
                     waits.setdefault(row[0], []).append(row)
                 plan = EventPlan.build(events, new, self._registry.records, waits)
                 faults.hit("event_fanout")
+                if plan.flow_runs:
+                    await flow.insert_flow_runs(conn, plan.flow_runs, now, *self._channel)
                 cursors = []
                 async with conn.pipeline():
                     for stmt, params in plan.statements(now, self._wake_channel, self._origin):
@@ -338,7 +344,7 @@ class PostgresStore:
                 await rollback_quietly(conn)
                 raise
             faults.hit("after_commit")
-            wake = bool(plan.runs)
+            wake = bool(plan.runs or plan.flow_runs)
             if plan.resolved:
                 counts = await cursors[-1].fetchone()
                 wake = wake or bool(counts and counts[1])
@@ -538,6 +544,8 @@ class PostgresStore:
         inputs.require_storable("a cron trigger", trigger)
         if run is not None:
             inputs.require_storable_runs([run])
+            if run.flow is not None:
+                return await self._fire_cron_flow(function_id, trigger, tick, run)
         params: dict[str, Any] = {
             "now": self._now_param(),
             "fid": function_id,

@@ -71,6 +71,13 @@ INSERT_RUN_IDEMPOTENT: Final[LiteralString] = (
     INSERT_RUN + " ON CONFLICT (function_id, idempotency_key) "
     "WHERE idempotency_key IS NOT NULL DO NOTHING"
 )
+INSERT_FLOW_RUN: Final[LiteralString] = (
+    "INSERT INTO runs (id, function_id, status, input, event_id, idempotency_key, "
+    "parent_run_id, parent_step, available_at, created_at, priority, concurrency_key, "
+    "concurrency_key2, throttle_key, singleton_key, start_by) "
+    "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (function_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+)
 RUN_BY_KEY: Final[LiteralString] = (
     "SELECT id FROM runs WHERE function_id = ? AND idempotency_key = ?"
 )

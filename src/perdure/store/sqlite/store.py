@@ -54,7 +54,7 @@ T = TypeVar("T")
 
 _INLINE_MAX = 4  # writes of at most this many runs or ops may run inline on the loop thread
 
-MIGRATIONS = Migrations("perdure.store.sqlite", ("0001_init.sql",))
+MIGRATIONS = Migrations("perdure.store.sqlite", ("0001_init.sql", "0002_flow.sql"))
 
 
 class SqliteStore:

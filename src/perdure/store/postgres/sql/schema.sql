@@ -47,7 +47,16 @@ CREATE TABLE runs (
     lease_owner     text,
     created_at      double precision NOT NULL,
     started_at      double precision,
-    ended_at        double precision
+    ended_at        double precision,
+    concurrency_key  text COLLATE "C",
+    concurrency_key2 text COLLATE "C",
+    throttle_key     text COLLATE "C",
+    singleton_key    text COLLATE "C",
+    gate_key         text COLLATE "C",
+    batch_size       integer,
+    start_by         double precision,
+    finish_by        double precision,
+    reason           text
 );
 
 CREATE INDEX runs_due ON runs (available_at, id) WHERE available_at IS NOT NULL;
@@ -113,4 +122,18 @@ CREATE TABLE cron_ticks (
     trigger     text NOT NULL,
     last_tick   double precision NOT NULL,
     PRIMARY KEY (function_id, trigger)
+);
+
+-- Flow control (migration 0002, docs/flow-control.md). Executing runs per concurrency key:
+-- slots are derived from live leases, never counted.
+CREATE INDEX runs_running_ck1 ON runs (concurrency_key)
+    WHERE status = 'running' AND concurrency_key IS NOT NULL;
+CREATE INDEX runs_running_ck2 ON runs (concurrency_key2)
+    WHERE status = 'running' AND concurrency_key2 IS NOT NULL;
+
+-- GCRA state (throttle, rate limit) and other per-key flow-control state.
+CREATE TABLE flow_buckets (
+    key        text COLLATE "C" PRIMARY KEY,
+    tat        double precision NOT NULL,
+    expires_at double precision NOT NULL
 );
