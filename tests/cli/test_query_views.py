@@ -76,6 +76,7 @@ async def test_a_run_and_its_steps_as_json(db_url: str) -> None:
             "ended_at": START_ISO,
             "parent_run_id": None,
             "idempotency_key": "k-1",
+            "reason": None,
             "steps": [
                 {
                     "id": "twice",
@@ -190,18 +191,21 @@ async def test_functions_and_the_database(db_url: str) -> None:
                 "app": "views",
                 "triggers": [{"event": "views/number"}],
                 "config": records[0].config,
+                "flow": {},
             },
             {
                 "id": "guarded",
                 "app": "views",
                 "triggers": [{"event": "views/*", "if": "event.data.n > 1"}],
                 "config": records[1].config,
+                "flow": {},
             },
             {
                 "id": "nightly",
                 "app": "views",
                 "triggers": [{"cron": "0 3 * * *", "tz": "Europe/Paris", "catchup": 86400.0}],
                 "config": records[2].config,
+                "flow": {},
             },
         ]
         texts = [views.trigger_text(t) for r in records for t in r.triggers]
