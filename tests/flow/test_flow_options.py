@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,9 @@ def test_bad_options_fail_at_decoration_naming_the_function_and_option() -> None
     app = perdure.App("t", "sqlite:///:memory:")
     with pytest.raises(perdure.InvalidInputError, match=r"'f'.*throttle"):
 
-        @app.function(throttle=perdure.RateLimit(1, "1m"))  # type: ignore[arg-type]
+        bad: Any = perdure.RateLimit(1, "1m")
+
+        @app.function(throttle=bad)
         async def f(ctx: perdure.Context) -> None: ...
 
     with pytest.raises(perdure.InvalidInputError, match="concurrency: limit"):
@@ -27,12 +30,12 @@ def test_bad_options_fail_at_decoration_naming_the_function_and_option() -> None
         perdure.RateLimit(3, "1m", key="event.data.")
     with pytest.raises(perdure.InvalidInputError, match="scope='env' needs a key"):
         perdure.Concurrency(3, scope="env")
-    with pytest.raises(perdure.InvalidInputError, match="'g'.*debounce and batch"):
+    with pytest.raises(perdure.InvalidInputError, match=r"'g'.*debounce and batch"):
 
         @app.function(debounce=perdure.Debounce("1s"), batch=perdure.Batch(10, "1s"))
         async def g(ctx: perdure.Context) -> None: ...
 
-    with pytest.raises(perdure.InvalidInputError, match="'h'.*priority: run"):
+    with pytest.raises(perdure.InvalidInputError, match=r"'h'.*priority: run"):
 
         @app.function(priority="event.data.(")
         async def h(ctx: perdure.Context) -> None: ...
