@@ -39,6 +39,7 @@ from perdure.engine.flow.admission import (
 )
 from perdure.engine.flow.options import FlowControl
 from perdure.store.base import Claim, ClaimedRun
+from perdure.store.postgres import flow_queries as fq
 from perdure.store.postgres import queries as q
 from perdure.store.postgres.pool import Pool, in_transaction
 from perdure.store.postgres.schema import Conn
@@ -100,7 +101,7 @@ class FlowClaim:
 
         async def body(conn: Conn) -> Claim:
             async with conn.pipeline():
-                c_now = await conn.execute(q.GATED_NOW, {"now": manual})
+                c_now = await conn.execute(fq.GATED_NOW, {"now": manual})
                 c_reg = await conn.execute(q.REGISTRY_IF_CHANGED, {"known": self._registry.version})
             row = await c_now.fetchone()
             assert row is not None
@@ -138,7 +139,7 @@ async def _decide_and_lease(
     for _ in range(MAX_ROUNDS):
         params = {"now": now, "fids": fids, "after_at": after[0], "after_id": after[1]}
         params.update(sat=sorted(adm.saturated | busy), limit=ROUND_SIZE)
-        rows = await (await conn.execute(q.GATED_DUE, params)).fetchall()
+        rows = await (await conn.execute(fq.GATED_DUE, params)).fetchall()
         exhausted = len(rows) < ROUND_SIZE
         if not rows:
             break
@@ -170,15 +171,15 @@ async def _decide_and_lease(
     async with conn.pipeline():
         if moved:
             tats = [adm.tats[k] for k in moved]
-            await conn.execute(q.UPSERT_BUCKETS, {"keys": moved, "tats": tats})
+            await conn.execute(fq.UPSERT_BUCKETS, {"keys": moved, "tats": tats})
         if delayed:
             ids, ats, reasons = (list(col) for col in zip(*delayed, strict=True))
-            await conn.execute(q.DELAY_RUNS, {"ids": ids, "ats": ats, "reasons": reasons})
-        c_lease = await conn.execute(q.CLAIM_IDS, lease) if admitted else None
-        c_steps = await conn.execute(q.STEPS_OF_RUNS, {"ids": replay}) if replay else None
+            await conn.execute(fq.DELAY_RUNS, {"ids": ids, "ats": ats, "reasons": reasons})
+        c_lease = await conn.execute(fq.CLAIM_IDS, lease) if admitted else None
+        c_steps = await conn.execute(fq.STEPS_OF_RUNS, {"ids": replay}) if replay else None
         c_next = None
         if exhausted and not adm.full and not busy:
-            c_next = await conn.execute(q.NEXT_DUE_AFTER, {"now": now, "fids": fids})
+            c_next = await conn.execute(fq.NEXT_DUE_AFTER, {"now": now, "fids": fids})
     claimed: list[ClaimedRun] = []
     if c_lease is not None:
         by_id: dict[str, ClaimedRun] = {}
@@ -220,9 +221,9 @@ async def _load_state(
         return
     params: dict[str, Any] = {"keys": keys, "now": now}
     async with conn.pipeline():
-        c_lock = await conn.execute(q.LOCK_KEYS, params)
-        c_run = await conn.execute(q.RUNNING_BY_KEY, {**params, "keys": sorted(ckeys)})
-        c_bkt = await conn.execute(q.BUCKETS, {**params, "keys": sorted(tkeys)})
+        c_lock = await conn.execute(fq.LOCK_KEYS, params)
+        c_run = await conn.execute(fq.RUNNING_BY_KEY, {**params, "keys": sorted(ckeys)})
+        c_bkt = await conn.execute(fq.BUCKETS, {**params, "keys": sorted(tkeys)})
     locked = {r[0] for r in await c_lock.fetchall()}
     busy |= set(keys) - locked
     for key, n in await c_run.fetchall():
