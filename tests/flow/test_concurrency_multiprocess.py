@@ -24,8 +24,10 @@ LEASE = 2.0
 def spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as err:
         return subprocess.Popen(
-            [sys.executable, "-m", "perdure.cli", "worker", "flowy:app"]
-            + ["--concurrency", "20", "--lease", str(LEASE), "--log-level", "info"],
+            [
+                *(sys.executable, "-m", "perdure.cli", "worker", "flowy:app"),
+                *("--concurrency", "20", "--lease", str(LEASE), "--log-level", "info"),
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=err,
