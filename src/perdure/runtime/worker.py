@@ -83,6 +83,10 @@ class Worker:
         self._tasks: list[asyncio.Task[None]] = []
         self._run_tasks: set[asyncio.Task[None]] = set()
         self._started = False
+        # Hosts functions under claim-time flow control (concurrency, throttle): a run that
+        # ends or suspends may free a slot another due run waits for, so the claim loop looks
+        # again (other processes' frees are found at the latest by poll_interval).
+        self._gated = False
 
     @property
     def id(self) -> str:
@@ -133,7 +137,9 @@ class Worker:
         if unknown:
             raise ValueError(f"unknown function id(s) for this worker: {', '.join(unknown)}")
         store = self.runtime.store
-        await store.register_functions([f.record() for f in functions.values()])
+        records = [f.record() for f in functions.values()]
+        await store.register_functions(records)
+        self._gated = any(r.flow.claim_gated for r in records)
         store.on_wake(self.wake)
         self.runtime.hub.attach(self)
         loop = asyncio.get_running_loop()
@@ -355,7 +361,7 @@ class Worker:
             # this attempt's entry is removed.
             if self._active.get(attempt.run_id) is attempt:
                 del self._active[attempt.run_id]
-            if self._saturated and not self._stopping:
+            if (self._saturated or self._gated) and not self._stopping:
                 self._wake.set()
 
     def abort_run(self, run_id: str) -> None:

@@ -54,7 +54,7 @@ from perdure.store.base import (
     WriteOp,
 )
 from perdure.store.migrations import version_of
-from perdure.store.postgres import flow
+from perdure.store.postgres import flow, flow_claim
 from perdure.store.postgres import queries as q
 from perdure.store.postgres.clock import DbClock
 from perdure.store.postgres.listen import Listener
@@ -86,7 +86,7 @@ from perdure.store.rows import (
 from perdure.store.rules import CANCELLED_ERROR, EVENT_DEDUPE_SECONDS, INVOKE_TIMEOUT_ERROR
 
 
-class PostgresStore(flow.FlowCreation):
+class PostgresStore(flow.FlowCreation, flow_claim.FlowClaim):
     """A :class:`~perdure.store.base.Store` on PostgreSQL."""
 
     def __init__(self, url: str, *, clock: Clock | None = None) -> None:
@@ -435,6 +435,10 @@ class PostgresStore(flow.FlowCreation):
         fids = list(function_ids)
         if not fids or limit <= 0:
             return Claim([], None)
+        await self._fresh_registry()
+        plain, gated = flow_claim.split_gated(self._registry, fids)
+        if gated:
+            return await self._claim_split(worker_id, plain, list(gated), limit, lease_seconds)
         params = {
             "now": self._now_param(),
             "fids": fids,

@@ -24,6 +24,7 @@ from typing import TypeVar
 
 from perdure import faults
 from perdure.clock import Clock, SystemClock
+from perdure.engine.flow.options import FlowControl
 from perdure.errors import InvalidInputError, StoreUnavailableError
 from perdure.functions import FunctionRecord
 from perdure.store import inputs
@@ -47,6 +48,7 @@ from perdure.store.rows import FunctionCache, function_from_row, function_values
 from perdure.store.rows import step_from_row as _step
 from perdure.store.rules import CANCELLED_ERROR, EVENT_DEDUPE_SECONDS
 from perdure.store.sqlite import commit as cm
+from perdure.store.sqlite import flow_claim
 from perdure.store.sqlite import queries as q
 from perdure.store.sqlite.writer import Tx, Writer, connect
 
@@ -319,32 +321,36 @@ class SqliteStore:
         fids = list(function_ids)
         if not fids or limit <= 0:
             return Claim([], None)
-        select_due = q.SELECT_DUE.format(fids=q.marks(len(fids)))
-        next_due_sql = q.NEXT_DUE.format(fids=q.marks(len(fids)))
 
         def op(tx: Tx) -> Claim:
-            conn, now = tx.conn, tx.now
-            due = conn.execute(select_due, (now, *fids, limit)).fetchall()
-            claimed: list[ClaimedRun] = []
-            replay: list[str] = []
-            for run_id, status, started_at in due:
-                crashed = 1 if status == "running" else 0
-                fid, token, run_input, attempt, crashes = conn.execute(
-                    q.CLAIM_RUN, (worker_id, now + lease_seconds, now, crashed, run_id)
-                ).fetchone()
-                claimed.append(ClaimedRun(run_id, fid, token, run_input, attempt, {}, crashes))
-                if started_at is not None:
-                    replay.append(run_id)
-            if replay:
-                by_id = {c.id: c for c in claimed}
-                sql = q.STEPS_OF_RUNS.format(ids=q.marks(len(replay)))
-                for row in conn.execute(sql, replay):
-                    step = _step(row[1:])
-                    by_id[row[0]].steps[step.key] = step
-            nxt = conn.execute(next_due_sql, fids).fetchone()[0]
-            return Claim(claimed, nxt)
+            plain, gated = flow_claim.split_gated(self._functions(tx.conn), fids)
+            if gated:
+                return self._claim_mixed(tx, worker_id, plain, gated, limit, lease_seconds)
+            return _claim_plain(tx, worker_id, fids, limit, lease_seconds)
 
         return await self._write(op)
+
+    def _claim_mixed(
+        self,
+        tx: Tx,
+        worker_id: str,
+        plain: list[str],
+        gated: dict[str, FlowControl],
+        limit: int,
+        lease_seconds: float,
+    ) -> Claim:
+        """Functions without claim-time gates as usual, then the gated ones
+        (:mod:`perdure.store.sqlite.flow_claim`)."""
+        first = Claim([], None)
+        if plain:
+            first = _claim_plain(tx, worker_id, plain, limit, lease_seconds)
+            if len(first.runs) >= limit:
+                return Claim(first.runs, tx.now)
+        runs, nxt = flow_claim.claim_gated(
+            tx, worker_id, gated, limit - len(first.runs), lease_seconds
+        )
+        dues = [d for d in (first.next_due, nxt) if d is not None]
+        return Claim(first.runs + runs, min(dues) if dues else None)
 
     async def next_due(self, function_ids: Sequence[str]) -> float | None:
         """When the earliest run of these functions comes due (a read; no lock)."""
@@ -427,6 +433,33 @@ class SqliteStore:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _claim_plain(
+    tx: Tx, worker_id: str, fids: list[str], limit: int, lease_seconds: float
+) -> Claim:
+    """The claim of functions without claim-time gates: due runs in queue order."""
+    conn, now = tx.conn, tx.now
+    select_due = q.SELECT_DUE.format(fids=q.marks(len(fids)))
+    due = conn.execute(select_due, (now, *fids, limit)).fetchall()
+    claimed: list[ClaimedRun] = []
+    replay: list[str] = []
+    for run_id, status, started_at in due:
+        crashed = 1 if status == "running" else 0
+        fid, token, run_input, attempt, crashes = conn.execute(
+            q.CLAIM_RUN, (worker_id, now + lease_seconds, now, crashed, run_id)
+        ).fetchone()
+        claimed.append(ClaimedRun(run_id, fid, token, run_input, attempt, {}, crashes))
+        if started_at is not None:
+            replay.append(run_id)
+    if replay:
+        by_id = {c.id: c for c in claimed}
+        sql = q.STEPS_OF_RUNS.format(ids=q.marks(len(replay)))
+        for row in conn.execute(sql, replay):
+            step = _step(row[1:])
+            by_id[row[0]].steps[step.key] = step
+    nxt = conn.execute(q.NEXT_DUE.format(fids=q.marks(len(fids))), fids).fetchone()[0]
+    return Claim(claimed, nxt)
 
 
 def _make_folder(path: str) -> None:
