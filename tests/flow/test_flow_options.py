@@ -15,9 +15,8 @@ from perdure.engine.flow.options import FlowControl
 
 def test_bad_options_fail_at_decoration_naming_the_function_and_option() -> None:
     app = perdure.App("t", "sqlite:///:memory:")
+    bad: Any = perdure.RateLimit(1, "1m")
     with pytest.raises(perdure.InvalidInputError, match=r"'f'.*throttle"):
-
-        bad: Any = perdure.RateLimit(1, "1m")
 
         @app.function(throttle=bad)
         async def f(ctx: perdure.Context) -> None: ...
