@@ -54,7 +54,7 @@ from perdure.store.base import (
     WriteOp,
 )
 from perdure.store.migrations import version_of
-from perdure.store.postgres import flow
+from perdure.store.postgres import flow, flow_cancel
 from perdure.store.postgres import queries as q
 from perdure.store.postgres.clock import DbClock
 from perdure.store.postgres.listen import Listener
@@ -86,7 +86,7 @@ from perdure.store.rows import (
 from perdure.store.rules import CANCELLED_ERROR, EVENT_DEDUPE_SECONDS, INVOKE_TIMEOUT_ERROR
 
 
-class PostgresStore(flow.FlowCreation):
+class PostgresStore(flow.FlowCreation, flow_cancel.FlowCancelling):
     """A :class:`~perdure.store.base.Store` on PostgreSQL."""
 
     def __init__(self, url: str, *, clock: Clock | None = None) -> None:
@@ -225,6 +225,7 @@ class PostgresStore(flow.FlowCreation):
             inputs.require_storable("an app name", r.app)
         latest = {r.id: r for r in records}
         rows = [function_values(latest[fid]) for fid in sorted(latest)]
+        self._note_functions(records)
         params = {
             "now": self._now_param(),
             "ids": [r[0] for r in rows],
@@ -314,7 +315,7 @@ class PostgresStore(flow.FlowCreation):
         names = sorted({ev.name for ev in events})
         now = self._now_param()
 
-        async def op(conn: Conn) -> tuple[list[SentEvent], bool]:
+        async def op(conn: Conn) -> tuple[list[SentEvent], bool, list[str]]:
             try:
                 async with conn.pipeline():
                     await conn.execute(q.BEGIN)
@@ -332,6 +333,7 @@ class PostgresStore(flow.FlowCreation):
                     waits.setdefault(row[0], []).append(row)
                 plan = EventPlan.build(events, new, self._registry.records, waits)
                 faults.hit("event_fanout")
+                cancelled = await self._cancel_in_send(conn, plan)
                 if plan.flow_runs:
                     await flow.insert_flow_runs(conn, plan.flow_runs, now, *self._channel)
                 cursors = []
@@ -348,10 +350,10 @@ class PostgresStore(flow.FlowCreation):
             if plan.resolved:
                 counts = await cursors[-1].fetchone()
                 wake = wake or bool(counts and counts[1])
-            return plan.out, wake
+            return plan.out, wake, cancelled
 
-        out, wake = await self._pool.run(op)
-        self._announce(wake)
+        out, wake, cancelled = await self._pool.run(op)
+        self._announce(wake or bool(cancelled), cancelled)
         return out
 
     async def cancel_run(self, run_id: str) -> RunRow | None:
@@ -362,6 +364,7 @@ class PostgresStore(flow.FlowCreation):
             "now": self._now_param(),
             "id": run_id,
             "error": CANCELLED_ERROR,
+            "reason": None,
             "wake_channel": self._wake_channel,
             "done_channel": self._done_channel,
             "origin": self._origin,
@@ -451,7 +454,9 @@ class PostgresStore(flow.FlowCreation):
             self._sample(db_now, t0, t1)
             return claim
 
-        return await self._pool.run(op)
+        claim = await self._pool.run(op)
+        await self._set_finish_by(claim.runs)
+        return claim
 
     async def next_due(self, function_ids: Sequence[str]) -> float | None:
         """When the earliest run of these functions comes due (a read; no lock)."""
