@@ -47,6 +47,7 @@ from perdure.store.rows import FunctionCache, function_from_row, function_values
 from perdure.store.rows import step_from_row as _step
 from perdure.store.rules import CANCELLED_ERROR, EVENT_DEDUPE_SECONDS
 from perdure.store.sqlite import commit as cm
+from perdure.store.sqlite import flow_gates
 from perdure.store.sqlite import queries as q
 from perdure.store.sqlite.writer import Tx, Writer, connect
 
@@ -54,7 +55,9 @@ T = TypeVar("T")
 
 _INLINE_MAX = 4  # writes of at most this many runs or ops may run inline on the loop thread
 
-MIGRATIONS = Migrations("perdure.store.sqlite", ("0001_init.sql", "0002_flow.sql"))
+MIGRATIONS = Migrations(
+    "perdure.store.sqlite", ("0001_init.sql", "0002_flow.sql", "0005_flow_gates.sql")
+)
 
 
 class SqliteStore:
@@ -218,9 +221,8 @@ class SqliteStore:
                 conn.execute(q.INSERT_EVENT, (ev.id, ev.name, ev.body, now))
                 faults.hit("event_fanout")
                 new_runs = runs_for_event(registry, ev.obj, ev.body)
-                if new_runs:
-                    cm.insert_runs(tx, new_runs)
-                    tx.wake = True
+                created = cm.insert_runs(tx, new_runs) if new_runs else []
+                tx.wake = tx.wake or bool(new_runs)
                 for run_id, key, path, value, expr, run_input in conn.execute(
                     q.WAITS_FOR_EVENT, (ev.name, now)
                 ).fetchall():
@@ -228,7 +230,7 @@ class SqliteStore:
                         continue
                     cm.resolve_step(tx, run_id, key, "completed", ev.body, None)
                     conn.execute(q.DELETE_WAIT, (run_id, key))
-                out.append(SentEvent(ev.id, False, [r.id for r in new_runs]))
+                out.append(SentEvent.of(ev.id, created))
             return out
 
         return await self._write(op)
@@ -421,6 +423,7 @@ class SqliteStore:
                 conn.execute(q.PRUNE_RUNS.format(ids=marks), ids)
             conn.execute(q.PRUNE_EVENT_IDS, (tx.now,))
             conn.execute(q.PRUNE_EVENTS, (finished_before,))
+            flow_gates.prune(tx)
             return len(ids)
 
         return await self._write(op)
