@@ -42,3 +42,24 @@ async def runs_with(app: perdure.App, status: str, n: int) -> list[perdure.RunIn
         lambda runs: len(runs) >= n,
         f"{n} {status} run(s)",
     )
+
+
+def table_rows(db_url: str, table: str) -> int:
+    """How many rows a table of the test's database holds (read directly, not through the
+    engine)."""
+    if table not in ("flow_rate_heads", "flow_rate_slots", "flow_idempotency"):
+        raise ValueError(table)
+    if db_url.startswith("sqlite:///"):
+        import sqlite3
+
+        with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
+            return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    import psycopg
+
+    from perdure.store.postgres import parse_url
+
+    cfg = parse_url(db_url)
+    with psycopg.connect(cfg.conninfo, options=cfg.kwargs["options"]) as pg:
+        row = pg.execute(f"SELECT count(*) FROM {table}").fetchone()
+        assert row is not None
+        return int(row[0])

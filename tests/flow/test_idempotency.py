@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gate_helpers import clock
+from gate_helpers import clock, table_rows
 
 import perdure
 from perdure.testing import ManualClock
@@ -50,6 +50,9 @@ async def test_a_used_key_starts_nothing_for_24_hours(db_url: str) -> None:
         (c,) = await app.send_detailed([paid("o-1")])
         assert not c.skipped  # the 24 hours have passed
         assert len(await app.list_runs(status="skipped")) == 2
+        assert table_rows(db_url, "flow_idempotency") == 2
+        await clk.advance(hours=23, minutes=30)  # o-2 (used at 23 h) expires, o-1 not yet
         await app.runtime.store.prune(0, 100)  # expired keys go; used ones stay
+        assert table_rows(db_url, "flow_idempotency") == 1
         (d,) = await app.send_detailed([paid("o-1")])
         assert d.skipped

@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from gate_helpers import clock, runs_with
+from gate_helpers import clock, runs_with, table_rows
 
 import perdure
 from perdure.testing import ManualClock
@@ -80,7 +80,10 @@ async def test_the_window_slides(db_url: str) -> None:
         assert not await admitted_at()
         # A quiet key forgets its state: prune deletes it, and it starts afresh.
         await clk.advance(seconds=60)
+        assert table_rows(db_url, "flow_rate_heads") == 1
         await app.runtime.store.prune(0, 100)
+        assert table_rows(db_url, "flow_rate_heads") == 0
+        assert table_rows(db_url, "flow_rate_slots") == 0
         assert await admitted_at()
         assert await admitted_at()
         assert not await admitted_at()
