@@ -146,3 +146,21 @@ async def test_a_changed_limit_keeps_the_recent_admissions(db_url: str) -> None:
         )
         # The ring kept the newest two of the three when it shrank: room for two more.
         assert [bool(s.skipped) for s in got] == [False, False]
+
+
+async def test_invoked_runs_pass_the_creation_gates(db_url: str) -> None:
+    clk = clock()
+    app = make_app(db_url, clk, limit=1, period="1h")
+
+    @app.function(id="parent")
+    async def parent(ctx: perdure.Context) -> Any:
+        a = await ctx.step.invoke("a", function="notify", data={"user": "ann", "n": 1})
+        b = await ctx.step.invoke("b", function="notify", data={"user": "ann", "n": 2})
+        return [a, b]
+
+    async with app:
+        await app.register()
+        async with app.worker():
+            handle = await app.start("parent")
+            assert await handle.result(timeout=30) == [1, 2]
+        assert await app.list_runs(status="skipped") == []
