@@ -20,7 +20,7 @@ steps = st.lists(
 
 
 def in_window(times: list[float], end: float, period: float) -> int:
-    return sum(1 for t in times if end - period < t <= end)
+    return sum(1 for t in times if t <= end and t + period > end)
 
 
 @settings(max_examples=300, deadline=None)

@@ -11,6 +11,10 @@ ones:
 
     any half-open window ``(a, a + period]`` holds at most ``limit`` admissions.
 
+(An entry ``t`` is in the window ending at ``e`` when ``t + period > e``: every comparison,
+including the expiry of a key's state, uses that one floating-point sum, so that rounding can
+never make two of them disagree.)
+
 Proof: the recorded times ``r_1 <= r_2 <= ...`` are sorted. If a window held ``limit + 1`` of
 them they would be consecutive, ``r_j .. r_{j+limit}``, and admitting ``r_{j+limit}`` required
 the slot it overwrote, ``r_j``, to be at or before ``r_{j+limit} - period <= a``: but ``r_j > a``.
@@ -67,7 +71,7 @@ def decide(
     if state.size != limit:
         raise ValueError("resize the ring to the limit first")
     at = max(now, state.last)
-    if oldest is not None and oldest > at - period:
+    if oldest is not None and oldest + period > at:  # the same sum as expires_at
         return WindowDecision(False, at, oldest + period, state, state.last + period)
     after = RingState(limit, (state.head + 1) % limit, at)
     return WindowDecision(True, at, None, after, at + period)
