@@ -196,6 +196,8 @@ class RunInfo:
     reason: dict[str, Any] | None = None
     """Why flow control delayed, skipped or cancelled the run (``option``, ``decision``,
     ``message``, and details such as the key), or ``None``."""
+    events: list[Event] | None = None
+    """A batch run's events in arrival order (``event`` is the first); ``None`` otherwise."""
 
 
 def iso_utc(value: datetime | float) -> str:

@@ -72,6 +72,8 @@ def run_json(run: RunInfo, *, steps: bool = True) -> dict[str, Any]:
         "idempotency_key": run.idempotency_key,
         "reason": run.reason,
     }
+    if run.events is not None:
+        out["events"] = [e.to_dict() for e in run.events]
     if steps:
         out["steps"] = [step_json(s) for s in run.steps]
     return out
@@ -141,6 +143,12 @@ def sent_json(sent: Sequence[SentEvent]) -> dict[str, Any]:
     return {
         "ids": [s.id for s in sent],
         "events": [
-            {"id": s.id, "duplicate": s.duplicate, "run_ids": list(s.run_ids)} for s in sent
+            {
+                "id": s.id,
+                "duplicate": s.duplicate,
+                "run_ids": list(s.run_ids),
+                "skipped": list(s.skipped),
+            }
+            for s in sent
         ],
     }

@@ -147,7 +147,9 @@ async def test_events_are_paged_with_the_runs_they_started(db_url: str) -> None:
         assert [s.id for s in sent] == ["ev-0", "ev-1", "ev-2"]
         assert views.sent_json(sent[:1]) == {
             "ids": ["ev-0"],
-            "events": [{"id": "ev-0", "duplicate": False, "run_ids": sent[0].run_ids}],
+            "events": [
+                {"id": "ev-0", "duplicate": False, "run_ids": sent[0].run_ids, "skipped": []}
+            ],
         }
         first = await query.list_events(name="views/number", limit=2)
         assert [e.event["id"] for e in first.items] == ["ev-2", "ev-1"]

@@ -4,8 +4,9 @@ Shapes (the OpenAPI document at ``/openapi.json`` is the reference):
 
 - ``POST /api/v1/events``: one event object or a non-empty array of them (``name``, ``data``,
   optional ``id``, ``ts`` in ms, ``user``). All events are validated before any is stored; on an
-  error nothing is stored. ``200 {"ids": [...], "events": [{"id", "duplicate", "run_ids"}]}``,
-  in the order sent; ``duplicate`` events (same id within the dedupe window) start nothing.
+  error nothing is stored. ``200 {"ids": [...], "events": [{"id", "duplicate", "run_ids",
+  "skipped"}]}``, in the order sent; ``duplicate`` events (same id within the dedupe window)
+  start nothing; ``skipped`` lists the runs flow control recorded as skipped.
 - ``GET /api/v1/events?name=&cursor=&limit=``: ``{"events": [...], "next_cursor"}``, newest
   first; each event has ``received_at`` and the ``run_ids`` it started.
 - ``GET /api/v1/functions``: ``{"functions": [{"id", "app", "triggers", "config", "flow"}]}``;

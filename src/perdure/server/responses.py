@@ -64,7 +64,15 @@ class SentEvent(_Open):
 
     id: str
     duplicate: bool = Field(description="Already received within the dedupe window: ignored.")
-    run_ids: list[str] = Field(description="The runs this event started.")
+    run_ids: list[str] = Field(
+        description="The runs this event started or joined (a debounce or batch run), "
+        "including the ones recorded as skipped."
+    )
+    skipped: list[str] = Field(
+        default_factory=list,
+        description="The runs among run_ids that flow control recorded as skipped (rate "
+        "limit, idempotency, singleton): they never execute; their reason says why.",
+    )
 
 
 class SendResult(_Open):
@@ -167,6 +175,11 @@ class RunSummary(_Open):
     parent_run_id: str | None
     idempotency_key: str | None
     reason: FlowReason | None = None
+    events: list[Event] | None = Field(
+        default=None,
+        description="A batch run's events in arrival order (event is the first); "
+        "absent for other runs.",
+    )
 
 
 class Run(RunSummary):

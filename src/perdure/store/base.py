@@ -50,6 +50,8 @@ class CreatedRun:
     id: str
     created: bool
     token: int | None = None
+    skipped: bool = False
+    """Flow control recorded the run as skipped (it never executes; see ``runs.reason``)."""
 
 
 @dataclass(slots=True)
@@ -203,6 +205,19 @@ class SentEvent:
     run_ids: list[str]
     cancelled: list[str] = field(default_factory=list)
     """The runs the event cancelled (``cancel_on``)."""
+    skipped: list[str] = field(default_factory=list)
+    """The runs among ``run_ids`` that flow control recorded as skipped (rate limit,
+    idempotency, singleton): they never execute; their ``reason`` says why."""
+
+    @classmethod
+    def of(
+        cls, event_id: str, created: Sequence[CreatedRun], cancelled: Sequence[str] = ()
+    ) -> SentEvent:
+        """The answer for a stored event from the runs it created or joined (a debounce or
+        batch run it joined appears once)."""
+        ids = list(dict.fromkeys(c.id for c in created))
+        skipped = [c.id for c in created if c.skipped]
+        return cls(event_id, False, ids, cancelled=list(cancelled), skipped=skipped)
 
 
 @dataclass(slots=True)

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from perdure.store.base import CreatedRun, NewRun
+from perdure.store.base import CreatedRun, NewRun, SentEvent
+from perdure.store.postgres import flow_gates
 from perdure.store.postgres import queries as q
 from perdure.store.postgres.pool import Pool, in_transaction
 from perdure.store.postgres.schema import Conn
@@ -52,7 +53,15 @@ async def insert_flow_runs(
     """Create runs under flow control, in order, in the caller's transaction (an existing
     idempotency key wins)."""
     out: list[CreatedRun] = []
+    gated = {id(r) for r in runs if r.flow is not None and r.flow.create_gated}
+    gated -= {id(r) for r in runs if r.parent_run_id is not None}  # part of their parent
+    gate = flow_gates.Gates(conn, now, wake_channel, origin) if gated else None
+    if gate is not None:
+        await gate.lock([r for r in runs if id(r) in gated])
     for run in runs:
+        if gate is not None and id(run) in gated:
+            out.append(await gate.create(run))
+            continue
         params = flow_run_params(run, now, wake_channel, origin)
         row = await (await conn.execute(q.INSERT_FLOW_RUN, params)).fetchone()
         if row is not None or run.idempotency_key is None:
@@ -63,6 +72,20 @@ async def insert_flow_runs(
         ).fetchone()
         out.append(CreatedRun(found[0] if found else run.id, False))
     return out
+
+
+def settle_events(
+    sent: Sequence[SentEvent], runs: Sequence[NewRun], created: Sequence[CreatedRun]
+) -> None:
+    """Correct the answers of stored events for what the flow path did with their runs: a
+    debounce or batch run joined instead of a new one, runs recorded as skipped."""
+    done = {run.id: c for run, c in zip(runs, created, strict=True)}
+    for s in sent:
+        if s.duplicate or not any(r in done for r in s.run_ids):
+            continue
+        results = [done.get(r, CreatedRun(r, True)) for r in s.run_ids]
+        fixed = SentEvent.of(s.id, results)
+        s.run_ids, s.skipped = fixed.run_ids, fixed.skipped
 
 
 class FlowCreation:
@@ -89,8 +112,9 @@ class FlowCreation:
             )
 
         done_plain = iter(await self.create_runs(plain) if plain else [])
-        done_flow = iter(await self._pool.run(op))
-        self._announce(True)
+        flow_done = await self._pool.run(op)
+        done_flow = iter(flow_done)
+        self._announce(True, [c.id for c in flow_done if c.skipped])
         return [next(done_plain) if r.flow is None else next(done_flow) for r in runs]
 
     async def _fire_cron_flow(
@@ -117,3 +141,12 @@ class FlowCreation:
         created = await self._pool.run(op)
         self._announce(created)
         return created
+
+    async def _prune_gates(self) -> None:
+        """Delete expired creation-time gate state (see :func:`.flow_gates.prune`)."""
+        now = self._now_param()
+
+        async def op(conn: Conn) -> None:
+            await in_transaction(conn, lambda c: flow_gates.prune(c, now))
+
+        await self._pool.run(op)

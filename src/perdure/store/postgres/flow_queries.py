@@ -52,7 +52,7 @@ DELAY_RUNS: Final = (
 CLAIM_IDS: Final = (
     "UPDATE runs r SET status = 'running', lease_token = r.lease_token + 1,"
     " lease_owner = %(worker)s, available_at = %(now)s::float8 + %(lease)s::float8,"
-    " started_at = coalesce(r.started_at, %(now)s::float8),"
+    " started_at = coalesce(r.started_at, %(now)s::float8), gate_key = NULL,"
     " crashes = r.crashes + CASE WHEN r.status = 'running' THEN 1 ELSE 0 END,"
     " throttle_key = CASE WHEN r.id = ANY(%(paid)s::text[]) THEN NULL ELSE r.throttle_key END"
     " WHERE r.id = ANY(%(ids)s::text[])"

@@ -249,7 +249,7 @@ CLAIM: Final = (
     " WHERE available_at <= " + _NOW + " AND function_id = ANY(%(fids)s::text[])"
     " ORDER BY available_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED), "
     "claimed AS (UPDATE runs r SET status = 'running', lease_token = r.lease_token + 1,"
-    " lease_owner = %(worker)s, available_at = t.now + %(lease)s::float8,"
+    " lease_owner = %(worker)s, available_at = t.now + %(lease)s::float8, gate_key = NULL,"
     " started_at = coalesce(r.started_at, t.now),"
     " crashes = r.crashes + CASE WHEN due.status = 'running' THEN 1 ELSE 0 END"
     " FROM due, t WHERE r.id = due.id"

@@ -335,7 +335,8 @@ class PostgresStore(
                 faults.hit("event_fanout")
                 cancelled = await self._cancel_in_send(conn, plan)
                 if plan.flow_runs:
-                    await flow.insert_flow_runs(conn, plan.flow_runs, now, *self._channel)
+                    made = await flow.insert_flow_runs(conn, plan.flow_runs, now, *self._channel)
+                    flow.settle_events(plan.out, plan.flow_runs, made)
                 cursors = []
                 async with conn.pipeline():
                     for stmt, params in plan.statements(now, self._wake_channel, self._origin):
@@ -551,4 +552,6 @@ class PostgresStore(
             )
             return int(counted[0][0])
 
-        return await self._pool.run(op)
+        pruned = await self._pool.run(op)
+        await self._prune_gates()
+        return pruned

@@ -95,7 +95,7 @@ def insert_runs(tx: Tx, runs: Sequence[NewRun]) -> list[CreatedRun]:
 
 def _insert_mixed(tx: Tx, runs: Sequence[NewRun]) -> list[CreatedRun]:
     plain = iter(insert_runs(tx, [r for r in runs if r.flow is None]))
-    flowed = iter(flow.insert_flow_runs(tx, [r for r in runs if r.flow is not None]))
+    flowed = iter(flow.insert_flow_runs(tx, [r for r in runs if r.flow is not None], end_run))
     return [next(plain) if r.flow is None else next(flowed) for r in runs]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from perdure.store.base import CreatedRun, NewRun
+from perdure.store.sqlite import flow_gates
 from perdure.store.sqlite import queries as q
 from perdure.store.sqlite.writer import Tx
 
@@ -50,9 +51,18 @@ def insert_flow_run(tx: Tx, run: NewRun, *, available_at: float | None = None) -
     return CreatedRun(existing[0], False)
 
 
-def insert_flow_runs(tx: Tx, runs: Sequence[NewRun]) -> list[CreatedRun]:
-    """Create runs under flow control, in order."""
-    out = [insert_flow_run(tx, run) for run in runs]
+def insert_flow_runs(
+    tx: Tx, runs: Sequence[NewRun], end_run: flow_gates.EndRun | None = None
+) -> list[CreatedRun]:
+    """Create runs under flow control, in order (through the creation-time gates of
+    :mod:`.flow_gates` when they have any and are not invoked by a parent run; ``end_run``
+    finishes a run a singleton cancels)."""
+    out = [
+        flow_gates.create_gated(tx, run, end_run)
+        if run.flow is not None and run.flow.create_gated and run.parent_run_id is None
+        else insert_flow_run(tx, run)
+        for run in runs
+    ]
     if any(c.created for c in out):
         tx.wake = True
     return out

@@ -89,6 +89,7 @@ SELECT_DUE: Final[LiteralString] = (
 )
 CLAIM_RUN: Final[LiteralString] = (
     "UPDATE runs SET status = 'running', lease_token = lease_token + 1, lease_owner = ?, "
+    "gate_key = NULL, "
     "available_at = ?, started_at = coalesce(started_at, ?), crashes = crashes + ? "
     "WHERE id = ? RETURNING function_id, lease_token, input, attempt, crashes"
 )

@@ -49,7 +49,7 @@ from perdure.store.rows import step_from_row as _step
 from perdure.store.rules import CANCELLED_ERROR, EVENT_DEDUPE_SECONDS
 from perdure.store.sqlite import commit as cm
 from perdure.store.sqlite import flow_cancel as fc
-from perdure.store.sqlite import flow_claim
+from perdure.store.sqlite import flow_claim, flow_gates
 from perdure.store.sqlite import queries as q
 from perdure.store.sqlite.writer import Tx, Writer, connect
 
@@ -58,7 +58,8 @@ T = TypeVar("T")
 _INLINE_MAX = 4  # writes of at most this many runs or ops may run inline on the loop thread
 
 MIGRATIONS = Migrations(
-    "perdure.store.sqlite", ("0001_init.sql", "0002_flow.sql", "0006_flow_cancel.sql")
+    "perdure.store.sqlite",
+    ("0001_init.sql", "0002_flow.sql", "0004_flow_gates.sql", "0005_flow_cancel.sql"),
 )
 
 
@@ -225,8 +226,8 @@ class SqliteStore:
                 faults.hit("event_fanout")
                 cancelled = fc.cancel_for_event(tx, registry, ev, created)
                 new_runs = runs_for_event(registry, ev.obj, ev.body)
+                made = cm.insert_runs(tx, new_runs) if new_runs else []
                 if new_runs:
-                    cm.insert_runs(tx, new_runs)
                     created.update(r.id for r in new_runs)
                     tx.wake = True
                 for run_id, key, path, value, expr, run_input in conn.execute(
@@ -236,7 +237,7 @@ class SqliteStore:
                         continue
                     cm.resolve_step(tx, run_id, key, "completed", ev.body, None)
                     conn.execute(q.DELETE_WAIT, (run_id, key))
-                out.append(SentEvent(ev.id, False, [r.id for r in new_runs], cancelled))
+                out.append(SentEvent.of(ev.id, made, cancelled))
             return out
 
         return await self._write(op)
@@ -442,6 +443,7 @@ class SqliteStore:
                 conn.execute(q.PRUNE_RUNS.format(ids=marks), ids)
             conn.execute(q.PRUNE_EVENT_IDS, (tx.now,))
             conn.execute(q.PRUNE_EVENTS, (finished_before,))
+            flow_gates.prune(tx)
             return len(ids)
 
         return await self._write(op)
