@@ -268,10 +268,20 @@ class Client:
         await self.open()
         assert self._sends is not None
         results = await asyncio.gather(*(self._sends.submit(e) for e in prepared))
+        self._abort_cancelled(results)
         return [r.id for r in results]
+
+    def _abort_cancelled(self, sent: Sequence[SentEvent]) -> None:
+        """Runs cancelled by the events (``cancel_on``): a local worker stops them at once
+        (any other stops at its next step: the cancel moved the fencing token)."""
+        for s in sent:
+            for run_id in s.cancelled:
+                self.runtime.hub.abort(run_id)
 
     async def send_detailed(self, events: Sequence[Event]) -> list[SentEvent]:
         """Like :meth:`send`, also telling duplicates and the runs each event started."""
         prepared = [self._event_in(e) for e in events]
         await self.open()
-        return await self.runtime.store.send_events(prepared)
+        sent = await self.runtime.store.send_events(prepared)
+        self._abort_cancelled(sent)
+        return sent

@@ -36,6 +36,7 @@ from perdure.engine.attempts import crashed_too_often
 from perdure.engine.failures import worker_crashes
 from perdure.errors import StoreUnavailableError
 from perdure.runtime.attempt import Attempt
+from perdure.runtime.deadlines import DeadlineSweeper
 from perdure.runtime.driver import Driver, HostedFunction
 from perdure.runtime.runtime import Runtime
 from perdure.runtime.scheduler import Scheduler
@@ -74,6 +75,7 @@ class Worker:
         self._function_ids = list(functions) if functions is not None else None
         self.schedule = schedule
         self.scheduler: Scheduler | None = None
+        self.deadlines: DeadlineSweeper | None = None
         self._active: dict[str, Attempt] = {}
         self._reserved = 0
         self._saturated = False
@@ -154,6 +156,10 @@ class Worker:
             # recorded, and ticks missed while no worker ran are caught up.
             first = await self.scheduler.tick()
             self._tasks.append(loop.create_task(self.scheduler.run(first), name="perdure-cron"))
+            if DeadlineSweeper.wanted(hosted):
+                self.deadlines = DeadlineSweeper(self.runtime, hosted)
+                store.on_wake(self.deadlines.wake)
+                self._tasks.append(loop.create_task(self.deadlines.run(), name="perdure-deadlines"))
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming; let running runs finish for up to ``grace`` seconds, then give the
@@ -308,6 +314,8 @@ class Worker:
             sure_until=asked_at + self.lease_sure_seconds,
         )
         self._active[claimed.id] = attempt
+        if self.deadlines is not None:
+            self.deadlines.claimed(claimed.function_id, asked_at)
         task = asyncio.get_running_loop().create_task(
             self._execute(driver, attempt), name=claimed.id
         )

@@ -201,6 +201,8 @@ class SentEvent:
     id: str
     duplicate: bool
     run_ids: list[str]
+    cancelled: list[str] = field(default_factory=list)
+    """The runs the event cancelled (``cancel_on``)."""
 
 
 @dataclass(slots=True)
@@ -335,4 +337,9 @@ class Store(Protocol):
 
     async def prune(self, finished_before: float, limit: int) -> int:
         """Delete terminal runs (and their steps) that ended before the given time."""
+        ...
+
+    async def cancel_overdue(self, limit: int = 500) -> tuple[list[str], float | None]:
+        """Cancel runs past their start or finish deadline (``timeouts``), with the reason;
+        return the ids cancelled and when the next deadline falls (``None``: no deadline)."""
         ...

@@ -179,8 +179,9 @@ LIST_EVENTS: Final[dict[tuple[bool, bool], LiteralString]] = {
 CANCEL_RUN: Final = (
     "WITH " + _T + ", "
     "c AS (UPDATE runs SET status = 'cancelled', available_at = NULL,"
-    " lease_token = lease_token + 1, lease_owner = NULL, ended_at = t.now, error = %(error)s"
-    " FROM t WHERE id = %(id)s AND status NOT IN ('completed', 'failed', 'cancelled')"
+    " lease_token = lease_token + 1, lease_owner = NULL, ended_at = t.now, error = %(error)s,"
+    " reason = coalesce(%(reason)s::text, reason)"
+    " FROM t WHERE id = %(id)s AND status NOT IN ('completed', 'failed', 'cancelled', 'skipped')"
     " RETURNING id, parent_run_id, parent_step,"
     " (concurrency_key IS NOT NULL OR concurrency_key2 IS NOT NULL) AS gated), "
     "dw AS (DELETE FROM waits WHERE run_id IN (SELECT id FROM c)), "

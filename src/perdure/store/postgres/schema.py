@@ -20,7 +20,9 @@ from perdure.store.postgres import queries as q
 
 Conn = psycopg.AsyncConnection[TupleRow]
 
-MIGRATIONS = Migrations("perdure.store.postgres", ("0001_init.sql", "0002_flow.sql"))
+MIGRATIONS = Migrations(
+    "perdure.store.postgres", ("0001_init.sql", "0002_flow.sql", "0006_flow_cancel.sql")
+)
 SCHEMA_FILE = "schema.sql"
 """The complete current schema, applied to an empty database (equal to every migration)."""
 _OUR_PARAMS = ("schema", "pool_min_size", "pool_max_size", "pool_timeout")

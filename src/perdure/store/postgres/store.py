@@ -45,16 +45,14 @@ from perdure.store.base import (
     Claim,
     CreatedRun,
     EventIn,
-    EventRow,
     NewRun,
-    RunFilter,
     RunRow,
     SentEvent,
     StoredStep,
     WriteOp,
 )
 from perdure.store.migrations import version_of
-from perdure.store.postgres import flow, flow_claim
+from perdure.store.postgres import flow, flow_cancel, flow_claim, reads
 from perdure.store.postgres import queries as q
 from perdure.store.postgres.clock import DbClock
 from perdure.store.postgres.listen import Listener
@@ -86,7 +84,9 @@ from perdure.store.rows import (
 from perdure.store.rules import CANCELLED_ERROR, EVENT_DEDUPE_SECONDS, INVOKE_TIMEOUT_ERROR
 
 
-class PostgresStore(flow.FlowCreation, flow_claim.FlowClaim):
+class PostgresStore(
+    flow.FlowCreation, flow_claim.FlowClaim, flow_cancel.FlowCancelling, reads.Reads
+):
     """A :class:`~perdure.store.base.Store` on PostgreSQL."""
 
     def __init__(self, url: str, *, clock: Clock | None = None) -> None:
@@ -225,6 +225,7 @@ class PostgresStore(flow.FlowCreation, flow_claim.FlowClaim):
             inputs.require_storable("an app name", r.app)
         latest = {r.id: r for r in records}
         rows = [function_values(latest[fid]) for fid in sorted(latest)]
+        self._note_functions(records)
         params = {
             "now": self._now_param(),
             "ids": [r[0] for r in rows],
@@ -314,7 +315,7 @@ class PostgresStore(flow.FlowCreation, flow_claim.FlowClaim):
         names = sorted({ev.name for ev in events})
         now = self._now_param()
 
-        async def op(conn: Conn) -> tuple[list[SentEvent], bool]:
+        async def op(conn: Conn) -> tuple[list[SentEvent], bool, list[str]]:
             try:
                 async with conn.pipeline():
                     await conn.execute(q.BEGIN)
@@ -332,6 +333,7 @@ class PostgresStore(flow.FlowCreation, flow_claim.FlowClaim):
                     waits.setdefault(row[0], []).append(row)
                 plan = EventPlan.build(events, new, self._registry.records, waits)
                 faults.hit("event_fanout")
+                cancelled = await self._cancel_in_send(conn, plan)
                 if plan.flow_runs:
                     await flow.insert_flow_runs(conn, plan.flow_runs, now, *self._channel)
                 cursors = []
@@ -348,10 +350,10 @@ class PostgresStore(flow.FlowCreation, flow_claim.FlowClaim):
             if plan.resolved:
                 counts = await cursors[-1].fetchone()
                 wake = wake or bool(counts and counts[1])
-            return plan.out, wake
+            return plan.out, wake, cancelled
 
-        out, wake = await self._pool.run(op)
-        self._announce(wake)
+        out, wake, cancelled = await self._pool.run(op)
+        self._announce(wake or bool(cancelled), cancelled)
         return out
 
     async def cancel_run(self, run_id: str) -> RunRow | None:
@@ -362,6 +364,7 @@ class PostgresStore(flow.FlowCreation, flow_claim.FlowClaim):
             "now": self._now_param(),
             "id": run_id,
             "error": CANCELLED_ERROR,
+            "reason": None,
             "wake_channel": self._wake_channel,
             "done_channel": self._done_channel,
             "origin": self._origin,
@@ -378,54 +381,6 @@ class PostgresStore(flow.FlowCreation, flow_claim.FlowClaim):
         self._announce(woke, [run_id] if cancelled else [])
         return row
 
-    async def get_run(self, run_id: str) -> RunRow | None:
-        """One run."""
-        if not inputs.storable(run_id):
-            return None
-        row = await self._pool.read_one(q.SELECT_RUN, {"id": run_id})
-        return None if row is None else run_from_row(row)
-
-    async def get_runs(self, run_ids: Sequence[str]) -> list[RunRow]:
-        """Several runs (missing ids are left out)."""
-        ids = [i for i in run_ids if inputs.storable(i)]
-        if not ids:
-            return []
-        return [run_from_row(row) for row in await self._pool.read_all(q.SELECT_RUNS, {"ids": ids})]
-
-    async def get_steps(self, run_id: str) -> list[StoredStep]:
-        """The recorded steps of a run, in call order."""
-        if not inputs.storable(run_id):
-            return []
-        rows = await self._pool.read_all(q.STEPS_OF_RUN, {"id": run_id})
-        return [step_from_row(row) for row in rows]
-
-    async def list_runs(self, flt: RunFilter) -> list[RunRow]:
-        """Runs, newest first, filtered."""
-        if not inputs.all_storable((flt.status, flt.function_id, flt.before)):
-            return []
-        stmt = q.LIST_RUNS[
-            (flt.status is not None, flt.function_id is not None, flt.before is not None)
-        ]
-        params = {
-            "status": flt.status,
-            "fid": flt.function_id,
-            "before": flt.before,
-            "limit": inputs.row_limit(flt.limit),
-        }
-        return [run_from_row(row) for row in await self._pool.read_all(stmt, params)]
-
-    async def list_events(self, name: str | None, before: int | None, limit: int) -> list[EventRow]:
-        """Events, newest first, with the runs each started."""
-        if not inputs.storable(name):
-            return []
-        cursor = inputs.seq_cursor(before)
-        stmt = q.LIST_EVENTS[(name is not None, cursor is not None)]
-        params = {"name": name, "before": cursor, "limit": inputs.row_limit(limit)}
-        return [
-            EventRow(seq, ev_id, nm, body, at, list(run_ids or ()))
-            for seq, ev_id, nm, body, at, run_ids in await self._pool.read_all(stmt, params)
-        ]
-
     # ------------------------------------------------------------------ worker side
 
     async def claim(
@@ -438,7 +393,9 @@ class PostgresStore(flow.FlowCreation, flow_claim.FlowClaim):
         await self._fresh_registry()
         plain, gated = flow_claim.split_gated(self._registry, fids)
         if gated:
-            return await self._claim_split(worker_id, plain, list(gated), limit, lease_seconds)
+            claim = await self._claim_split(worker_id, plain, list(gated), limit, lease_seconds)
+            await self._set_finish_by(claim.runs)
+            return claim
         params = {
             "now": self._now_param(),
             "fids": fids,
@@ -455,7 +412,9 @@ class PostgresStore(flow.FlowCreation, flow_claim.FlowClaim):
             self._sample(db_now, t0, t1)
             return claim
 
-        return await self._pool.run(op)
+        claim = await self._pool.run(op)
+        await self._set_finish_by(claim.runs)
+        return claim
 
     async def next_due(self, function_ids: Sequence[str]) -> float | None:
         """When the earliest run of these functions comes due (a read; no lock)."""

@@ -167,8 +167,8 @@ HEARTBEAT: Final[LiteralString] = (
 )
 CANCEL_RUN: Final[LiteralString] = (
     "UPDATE runs SET status = 'cancelled', available_at = NULL, lease_token = lease_token + 1, "
-    "lease_owner = NULL, ended_at = ?, error = ? "
-    "WHERE id = ? AND status NOT IN ('completed', 'failed', 'cancelled') "
+    "lease_owner = NULL, ended_at = ?, error = ?, reason = coalesce(?, reason) "
+    "WHERE id = ? AND status NOT IN ('completed', 'failed', 'cancelled', 'skipped') "
     "RETURNING parent_run_id, parent_step"
 )
 

@@ -48,6 +48,7 @@ from perdure.store.rows import FunctionCache, function_from_row, function_values
 from perdure.store.rows import step_from_row as _step
 from perdure.store.rules import CANCELLED_ERROR, EVENT_DEDUPE_SECONDS
 from perdure.store.sqlite import commit as cm
+from perdure.store.sqlite import flow_cancel as fc
 from perdure.store.sqlite import flow_claim
 from perdure.store.sqlite import queries as q
 from perdure.store.sqlite.writer import Tx, Writer, connect
@@ -56,7 +57,9 @@ T = TypeVar("T")
 
 _INLINE_MAX = 4  # writes of at most this many runs or ops may run inline on the loop thread
 
-MIGRATIONS = Migrations("perdure.store.sqlite", ("0001_init.sql", "0002_flow.sql"))
+MIGRATIONS = Migrations(
+    "perdure.store.sqlite", ("0001_init.sql", "0002_flow.sql", "0006_flow_cancel.sql")
+)
 
 
 class SqliteStore:
@@ -212,6 +215,7 @@ class SqliteStore:
             conn, now = tx.conn, tx.now
             registry = self._functions(conn)
             out: list[SentEvent] = []
+            created: set[str] = set()  # runs this send creates: its events do not cancel them
             for ev in events:
                 fresh = conn.execute(q.DEDUPE_EVENT, (ev.id, now + EVENT_DEDUPE_SECONDS, now))
                 if fresh.fetchone() is None:
@@ -219,9 +223,11 @@ class SqliteStore:
                     continue
                 conn.execute(q.INSERT_EVENT, (ev.id, ev.name, ev.body, now))
                 faults.hit("event_fanout")
+                cancelled = fc.cancel_for_event(tx, registry, ev, created)
                 new_runs = runs_for_event(registry, ev.obj, ev.body)
                 if new_runs:
                     cm.insert_runs(tx, new_runs)
+                    created.update(r.id for r in new_runs)
                     tx.wake = True
                 for run_id, key, path, value, expr, run_input in conn.execute(
                     q.WAITS_FOR_EVENT, (ev.name, now)
@@ -230,7 +236,7 @@ class SqliteStore:
                         continue
                     cm.resolve_step(tx, run_id, key, "completed", ev.body, None)
                     conn.execute(q.DELETE_WAIT, (run_id, key))
-                out.append(SentEvent(ev.id, False, [r.id for r in new_runs]))
+                out.append(SentEvent(ev.id, False, [r.id for r in new_runs], cancelled))
             return out
 
         return await self._write(op)
@@ -242,7 +248,7 @@ class SqliteStore:
 
         def op(tx: Tx) -> RunRow | None:
             conn = tx.conn
-            parent = conn.execute(q.CANCEL_RUN, (tx.now, CANCELLED_ERROR, run_id)).fetchone()
+            parent = conn.execute(q.CANCEL_RUN, (tx.now, CANCELLED_ERROR, None, run_id)).fetchone()
             if parent is not None:
                 cm.end_run(tx, run_id, parent, "failed", None, CANCELLED_ERROR)
             found = conn.execute(q.SELECT_RUN, (run_id,)).fetchone()
@@ -325,8 +331,12 @@ class SqliteStore:
         def op(tx: Tx) -> Claim:
             plain, gated = flow_claim.split_gated(self._functions(tx.conn), fids)
             if gated:
-                return self._claim_mixed(tx, worker_id, plain, gated, limit, lease_seconds)
-            return _claim_plain(tx, worker_id, fids, limit, lease_seconds)
+                claim = self._claim_mixed(tx, worker_id, plain, gated, limit, lease_seconds)
+            else:
+                claim = _claim_plain(tx, worker_id, fids, limit, lease_seconds)
+            if claim.runs:
+                fc.set_finish_by(tx, self._functions(tx.conn), claim.runs)
+            return claim
 
         return await self._write(op)
 
@@ -385,6 +395,11 @@ class SqliteStore:
     async def expire_step(self, run_id: str, token: int, key: str) -> StoredStep | None:
         """Time out a wait or invoke step past its deadline, unless already resolved."""
         return await self._write(lambda tx: cm.expire_step(tx, run_id, token, key))
+
+    async def cancel_overdue(self, limit: int = 500) -> tuple[list[str], float | None]:
+        """Cancel runs past their start or finish deadline (``timeouts``); the ids cancelled
+        and when the next deadline falls."""
+        return await self._write(lambda tx: fc.cancel_overdue(tx, limit))
 
     # ------------------------------------------------------------------ cron, maintenance
 

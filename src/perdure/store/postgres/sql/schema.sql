@@ -137,3 +137,13 @@ CREATE TABLE flow_buckets (
     tat        double precision NOT NULL,
     expires_at double precision NOT NULL
 );
+
+-- cancel_on and timeouts (migration 0006, docs/flow-control.md): the runs of a function that
+-- have not ended, by creation time; runs not started, by start deadline; runs not ended, by
+-- finish deadline.
+CREATE INDEX runs_active_by_function ON runs (function_id, created_at)
+    WHERE status IN ('queued', 'running', 'sleeping', 'waiting');
+CREATE INDEX runs_start_by ON runs (start_by)
+    WHERE start_by IS NOT NULL AND started_at IS NULL AND status = 'queued';
+CREATE INDEX runs_finish_by ON runs (finish_by)
+    WHERE finish_by IS NOT NULL AND status IN ('queued', 'running', 'sleeping', 'waiting');
