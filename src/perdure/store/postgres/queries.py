@@ -14,9 +14,12 @@ Conventions:
   interleave with a takeover, an event or a child resolving one of its steps.
 - Notifications (``pg_notify``) are sent from inside the statements that make work due, so
   they cost no extra round trip; PostgreSQL folds identical notifications of one transaction
-  into one. A run holding a concurrency key (flow control) that leaves the executing state
-  (ends, is cancelled, suspends, retries, is released) also announces a wake-up: its slot may be
-  what another process's due run waits for. Runs without one send nothing more.
+  into one. A run holding an environment-scoped concurrency key (a pool shared by several
+  functions, flow control) that leaves the executing state (ends, is cancelled, suspends,
+  retries, is released) also announces a wake-up: its slot may be what another function's due
+  run, in another process, waits for. Function-scoped keys do not: every worker hosting the
+  function is as good as the one that freed the slot, which claims again at once (announcing
+  those woke every worker and cost multi-process throughput, see docs/flow-control.md).
 """
 
 from __future__ import annotations
@@ -183,7 +186,7 @@ CANCEL_RUN: Final = (
     " reason = coalesce(%(reason)s::text, reason)"
     " FROM t WHERE id = %(id)s AND status NOT IN ('completed', 'failed', 'cancelled', 'skipped')"
     " RETURNING id, parent_run_id, parent_step,"
-    " (concurrency_key IS NOT NULL OR concurrency_key2 IS NOT NULL) AS gated), "
+    " (left(concurrency_key, 2) = 'e:' OR left(concurrency_key2, 2) = 'e:') AS gated), "
     "dw AS (DELETE FROM waits WHERE run_id IN (SELECT id FROM c)), "
     "pl AS (SELECT r.id FROM runs r, c WHERE r.id = c.parent_run_id FOR NO KEY UPDATE OF r), "
     "rs AS (UPDATE steps s SET status = 'failed', output = NULL, error = %(error)s,"
@@ -363,7 +366,7 @@ COMMIT_END: Final = (
     " available_at = NULL, lease_owner = NULL, ended_at = t.now FROM o, t"
     " WHERE r.id = o.run_id AND r.lease_token = o.token AND r.status = 'running'"
     " RETURNING r.id, r.parent_run_id, r.parent_step, r.status, r.output, r.error,"
-    " (r.concurrency_key IS NOT NULL OR r.concurrency_key2 IS NOT NULL) AS gated), "
+    " (left(r.concurrency_key, 2) = 'e:' OR left(r.concurrency_key2, 2) = 'e:') AS gated), "
     "dw AS (DELETE FROM waits w USING done WHERE w.run_id = done.id), "
     "res AS (UPDATE steps s SET status = done.status,"
     " output = CASE WHEN done.status = 'completed' THEN coalesce(nullif(done.output, ''),"
@@ -390,7 +393,7 @@ COMMIT_RETRY: Final = (
     "FROM json_to_recordset(%(retries)s::json) AS o(run_id text, token int8, error text,"
     " available_at float8) "
     "WHERE r.id = o.run_id AND r.lease_token = o.token AND r.status = 'running'"
-    " RETURNING (r.concurrency_key IS NOT NULL OR r.concurrency_key2 IS NOT NULL) AS gated), "
+    " RETURNING (left(r.concurrency_key, 2) = 'e:' OR left(r.concurrency_key2, 2) = 'e:') AS gated), "
     "nw AS (SELECT pg_notify(%(wake_channel)s, %(origin)s)"
     " FROM (SELECT 1 FROM up WHERE gated LIMIT 1) x) "
     "SELECT (SELECT count(*) FROM nw)"
@@ -412,7 +415,7 @@ COMMIT_SUSPEND: Final = (
     " ELSE v.status END, available_at = v.available, lease_owner = NULL FROM v, t"
     " WHERE r.id = v.run_id AND r.lease_token = v.token AND r.status = 'running'"
     " RETURNING coalesce(v.available <= t.now, false) AS due,"
-    " (r.concurrency_key IS NOT NULL OR r.concurrency_key2 IS NOT NULL) AS gated), "
+    " (left(r.concurrency_key, 2) = 'e:' OR left(r.concurrency_key2, 2) = 'e:') AS gated), "
     "nw AS (SELECT pg_notify(%(wake_channel)s, %(origin)s)"
     " FROM (SELECT 1 FROM up WHERE due OR gated LIMIT 1) x) "
     "SELECT (SELECT count(*) FROM up WHERE due), (SELECT count(*) FROM nw)"
@@ -529,7 +532,7 @@ _END_ONE: Final = (
     " FROM t WHERE id = %(run)s::text AND lease_token = %(token)s::int8"
     " AND status = 'running'"
     " RETURNING runs.id, runs.parent_run_id, runs.parent_step, runs.status, runs.output,"
-    " runs.error, (runs.concurrency_key IS NOT NULL OR runs.concurrency_key2 IS NOT NULL)"
+    " runs.error, (left(runs.concurrency_key, 2) = 'e:' OR left(runs.concurrency_key2, 2) = 'e:')"
     " AS gated), "
 )
 # What follows the end of one run: drop its waits; when it has a parent, lock the parent's row,
