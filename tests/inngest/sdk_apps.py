@@ -9,9 +9,10 @@ import time
 from typing import Any
 
 import fastapi
-import inngest
 import inngest.fast_api
 import uvicorn
+
+import inngest
 
 
 def free_port() -> int:
@@ -68,8 +69,13 @@ def every_option_functions(c: inngest.Inngest) -> list[inngest.Function[Any]]:
 
     @c.create_function(
         fn_id="windowed",
-        trigger=[inngest.TriggerEvent(event="shop/*"), inngest.TriggerCron(cron="TZ=Europe/Paris 0 9 * * *")],
-        rate_limit=inngest.RateLimit(limit=10, period=datetime.timedelta(hours=1), key="event.data.user"),
+        trigger=[
+            inngest.TriggerEvent(event="shop/*"),
+            inngest.TriggerCron(cron="TZ=Europe/Paris 0 9 * * *"),
+        ],
+        rate_limit=inngest.RateLimit(
+            limit=10, period=datetime.timedelta(hours=1), key="event.data.user"
+        ),
         idempotency="event.data.order",
     )
     async def windowed(ctx: inngest.Context) -> None:
@@ -115,7 +121,9 @@ def simple_functions(c: inngest.Inngest, *names: str) -> list[inngest.Function[A
     return out
 
 
-def fastapi_app(mounts: dict[str, tuple[inngest.Inngest, list[inngest.Function[Any]]]]) -> fastapi.FastAPI:
+def fastapi_app(
+    mounts: dict[str, tuple[inngest.Inngest, list[inngest.Function[Any]]]],
+) -> fastapi.FastAPI:
     """A FastAPI app serving each SDK app at its path (``/a/api/inngest`` ...)."""
     app = fastapi.FastAPI()
     for prefix, (c, fns) in mounts.items():

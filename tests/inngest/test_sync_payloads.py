@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import pytest
 import httpx
+import pytest
 from sdk_apps import Served, client, every_option_functions, fastapi_app
 
 from perdure.engine.flow.options import (
@@ -23,7 +23,6 @@ from perdure.engine.flow.options import (
     RateLimit,
     Singleton,
     Throttle,
-    Timeouts,
 )
 from perdure.errors import InvalidInputError
 from perdure.functions import CronTrigger, EventTrigger
@@ -34,7 +33,7 @@ from perdure.inngest.routes import seeded_ids
 class _Capture(BaseHTTPRequestHandler):
     bodies: list[tuple[str, dict[str, str], Any]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         length = int(self.headers.get("content-length", "0"))
         body = json.loads(self.rfile.read(length))
         type(self).bodies.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
