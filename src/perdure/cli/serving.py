@@ -87,6 +87,64 @@ def _server_options(f: F) -> F:
     return f
 
 
+def _inngest_options(f: F) -> F:
+    """``perdure dev``'s options for apps on the Inngest SDKs (with the Inngest dev server's
+    ``INNGEST_*`` environment names)."""
+    f = option(
+        "--poll-interval",
+        envvar="INNGEST_POLL_INTERVAL",
+        type=click.FloatRange(0.1, 86400, min_open=False),
+        default=5.0,
+        show_default=True,
+        help="Seconds between sync PUTs to the -u apps.",
+    )(f)
+    f = option(
+        "--no-poll",
+        is_flag=True,
+        envvar="INNGEST_NO_POLL",
+        help="Sync the -u apps once; afterwards only retry those whose sync failed.",
+    )(f)
+    f = option(
+        "--no-discovery",
+        is_flag=True,
+        envvar="INNGEST_NO_DISCOVERY",
+        help="Do not look for apps on local ports (perdure never does; accepted for Inngest "
+        "compatibility).",
+    )(f)
+    f = option(
+        "-u",
+        "--sdk-url",
+        "sdk_urls",
+        multiple=True,
+        envvar="INNGEST_SDK_URL",
+        metavar="URL",
+        help="Serve URL of an Inngest SDK app to sync (repeatable; the environment variable "
+        "takes several, separated by spaces or commas).",
+    )(f)
+    return f
+
+
+def _sdk_urls(values: tuple[str, ...]) -> list[str]:
+    """The -u URLs, split on commas, each an absolute http(s) URL."""
+    from urllib.parse import urlsplit
+
+    out: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            u = part.strip()
+            if not u:
+                continue
+            if "://" not in u:
+                u = "http://" + u
+            parts = urlsplit(u)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise click.BadParameter(
+                    f"{part!r} is not an http(s) URL", param_hint="'-u' / '--sdk-url'"
+                )
+            out.append(u)
+    return list(dict.fromkeys(out))
+
+
 def _use_database(app: App, database_url: str | None) -> None:
     """Point ``app`` at the ``--database-url`` given (whose SQLite folder must exist)."""
     if database_url:
@@ -199,6 +257,7 @@ def worker(
     help=f"The app to serve and run [default: the bundled demo, {DEMO_APP}].",
 )
 @_server_options
+@_inngest_options
 def dev(
     app_spec: str | None,
     host: str,
@@ -206,6 +265,10 @@ def dev(
     database_url: str | None,
     log_level: str,
     allowed_hosts: str | None,
+    sdk_urls: tuple[str, ...],
+    no_discovery: bool,
+    no_poll: bool,
+    poll_interval: float,
 ) -> None:
     """Run the HTTP server and a worker for an app, in one process, without authentication.
 
@@ -214,25 +277,41 @@ def dev(
     otherwise; the folder of any other SQLite file must exist). With no --app, the bundled
     demo app runs, so you can see perdure working at once.
 
+    Apps on the official Inngest SDKs (INNGEST_DEV=1, INNGEST_BASE_URL pointing here) sync
+    with POST /fn/register and run on the same worker; -u URL makes perdure send the sync PUT
+    to an app's serve URL at start and every --poll-interval seconds.
+
     \b
     Examples:
       perdure dev
       perdure dev --app shop.workflows:app --port 9000
+      perdure dev -u http://127.0.0.1:8000/api/inngest
       curl localhost:8288/api/v1/runs
     """
     configure_logging(log_level)
     app = load_app(app_spec or DEMO_APP, "'--app'")
     _use_database(app, database_url)
+    urls = _sdk_urls(sdk_urls)
     sock = _bind(host, port)
+    from perdure.drivers.python import PythonDriver
+    from perdure.inngest.driver import InngestDriver
+    from perdure.inngest.routes import InngestRoutes
+    from perdure.inngest.sync import AppPoller
+    from perdure.runtime import Worker
     from perdure.server import create_app, socket_url
 
     url = socket_url(sock, host)
+    del no_discovery  # perdure does not probe ports for apps; the flag is accepted
 
     async def main() -> None:
         try:
             await open_app(app)
+            inngest = InngestDriver(server_kind="dev")
+            routes = InngestRoutes(app, inngest, server_kind="dev")
+            poller = AppPoller(urls, interval=poll_interval, poll=not no_poll)
             try:
-                w = app.worker()
+                await routes.registry.load()
+                w = Worker(app.runtime, [PythonDriver(app.functions), inngest])
                 await w.start()
                 banner = [
                     f"perdure dev: serving app {app.name!r} ({len(app.functions)} functions) "
@@ -244,9 +323,20 @@ def dev(
                         'try: perdure send demo/order.placed --data \'{"order_id": "A1"}\''
                         f"  then open {url}/"
                     )
-                asgi = create_app(app, dev=True, api_token=None, allowed_hosts=allowed_hosts)
+                if urls:
+                    banner.append(f"syncing Inngest apps at {', '.join(urls)}")
+                asgi = create_app(
+                    app,
+                    dev=True,
+                    api_token=None,
+                    allowed_hosts=allowed_hosts,
+                    extra_routes=routes.routes(),
+                    response_headers=routes.headers,
+                )
+                poller.start()  # the socket listens already: the apps' syncs queue until served
                 await _serve(asgi, sock, banner, log_level)
             finally:
+                await poller.stop()
                 await app.close()
         finally:
             sock.close()

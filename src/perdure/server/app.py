@@ -14,8 +14,8 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from perdure import views
 from perdure._version import __version__
@@ -65,6 +65,27 @@ class BearerAuth:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+class ExtraHeaders:
+    """ASGI middleware: adds fixed headers to every HTTP response (the Inngest routes need
+    ``X-Inngest-Server-Kind`` on all of them)."""
+
+    def __init__(self, app: ASGIApp, headers: Mapping[str, str]) -> None:
+        self.app = app
+        self.headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self.headers]}
+            await send(message)
+
+        await self.app(scope, receive, sending)
 
 
 def _by_method(handlers: Mapping[str, Handler]) -> tuple[Handler, list[str]]:
@@ -125,6 +146,8 @@ def create_app(
     dev: bool,
     api_token: str | None,
     allowed_hosts: Sequence[str] | str | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
+    response_headers: Mapping[str, str] | None = None,
 ) -> Starlette:
     """The HTTP server of ``app``: the REST API under ``/api/v1``, ``/health``,
     ``/openapi.json`` and a landing page at ``/``.
@@ -137,6 +160,9 @@ def create_app(
     ``allowed_hosts``: the ``Host`` names served (see :mod:`perdure.server.guard`); ``None``:
     ``PERDURE_ALLOWED_HOSTS`` if set, else the loopback names without a token and any host
     with one. Every request body must be ``application/json`` (415 otherwise).
+
+    ``extra_routes`` are mounted beside the API (the Inngest-compatible routes, see
+    :mod:`perdure.inngest.routes`); ``response_headers`` are added to every response.
     """
     if api_token is None and not dev:
         raise InvalidInputError("a server that is not in dev mode needs an api_token")
@@ -187,6 +213,7 @@ def create_app(
         Route("/api/v1/runs", endpoint(api.list_runs), methods=["GET"]),
         Route("/api/v1/runs/{run_id}", endpoint(api.get_run), methods=["GET"]),
         Route("/api/v1/runs/{run_id}/cancel", endpoint(api.cancel_run), methods=["POST"]),
+        *extra_routes,
     ]
 
     @contextlib.asynccontextmanager
@@ -205,6 +232,8 @@ def create_app(
     if api_token is not None:
         server.add_middleware(BearerAuth, token=api_token)
     server.add_middleware(RequestGuard, hosts=hosts)  # outermost: before authentication
+    if response_headers:
+        server.add_middleware(ExtraHeaders, headers=response_headers)  # refusals carry them too
     server.state.perdure_app = app
     return server
 

@@ -291,6 +291,11 @@ class Store(Protocol):
         """Every registered function."""
         ...
 
+    async def remove_functions(self, ids: Sequence[str]) -> None:
+        """Delete function records (unknown ids are ignored) and bump the registry version:
+        events stop routing to them and their crons stop. Their runs are kept."""
+        ...
+
     # client side
     async def create_runs(self, runs: Sequence[NewRun]) -> list[CreatedRun]:
         """Create runs (due now); an existing ``(function_id, idempotency_key)`` returns the

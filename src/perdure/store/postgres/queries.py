@@ -69,6 +69,10 @@ REGISTER_FUNCTIONS: Final = (
     "UPDATE perdure_meta SET value = (value::bigint + 1)::text WHERE key = 'registry_version'"
 )
 SELECT_FUNCTIONS: Final = "SELECT " + FUNCTION_COLUMNS + " FROM functions ORDER BY id"
+REMOVE_FUNCTIONS: Final = (
+    "WITH gone AS (DELETE FROM functions WHERE id = ANY(%(ids)s::text[]) RETURNING 1) "
+    "UPDATE perdure_meta SET value = (value::bigint + 1)::text WHERE key = 'registry_version'"
+)
 # The registry version, and every function only if it differs from the cached one.
 REGISTRY_IF_CHANGED: Final = (
     "SELECT m.value, f.id, f.app, f.triggers, f.config FROM perdure_meta m "

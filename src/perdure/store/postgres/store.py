@@ -243,6 +243,17 @@ class PostgresStore(
         """Every registered function."""
         return [function_from_row(row) for row in await self._pool.read_all(q.SELECT_FUNCTIONS, {})]
 
+    async def remove_functions(self, ids: Sequence[str]) -> None:
+        """Delete function records and bump the registry version."""
+        params = {"ids": sorted(set(ids))}
+        if not params["ids"]:
+            return
+
+        async def op(conn: Conn) -> None:
+            await write_one(conn, q.REMOVE_FUNCTIONS, params)
+
+        await self._pool.run(op)
+
     def _update_registry(self, rows: list[TupleRow]) -> None:
         if not rows or rows[0][0] == self._registry.version:
             return

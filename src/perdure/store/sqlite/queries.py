@@ -55,6 +55,7 @@ UPSERT_FUNCTION: Final[LiteralString] = (
 SELECT_FUNCTIONS: Final[LiteralString] = (
     "SELECT " + FUNCTION_COLUMNS + " FROM functions ORDER BY id"
 )
+DELETE_FUNCTION: Final[LiteralString] = "DELETE FROM functions WHERE id = ?"
 
 INSERT_RUN: Final[LiteralString] = (
     "INSERT INTO runs (id, function_id, status, input, event_id, idempotency_key, "

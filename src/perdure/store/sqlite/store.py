@@ -185,6 +185,18 @@ class SqliteStore:
         rows = await self._read(lambda c: c.execute(q.SELECT_FUNCTIONS).fetchall())
         return [function_from_row(row) for row in rows]
 
+    async def remove_functions(self, ids: Sequence[str]) -> None:
+        """Delete function records and bump the registry version."""
+        params = [(fid,) for fid in dict.fromkeys(ids)]
+        if not params:
+            return
+
+        def op(tx: Tx) -> None:
+            tx.conn.executemany(q.DELETE_FUNCTION, params)
+            tx.conn.execute(q.BUMP_REGISTRY)
+
+        await self._write(op)
+
     def _functions(self, conn: sqlite3.Connection) -> list[FunctionRecord]:
         version = conn.execute(q.REGISTRY_VERSION).fetchone()[0]
         if version != self._registry.version:
