@@ -14,12 +14,9 @@ Conventions:
   interleave with a takeover, an event or a child resolving one of its steps.
 - Notifications (``pg_notify``) are sent from inside the statements that make work due, so
   they cost no extra round trip; PostgreSQL folds identical notifications of one transaction
-  into one. A run holding an environment-scoped concurrency key (a pool shared by several
-  functions, flow control) that leaves the executing state (ends, is cancelled, suspends,
-  retries, is released) also announces a wake-up: its slot may be what another function's due
-  run, in another process, waits for. Function-scoped keys do not: every worker hosting the
-  function is as good as the one that freed the slot, which claims again at once (announcing
-  those woke every worker and cost multi-process throughput, see docs/flow-control.md).
+  into one. A run leaving the executing state with an environment-scoped concurrency key also
+  announces a wake-up: another function's run elsewhere may wait for its slot (function-scoped
+  keys do not: the freeing worker claims again itself; see docs/flow-control.md).
 """
 
 from __future__ import annotations
@@ -397,7 +394,8 @@ COMMIT_RETRY: Final = (
     "FROM json_to_recordset(%(retries)s::json) AS o(run_id text, token int8, error text,"
     " available_at float8) "
     "WHERE r.id = o.run_id AND r.lease_token = o.token AND r.status = 'running'"
-    " RETURNING (left(r.concurrency_key, 2) = 'e:' OR left(r.concurrency_key2, 2) = 'e:') AS gated), "
+    " RETURNING (left(r.concurrency_key, 2) = 'e:'"
+    " OR left(r.concurrency_key2, 2) = 'e:') AS gated), "
     "nw AS (SELECT pg_notify(%(wake_channel)s, %(origin)s)"
     " FROM (SELECT 1 FROM up WHERE gated LIMIT 1) x) "
     "SELECT (SELECT count(*) FROM nw)"
