@@ -20,7 +20,7 @@ from perdure.store.postgres import queries as q
 
 Conn = psycopg.AsyncConnection[TupleRow]
 
-MIGRATIONS = Migrations("perdure.store.postgres", ("0001_init.sql",))
+MIGRATIONS = Migrations("perdure.store.postgres", ("0001_init.sql", "0003_schedules.sql"))
 SCHEMA_FILE = "schema.sql"
 """The complete current schema, applied to an empty database (equal to every migration)."""
 _OUR_PARAMS = ("schema", "pool_min_size", "pool_max_size", "pool_timeout")
