@@ -24,6 +24,7 @@ from perdure.engine.ticks import check_catchup, check_overlap, next_tick
 from perdure.errors import (
     FunctionNotFoundError,
     InvalidInputError,
+    PayloadTooLargeError,
     ScheduleExistsError,
     ScheduleNotFoundError,
 )
@@ -161,10 +162,11 @@ class Schedules:
         if not isinstance(paused, bool):
             raise InvalidInputError("paused must be True or False")
         store = await self._store()
-        # the run's input must fit: checked on a sample of the tick's event
-        sample = schedule_run(id, fid, data, store.now(), manual=False)
-        limit = self._client.runtime.limits.run_input
-        serde.dumps_limited(serde.loads(sample.input), "the schedule's run input", limit)
+        # the run's input (the tick's event) must fit: checked on the first tick's
+        sample = schedule_run(id, fid, data, store.now(), manual=False).input
+        size, limit = len(sample.encode()), self._client.runtime.limits.run_input
+        if size > limit:
+            raise PayloadTooLargeError("the schedule's run input", size, limit)
         await self._check_function(store, fid)
         start = store.now()
         row = await store.create_schedule(
@@ -219,11 +221,12 @@ class Schedules:
     async def pause(self, id: str) -> ScheduleInfo:
         """Pause the schedule: no tick fires until it is resumed (a paused schedule may still
         be triggered). Pausing a paused schedule changes nothing."""
-        await self._row(id)
         store = await self._store()
-        row = await store.set_schedule_paused(
-            id, True, cursor=0.0, next_at=0.0, revision=ids.new_id()
-        )
+        row = None
+        if isinstance(id, str) and _ID.match(id):
+            row = await store.set_schedule_paused(
+                id, True, cursor=0.0, next_at=0.0, revision=ids.new_id()
+            )
         if row is None:
             raise ScheduleNotFoundError(f"no schedule with id {id!r}")
         return schedule_info(row)

@@ -119,6 +119,9 @@ class Scheduler:
                 except StoreUnavailableError as exc:
                     log.warning("scheduler: store unavailable (%s)", exc)
                     next_at = store.now() + _RETRY_AFTER_OUTAGE
+                except Exception:  # a bug must not stop every schedule of the process
+                    log.exception("scheduler: a pass failed; trying again")
+                    next_at = None
             done_first = False
             await store.clock.wait(self._wake, next_at, self.poll_interval)
             task = asyncio.current_task()
