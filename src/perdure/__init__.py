@@ -9,6 +9,17 @@ from perdure.app import App, Limits, RunHandle
 from perdure.clock import Clock, SystemClock
 from perdure.drivers.python import Context, Step, SyncContext, SyncStep
 from perdure.engine.backoff import RetryPolicy
+from perdure.engine.flow.options import (
+    Batch,
+    CancelOn,
+    Concurrency,
+    Debounce,
+    Priority,
+    RateLimit,
+    Singleton,
+    Throttle,
+    Timeouts,
+)
 from perdure.errors import (
     FunctionNotFoundError,
     InvalidInputError,
@@ -33,9 +44,13 @@ from perdure.types import Event, RunInfo, RunStatus, ScheduleInfo, ScheduleTick,
 
 __all__ = [
     "App",
+    "Batch",
+    "CancelOn",
     "Clock",
+    "Concurrency",
     "Context",
     "CronTrigger",
+    "Debounce",
     "Event",
     "EventTrigger",
     "FunctionNotFoundError",
@@ -45,6 +60,8 @@ __all__ = [
     "NonRetriableError",
     "PayloadTooLargeError",
     "PerdureError",
+    "Priority",
+    "RateLimit",
     "RetryAfterError",
     "RetryPolicy",
     "RunCancelledError",
@@ -59,6 +76,7 @@ __all__ = [
     "ScheduleTick",
     "Schedules",
     "SentEvent",
+    "Singleton",
     "Step",
     "StepError",
     "StepInfo",
@@ -66,6 +84,8 @@ __all__ = [
     "SyncContext",
     "SyncStep",
     "SystemClock",
+    "Throttle",
+    "Timeouts",
     "Worker",
     "__version__",
     "cron",

@@ -18,6 +18,17 @@ from perdure.client import INVOKED_EVENT, Client, RunHandle
 from perdure.clock import Clock
 from perdure.drivers.python import PythonDriver
 from perdure.engine.backoff import RetryPolicy
+from perdure.engine.flow.options import (
+    Batch,
+    CancelOn,
+    Concurrency,
+    Debounce,
+    Priority,
+    RateLimit,
+    Singleton,
+    Throttle,
+    Timeouts,
+)
 from perdure.errors import InvalidInputError
 from perdure.functions import FunctionDef, Trigger, function_id_of
 from perdure.limits import Limits
@@ -82,6 +93,16 @@ class App:
         retries: int | None = None,
         retry_policy: RetryPolicy | None = None,
         max_crashes: int = 10,
+        concurrency: Concurrency | int | Sequence[Concurrency] | None = None,
+        throttle: Throttle | None = None,
+        rate_limit: RateLimit | None = None,
+        debounce: Debounce | None = None,
+        batch: Batch | None = None,
+        priority: Priority | str | None = None,
+        singleton: Singleton | None = None,
+        idempotency: str | None = None,
+        cancel_on: CancelOn | Sequence[CancelOn] | None = None,
+        timeouts: Timeouts | None = None,
     ) -> Callable[[F], F]: ...
 
     def function(
@@ -93,6 +114,16 @@ class App:
         retries: int | None = None,
         retry_policy: RetryPolicy | None = None,
         max_crashes: int = 10,
+        concurrency: Concurrency | int | Sequence[Concurrency] | None = None,
+        throttle: Throttle | None = None,
+        rate_limit: RateLimit | None = None,
+        debounce: Debounce | None = None,
+        batch: Batch | None = None,
+        priority: Priority | str | None = None,
+        singleton: Singleton | None = None,
+        idempotency: str | None = None,
+        cancel_on: CancelOn | Sequence[CancelOn] | None = None,
+        timeouts: Timeouts | None = None,
     ) -> Any:
         """Register ``async def f(ctx)`` or ``def f(ctx)`` as a durable function.
 
@@ -101,7 +132,27 @@ class App:
         started directly or invoked. ``retries`` (default 4) applies to each step and to the
         function body; ``retry_policy`` sets the backoff. A run that kills its worker more than
         ``max_crashes`` times fails.
+
+        Flow control (see ``docs/flow-control.md``): ``concurrency`` (runs executing at once,
+        per key, per function or shared), ``throttle`` (starts per period, excess delayed),
+        ``rate_limit`` (runs per period, excess skipped), ``debounce``, ``batch``, ``priority``
+        (a CEL integer: seconds of head start), ``singleton``, ``idempotency`` (a CEL key: one
+        run per key within 24 hours), ``cancel_on`` (events that cancel a run) and
+        ``timeouts`` (start and finish). Bad options raise ``InvalidInputError`` here, naming
+        the function and the option.
         """
+        flow = {
+            "concurrency": concurrency,
+            "throttle": throttle,
+            "rate_limit": rate_limit,
+            "debounce": debounce,
+            "batch": batch,
+            "priority": priority,
+            "singleton": singleton,
+            "idempotency": idempotency,
+            "cancel_on": cancel_on,
+            "timeouts": timeouts,
+        }
 
         def decorate(f: F) -> F:
             policy = retry_policy or self.retry_policy
@@ -114,6 +165,7 @@ class App:
                 retry_policy=policy,
                 max_crashes=max_crashes,
                 app_name=self.name,
+                flow=flow,
             )
             if fdef.id in self.functions and self.functions[fdef.id].fn is not f:
                 raise InvalidInputError(f"a function with id {fdef.id!r} is already registered")

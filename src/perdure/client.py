@@ -15,6 +15,8 @@ from typing import Any
 
 from perdure import ids, serde
 from perdure.engine.durations import to_seconds
+from perdure.engine.flow.keys import run_flow
+from perdure.engine.flow.options import FlowControl
 from perdure.errors import (
     FunctionNotFoundError,
     InvalidInputError,
@@ -88,7 +90,7 @@ class Client:
         self.query = Query(runtime)
         self._starts: Batcher[NewRun, CreatedRun] | None = None
         self._sends: Batcher[EventIn, SentEvent] | None = None
-        self._known_remote: set[str] = set()
+        self._known_remote: dict[str, FlowControl] = {}
         runtime.client = self
 
     async def open(self) -> None:
@@ -111,16 +113,25 @@ class Client:
 
     # ------------------------------------------------------------------ runs
 
-    async def _check_function(self, fid: str) -> None:
-        if fid in self.functions or fid in self._known_remote:
-            return
-        known = {f.id for f in await self.runtime.store.list_functions()}
-        self._known_remote = known
-        if fid not in known:
+    async def _check_function(self, fid: str) -> FlowControl:
+        """The function's flow control; ``FunctionNotFoundError`` if it is not registered."""
+        local = self.functions.get(fid)
+        if local is not None:
+            flow: FlowControl = local.flow
+            return flow
+        known = self._known_remote.get(fid)
+        if known is not None:
+            return known
+        self._known_remote = {f.id: f.flow for f in await self.runtime.store.list_functions()}
+        if fid not in self._known_remote:
             raise FunctionNotFoundError(f"no function with id {fid!r} is registered")
+        return self._known_remote[fid]
 
     def invocation(self, data: Any, event_id: str) -> str:
         """The input (an invocation event, JSON text) of a run started with ``data``."""
+        return self._invocation(data, event_id)[1]
+
+    def _invocation(self, data: Any, event_id: str) -> tuple[dict[str, Any], str]:
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -133,7 +144,8 @@ class Client:
             "user": {},
             "ts": int(now * 1000),
         }
-        return serde.dumps_limited(event, "the run's input", self.runtime.limits.run_input)
+        body = serde.dumps_limited(event, "the run's input", self.runtime.limits.run_input)
+        return event, body
 
     async def start(
         self,
@@ -146,18 +158,20 @@ class Client:
         ``ctx.event.data``). The same ``idempotency_key`` always gives the same run."""
         fid = function_id_of(function)
         run_id = ids.new_id()
-        body = self.invocation(data, run_id)
+        event, body = self._invocation(data, run_id)
         if idempotency_key is not None and (
             not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 256
         ):
             raise InvalidInputError("idempotency_key must be a string of 1-256 characters")
         await self.open()
-        await self._check_function(fid)
+        spec = await self._check_function(fid)
         assert self._starts is not None
         run = NewRun(run_id, fid, body, idempotency_key=idempotency_key)
+        run.flow = run_flow(fid, spec, event)
         # A worker of this process hosting the function takes the run at once: it is created
-        # already leased to it, which saves the claim round trip.
-        local = self.runtime.hub.reserve(fid)
+        # already leased to it, which saves the claim round trip (not for runs under flow
+        # control, which the claim decides).
+        local = None if run.flow is not None else self.runtime.hub.reserve(fid)
         if local is None:
             created = await self._starts.call(run)
         else:
@@ -178,16 +192,19 @@ class Client:
 
     async def child_run(self, function_id: str, data: Any, parent: str, key: str) -> NewRun:
         """The run an ``invoke`` step creates; its idempotency key makes retries safe."""
-        await self._check_function(function_id)
+        spec = await self._check_function(function_id)
         run_id = ids.new_id()
-        return NewRun(
+        event, body = self._invocation(data, run_id)
+        run = NewRun(
             run_id,
             function_id,
-            self.invocation(data, run_id),
+            body,
             idempotency_key=f"invoke:{parent}:{key}",
             parent_run_id=parent,
             parent_step=key,
         )
+        run.flow = run_flow(function_id, spec, event)
+        return run
 
     async def get_run(self, run_id: str, *, steps: bool = True) -> RunInfo:
         """A run with its status, input event, output or error, steps and timestamps."""
@@ -251,10 +268,20 @@ class Client:
         await self.open()
         assert self._sends is not None
         results = await asyncio.gather(*(self._sends.submit(e) for e in prepared))
+        self._abort_cancelled(results)
         return [r.id for r in results]
+
+    def _abort_cancelled(self, sent: Sequence[SentEvent]) -> None:
+        """Runs cancelled by the events (``cancel_on``): a local worker stops them at once
+        (any other stops at its next step: the cancel moved the fencing token)."""
+        for s in sent:
+            for run_id in s.cancelled:
+                self.runtime.hub.abort(run_id)
 
     async def send_detailed(self, events: Sequence[Event]) -> list[SentEvent]:
         """Like :meth:`send`, also telling duplicates and the runs each event started."""
         prepared = [self._event_in(e) for e in events]
         await self.open()
-        return await self.runtime.store.send_events(prepared)
+        sent = await self.runtime.store.send_events(prepared)
+        self._abort_cancelled(sent)
+        return sent

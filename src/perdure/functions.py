@@ -18,6 +18,7 @@ from perdure.engine.backoff import RetryPolicy
 from perdure.engine.cron import CronSchedule
 from perdure.engine.durations import to_seconds
 from perdure.engine.expressions import Expression, validate
+from perdure.engine.flow.options import FlowControl
 from perdure.engine.ticks import CATCHUPS, CatchUp, Overlap, check_catchup, check_overlap
 from perdure.engine.triggers import EventPattern
 from perdure.errors import FunctionNotFoundError, InvalidInputError
@@ -144,6 +145,10 @@ class FunctionRecord:
     app: str
     triggers: tuple[Trigger, ...]
     config: dict[str, Any]
+    flow: FlowControl = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "flow", FlowControl.from_dict(self.config.get("flow")))
 
     def event_triggers(self) -> list[EventTrigger]:
         """The event triggers."""
@@ -161,6 +166,7 @@ class FunctionDef:
     is_async: bool
     max_crashes: int
     app_name: str = ""
+    flow: FlowControl = field(default_factory=FlowControl)
 
     @classmethod
     def build(
@@ -173,6 +179,7 @@ class FunctionDef:
         retry_policy: RetryPolicy | None,
         max_crashes: int,
         app_name: str,
+        flow: dict[str, Any] | None = None,
     ) -> FunctionDef:
         """Validate options and build the definition."""
         if not callable(fn):
@@ -203,6 +210,12 @@ class FunctionDef:
             )
         if max_crashes < 1:
             raise InvalidInputError("max_crashes must be at least 1")
+        try:
+            control = FlowControl.build(**(flow or {}))
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"function {fid!r}: {exc}") from None
+        if control.batch is not None and any(isinstance(t, CronTrigger) for t in triggers):
+            raise InvalidInputError(f"function {fid!r}: batch needs event triggers, not cron")
         return cls(
             id=fid,
             fn=fn,
@@ -211,6 +224,7 @@ class FunctionDef:
             is_async=inspect.iscoroutinefunction(fn),
             max_crashes=max_crashes,
             app_name=app_name,
+            flow=control,
         )
 
     def record(self) -> FunctionRecord:
@@ -227,6 +241,7 @@ class FunctionDef:
                 "max_crashes": self.max_crashes,
                 "sync": not self.is_async,
                 "name": getattr(self.fn, "__qualname__", self.id),
+                **({"flow": self.flow.to_dict()} if not self.flow.empty else {}),
             },
         )
 

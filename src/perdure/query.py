@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from perdure import serde
+from perdure.engine.flow.gates import input_events
 from perdure.errors import InvalidInputError, RunNotFoundError
 from perdure.functions import FunctionRecord
 from perdure.store.base import EventRow, RunFilter, RunRow, Store, StoredStep
@@ -174,11 +175,13 @@ def run_info(row: RunRow, steps: Sequence[StoredStep]) -> RunInfo:
     """The client view of a stored run and its recorded steps."""
     created_at = to_datetime(row.created_at)
     assert created_at is not None
+    stored = serde.loads(row.input)
+    events = [Event.from_stored(e) for e in input_events(stored)]
     return RunInfo(
         id=row.id,
         function_id=row.function_id,
         status=RunStatus(row.status),
-        event=Event.from_stored(serde.loads(row.input)),
+        event=events[0],
         output=serde.loads(row.output),
         error=serde.loads(row.error),
         attempt=row.attempt,
@@ -188,6 +191,8 @@ def run_info(row: RunRow, steps: Sequence[StoredStep]) -> RunInfo:
         parent_run_id=row.parent_run_id,
         idempotency_key=row.idempotency_key,
         steps=[step_info(s) for s in steps],
+        reason=None if row.reason is None else serde.loads(row.reason),
+        events=events if isinstance(stored, list) else None,
     )
 
 

@@ -20,6 +20,7 @@ from perdure import ids, serde
 from perdure.client import Client, RunHandle
 from perdure.engine.cron import CronSchedule
 from perdure.engine.durations import to_seconds
+from perdure.engine.flow.options import FlowControl
 from perdure.engine.ticks import check_catchup, check_overlap, next_tick
 from perdure.errors import (
     FunctionNotFoundError,
@@ -111,11 +112,17 @@ class Schedules:
             raise ScheduleNotFoundError(f"no schedule with id {schedule_id!r}")
         return row
 
-    async def _check_function(self, store: Store, function_id: str) -> None:
-        if function_id in self._client.functions:
-            return
-        if function_id not in {f.id for f in await store.list_functions()}:
-            raise FunctionNotFoundError(f"no function with id {function_id!r} is registered")
+    async def _flow(self, store: Store, function_id: str) -> FlowControl:
+        """The flow-control options of a function defined here or registered in the
+        database (:class:`~perdure.errors.FunctionNotFoundError` if neither)."""
+        local = self._client.functions.get(function_id)
+        if local is not None:
+            flow: FlowControl = local.record().flow
+            return flow
+        for record in await store.list_functions():
+            if record.id == function_id:
+                return record.flow
+        raise FunctionNotFoundError(f"no function with id {function_id!r} is registered")
 
     async def create(
         self,
@@ -162,12 +169,12 @@ class Schedules:
         if not isinstance(paused, bool):
             raise InvalidInputError("paused must be True or False")
         store = await self._store()
+        flow = await self._flow(store, fid)
         # the run's input (the tick's event) must fit: checked on the first tick's
-        sample = schedule_run(id, fid, data, store.now(), manual=False).input
+        sample = schedule_run(id, fid, flow, data, store.now(), manual=False).input
         size, limit = len(sample.encode()), self._client.runtime.limits.run_input
         if size > limit:
             raise PayloadTooLargeError("the schedule's run input", size, limit)
-        await self._check_function(store, fid)
         start = store.now()
         row = await store.create_schedule(
             NewSchedule(
@@ -258,9 +265,9 @@ class Schedules:
         run for the overlap policy of the next ticks."""
         current = await self._row(id)
         store = await self._store()
-        run = schedule_run(
-            id, current.function_id, serde.loads(current.data), store.now(), manual=True
-        )
+        flow = await self._flow(store, current.function_id)
+        data = serde.loads(current.data)
+        run = schedule_run(id, current.function_id, flow, data, store.now(), manual=True)
         created = await store.trigger_schedule(id, run)
         if created is None:
             raise ScheduleNotFoundError(f"no schedule with id {id!r}")

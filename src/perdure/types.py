@@ -23,6 +23,7 @@ class RunStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    SKIPPED = "skipped"
 
     @property
     def terminal(self) -> bool:
@@ -30,7 +31,9 @@ class RunStatus(StrEnum):
         return self in _TERMINAL
 
 
-_TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+_TERMINAL = frozenset(
+    {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.SKIPPED}
+)
 TERMINAL_STATUSES = frozenset(s.value for s in _TERMINAL)
 
 MAX_EVENT_ID_LENGTH = 256
@@ -266,6 +269,11 @@ class RunInfo:
     parent_run_id: str | None
     idempotency_key: str | None
     steps: list[StepInfo]
+    reason: dict[str, Any] | None = None
+    """Why flow control delayed, skipped or cancelled the run (``option``, ``decision``,
+    ``message``, and details such as the key), or ``None``."""
+    events: list[Event] | None = None
+    """A batch run's events in arrival order (``event`` is the first); ``None`` otherwise."""
 
 
 def iso_utc(value: datetime | float) -> str:

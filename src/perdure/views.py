@@ -70,7 +70,10 @@ def run_json(run: RunInfo, *, steps: bool = True) -> dict[str, Any]:
         "ended_at": iso(run.ended_at),
         "parent_run_id": run.parent_run_id,
         "idempotency_key": run.idempotency_key,
+        "reason": run.reason,
     }
+    if run.events is not None:
+        out["events"] = [e.to_dict() for e in run.events]
     if steps:
         out["steps"] = [step_json(s) for s in run.steps]
     return out
@@ -116,6 +119,7 @@ def function_json(record: FunctionRecord) -> dict[str, Any]:
         "app": record.app,
         "triggers": [trigger_json(t) for t in record.triggers],
         "config": record.config,
+        "flow": record.flow.to_dict(),
     }
 
 
@@ -146,7 +150,13 @@ def sent_json(sent: Sequence[SentEvent]) -> dict[str, Any]:
     return {
         "ids": [s.id for s in sent],
         "events": [
-            {"id": s.id, "duplicate": s.duplicate, "run_ids": list(s.run_ids)} for s in sent
+            {
+                "id": s.id,
+                "duplicate": s.duplicate,
+                "run_ids": list(s.run_ids),
+                "skipped": list(s.skipped),
+            }
+            for s in sent
         ],
     }
 

@@ -200,7 +200,9 @@ def test_send(populated: Populated, tmp_path: Path) -> None:
         input='{"from": "stdin"}',
     )
     assert dup.returncode == 0, dup.stderr
-    assert json.loads(dup.stdout)["events"] == [{"id": "evt-1", "duplicate": True, "run_ids": []}]
+    assert json.loads(dup.stdout)["events"] == [
+        {"id": "evt-1", "duplicate": True, "run_ids": [], "skipped": []}
+    ]
 
 
 def test_runs_list(populated: Populated) -> None:

@@ -76,6 +76,7 @@ async def test_a_run_and_its_steps_as_json(db_url: str) -> None:
             "ended_at": START_ISO,
             "parent_run_id": None,
             "idempotency_key": "k-1",
+            "reason": None,
             "steps": [
                 {
                     "id": "twice",
@@ -146,7 +147,9 @@ async def test_events_are_paged_with_the_runs_they_started(db_url: str) -> None:
         assert [s.id for s in sent] == ["ev-0", "ev-1", "ev-2"]
         assert views.sent_json(sent[:1]) == {
             "ids": ["ev-0"],
-            "events": [{"id": "ev-0", "duplicate": False, "run_ids": sent[0].run_ids}],
+            "events": [
+                {"id": "ev-0", "duplicate": False, "run_ids": sent[0].run_ids, "skipped": []}
+            ],
         }
         first = await query.list_events(name="views/number", limit=2)
         assert [e.event["id"] for e in first.items] == ["ev-2", "ev-1"]
@@ -190,12 +193,14 @@ async def test_functions_and_the_database(db_url: str) -> None:
                 "app": "views",
                 "triggers": [{"event": "views/number"}],
                 "config": records[0].config,
+                "flow": {},
             },
             {
                 "id": "guarded",
                 "app": "views",
                 "triggers": [{"event": "views/*", "if": "event.data.n > 1"}],
                 "config": records[1].config,
+                "flow": {},
             },
             {
                 "id": "nightly",
@@ -210,6 +215,7 @@ async def test_functions_and_the_database(db_url: str) -> None:
                     }
                 ],
                 "config": records[2].config,
+                "flow": {},
             },
         ]
         texts = [views.trigger_text(t) for r in records for t in r.triggers]

@@ -414,3 +414,33 @@ def test_sync_twins(sqlite_url: str) -> None:
         assert app.schedules.list_sync() == []
     finally:
         app.close_sync()
+
+
+async def test_the_runs_of_a_schedule_go_through_flow_control(db_url: str) -> None:
+    clock = ManualClock(START)
+    app = perdure.App("sched", db_url, clock=clock)
+
+    @app.function(rate_limit=perdure.RateLimit(1, "1h"))
+    async def limited(ctx: perdure.Context) -> str:
+        assert ctx.event.schedule is not None
+        return ctx.event.schedule.tick.isoformat()
+
+    async with app, app.worker():
+        await app.schedules.create("rl", limited, "0 * * * *")  # overlap="skip"
+        first = await app.schedules.trigger("rl")
+        assert await first.result(timeout=30) == "2026-06-01T06:00:00+00:00"
+        second = await app.schedules.trigger("rl")  # within the hour: the rate limit skips it
+        run = await app.get_run(second.run_id)
+        assert run.status == perdure.RunStatus.SKIPPED and run.reason
+        assert (await app.schedules.get("rl")).last_run_id == second.run_id
+        # a skipped run has ended: the next tick is not an overlap, and a new hour has begun
+        await clock.advance(hours=1)
+
+        async def third() -> bool:
+            return (await app.schedules.get("rl")).runs == 3
+
+        await eventually(third, "the 07:00 tick's run")
+        info = await app.schedules.get("rl")
+        assert info.skipped_overlap == 0 and info.last_run_id is not None
+        done = await app.handle(info.last_run_id).result(timeout=30)
+        assert done == "2026-06-01T07:00:00+00:00"

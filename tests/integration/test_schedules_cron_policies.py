@@ -80,11 +80,14 @@ async def test_catchup_none_runs_nothing_late(db_url: str) -> None:
     assert [o["scheduled_at"] for o in outs] == ["2026-06-01T12:00:00Z"]
 
 
-async def test_overlap_skip_on_a_cron_trigger(db_url: str) -> None:
+@pytest.mark.parametrize("flow", [False, True], ids=["plain", "flow-control"])
+async def test_overlap_skip_on_a_cron_trigger(db_url: str, flow: bool) -> None:
     clock = ManualClock(START)
     app = perdure.App("cronpol", db_url, clock=clock)
+    # with a concurrency limit, the runs are created through the flow-control path
+    options: dict[str, Any] = {"concurrency": perdure.Concurrency(5)} if flow else {}
 
-    @app.function(trigger=perdure.cron("0 * * * *", overlap="skip"))
+    @app.function(trigger=perdure.cron("0 * * * *", overlap="skip"), **options)
     async def held(ctx: perdure.Context) -> str:
         await ctx.step.wait_for_event("go", event="cronpol/go", timeout=timedelta(days=30))
         return str(ctx.event.data["scheduled_at"])

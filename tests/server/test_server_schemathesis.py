@@ -23,6 +23,7 @@ OPERATIONS = {
     "POST /api/v1/events",
     "GET /api/v1/events",
     "GET /api/v1/functions",
+    "GET /api/v1/functions/{function_id}",
     "POST /api/v1/functions/{function_id}/runs",
     "GET /api/v1/runs",
     "GET /api/v1/runs/{run_id}",

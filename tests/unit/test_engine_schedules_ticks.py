@@ -154,3 +154,10 @@ def test_policies_are_checked_with_precise_messages() -> None:
         check_catchup("everything")
     with pytest.raises(InvalidInputError, match=r"overlap must be one of 'skip', 'allow', got 1"):
         check_overlap(1)
+
+
+def test_the_terminal_statuses_are_the_runs_terminal_statuses() -> None:
+    from perdure.engine import ticks
+    from perdure.types import TERMINAL_STATUSES
+
+    assert ticks._TERMINAL == TERMINAL_STATUSES

@@ -3,6 +3,15 @@
 import perdure
 
 EXPECTED = {
+    "Batch",
+    "CancelOn",
+    "Concurrency",
+    "Debounce",
+    "Priority",
+    "RateLimit",
+    "Singleton",
+    "Throttle",
+    "Timeouts",
     "App",
     "Clock",
     "Context",

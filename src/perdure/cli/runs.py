@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from perdure import ids, views
@@ -103,6 +105,16 @@ def runs_show(run_id: str, as_json: bool, database_url: str | None) -> None:
     _print_run(run)
 
 
+def reason_text(reason: dict[str, Any]) -> str:
+    """Why flow control delayed, skipped or cancelled a run, for people:
+    ``cancel_on cancelled: cancelled by event order.cancelled (01J...)``."""
+    head = " ".join(str(reason[k]) for k in ("option", "decision") if reason.get(k) is not None)
+    message = reason.get("message")
+    if message is None:
+        return f"{head} {dumps(reason)}".strip()
+    return f"{head}: {message}" if head else str(message)
+
+
 def _print_run(run: RunInfo) -> None:
     when = views.when_text
     fields = [
@@ -123,6 +135,8 @@ def _print_run(run: RunInfo) -> None:
         fields.append(("output", dumps(run.output)))
     if run.error is not None:
         fields.append(("error", error_text(run.error)))
+    if run.reason is not None:
+        fields.append(("reason", reason_text(run.reason)))
     for label, value in fields:
         click.echo(f"{label:<9}{value}")
     if not run.steps:

@@ -63,5 +63,7 @@ def send(
             click.echo(f"duplicate: event {s.id} was already received; nothing started", err=True)
         elif s.run_ids:
             click.echo(f"started {len(s.run_ids)} run(s): {', '.join(s.run_ids)}", err=True)
+            if s.skipped:
+                click.echo(f"skipped by flow control: {', '.join(s.skipped)}", err=True)
         else:
             click.echo("started no runs (no function is triggered by this event)", err=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 from perdure.errors import InvalidExpressionError
 
-__all__ = ["Expression", "validate"]
+__all__ = ["NO_VALUE", "Expression", "validate"]
 
 _CACHE_SIZE = 1024
 
@@ -88,9 +88,23 @@ class Expression:
             raise
         return result is True
 
+    def value(self, variables: Mapping[str, Any]) -> Any:
+        """The expression's result with these variables (any CEL value: a key, a number), or
+        :data:`NO_VALUE` when evaluation fails (a missing field, a type error). Never raises."""
+        try:
+            return self._program.execute(dict(variables))
+        except BaseException as exc:
+            if isinstance(exc, Exception) or type(exc).__name__ == "PanicException":
+                return NO_VALUE
+            raise
+
     def __str__(self) -> str:
         """The source text."""
         return self.source
+
+
+NO_VALUE: Any = type("NoValue", (), {"__repr__": lambda self: "NO_VALUE"})()
+"""What :meth:`Expression.value` returns when the expression cannot be evaluated."""
 
 
 @lru_cache(maxsize=_CACHE_SIZE)

@@ -59,7 +59,8 @@ MAX_CATCHUP: Final = 1000
 MAX_COUNT: Final = 1000
 """Missed ticks are counted up to this many (a larger gap reports this number)."""
 
-_TERMINAL: Final = frozenset({"completed", "failed", "cancelled"})
+_TERMINAL: Final = frozenset({"completed", "failed", "cancelled", "skipped"})
+"""The run statuses that have ended (``perdure.types.TERMINAL_STATUSES``; a test checks)."""
 
 
 def check_catchup(value: object, what: str = "catchup") -> CatchUp:

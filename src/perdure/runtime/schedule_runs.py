@@ -14,12 +14,14 @@ The event of a run started by a tick or a trigger is named ``perdure/scheduled.t
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from perdure import ids, serde
 from perdure.engine.cron import CronSchedule
+from perdure.engine.flow.keys import run_flow
+from perdure.engine.flow.options import FlowControl
 from perdure.engine.ticks import check_catchup, next_tick, plan_ticks
 from perdure.errors import StoreUnavailableError
 from perdure.functions import CronTrigger
@@ -54,12 +56,16 @@ def trigger_key(trigger: CronTrigger) -> str:
     return f"{trigger.expr}@{trigger.tz}"
 
 
-def new_run(function_id: str, event: Event, idempotency_key: str | None) -> NewRun:
-    """The run of a tick or a trigger, started by ``event``: every run a schedule or a cron
-    trigger starts is built here."""
-    return NewRun(
-        ids.new_id(), function_id, serde.dumps(event.to_dict()), idempotency_key=idempotency_key
-    )
+def new_run(
+    function_id: str, flow: FlowControl, event: Event, idempotency_key: str | None
+) -> NewRun:
+    """The run of a tick or a trigger, started by ``event``, with its flow-control state
+    (``flow``: the function's options): every run a schedule or a cron trigger starts is built
+    here."""
+    obj = event.to_dict()
+    run = NewRun(ids.new_id(), function_id, serde.dumps(obj), idempotency_key=idempotency_key)
+    run.flow = run_flow(function_id, flow, obj)
+    return run
 
 
 def cron_run(fdef: HostedFunction, trig: CronTrigger, key: str, tick: float, missed: int) -> NewRun:
@@ -71,13 +77,20 @@ def cron_run(fdef: HostedFunction, trig: CronTrigger, key: str, tick: float, mis
         id=f"cron-{fdef.id}-{ms}",
         ts=ms,
     )
-    return new_run(fdef.id, event, f"cron:{key}:{ms}")
+    return new_run(fdef.id, fdef.record().flow, event, f"cron:{key}:{ms}")
 
 
 def schedule_run(
-    schedule_id: str, function_id: str, data: dict[str, Any], tick: float, *, manual: bool
+    schedule_id: str,
+    function_id: str,
+    flow: FlowControl,
+    data: dict[str, Any],
+    tick: float,
+    *,
+    manual: bool,
 ) -> NewRun:
-    """The run of a schedule's tick, or (``manual``) of a trigger at ``tick``."""
+    """The run of a schedule's tick, or (``manual``) of a trigger at ``tick`` (``flow``: the
+    options of the function)."""
     ms = int(tick * 1000)
     when = datetime.fromtimestamp(tick, UTC)
     event = Event.scheduled(
@@ -87,15 +100,18 @@ def schedule_run(
         ms,
         ScheduleTick(schedule_id, when, manual),
     )
-    return new_run(function_id, event, None if manual else f"schedule:{schedule_id}:{ms}")
+    key = None if manual else f"schedule:{schedule_id}:{ms}"
+    return new_run(function_id, flow, event, key)
 
 
 class ScheduleFirer:
     """Fires the due ticks of the schedules of some functions (one pass at a time)."""
 
-    def __init__(self, runtime: Runtime, function_ids: Sequence[str]) -> None:
+    def __init__(self, runtime: Runtime, flows: Mapping[str, FlowControl]) -> None:
         self.runtime = runtime
-        self.function_ids = list(function_ids)
+        self.flows = dict(flows)
+        """The flow-control options of each function whose schedules this fires, by id."""
+        self.function_ids = list(flows)
         self._crons: dict[tuple[str, str], CronSchedule] = {}
         self._broken: dict[str, str] = {}  # schedule id -> revision that could not be read
 
@@ -158,7 +174,8 @@ class ScheduleFirer:
         data = serde.loads(row.data)
         changed = False
         for index, tick in enumerate(plan.fire):
-            run = schedule_run(row.id, row.function_id, data, tick, manual=False)
+            flow = self.flows[row.function_id]
+            run = schedule_run(row.id, row.function_id, flow, data, tick, manual=False)
             missed = plan.missed if index == 0 else 0
             result = await store.fire_schedule(
                 row.id, row.revision, tick, next_tick(cron, tick), run, missed

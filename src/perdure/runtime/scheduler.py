@@ -84,7 +84,7 @@ class Scheduler:
             (f, t) for f in functions for t in f.triggers if isinstance(t, CronTrigger)
         ]
         self.function_ids = [f.id for f in functions]
-        self.schedules = ScheduleFirer(runtime, self.function_ids)
+        self.schedules = ScheduleFirer(runtime, {f.id: f.record().flow for f in functions})
         self._poll_interval = poll_interval
         self._cron_due: dict[int, float] = {}
         self._wake = asyncio.Event()

@@ -36,6 +36,7 @@ from perdure.engine.attempts import crashed_too_often
 from perdure.engine.failures import worker_crashes
 from perdure.errors import StoreUnavailableError
 from perdure.runtime.attempt import Attempt
+from perdure.runtime.deadlines import DeadlineSweeper
 from perdure.runtime.driver import Driver, HostedFunction
 from perdure.runtime.runtime import Runtime
 from perdure.runtime.scheduler import Scheduler
@@ -74,6 +75,7 @@ class Worker:
         self._function_ids = list(functions) if functions is not None else None
         self.schedule = schedule
         self.scheduler: Scheduler | None = None
+        self.deadlines: DeadlineSweeper | None = None
         self._active: dict[str, Attempt] = {}
         self._reserved = 0
         self._saturated = False
@@ -83,6 +85,10 @@ class Worker:
         self._tasks: list[asyncio.Task[None]] = []
         self._run_tasks: set[asyncio.Task[None]] = set()
         self._started = False
+        # Hosts functions under claim-time flow control (concurrency, throttle): a run that
+        # ends or suspends may free a slot another due run waits for, so the claim loop looks
+        # again (other processes' frees are found at the latest by poll_interval).
+        self._gated = False
 
     @property
     def id(self) -> str:
@@ -133,7 +139,9 @@ class Worker:
         if unknown:
             raise ValueError(f"unknown function id(s) for this worker: {', '.join(unknown)}")
         store = self.runtime.store
-        await store.register_functions([f.record() for f in functions.values()])
+        records = [f.record() for f in functions.values()]
+        await store.register_functions(records)
+        self._gated = any(r.flow.claim_gated for r in records)
         store.on_wake(self.wake)
         self.runtime.hub.attach(self)
         loop = asyncio.get_running_loop()
@@ -148,6 +156,10 @@ class Worker:
             # recorded, and ticks missed while no worker ran are caught up.
             first = await self.scheduler.tick()
             self._tasks.append(loop.create_task(self.scheduler.run(first), name="perdure-cron"))
+            if DeadlineSweeper.wanted(hosted):
+                self.deadlines = DeadlineSweeper(self.runtime, hosted)
+                store.on_wake(self.deadlines.wake)
+                self._tasks.append(loop.create_task(self.deadlines.run(), name="perdure-deadlines"))
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming; let running runs finish for up to ``grace`` seconds, then give the
@@ -302,6 +314,8 @@ class Worker:
             sure_until=asked_at + self.lease_sure_seconds,
         )
         self._active[claimed.id] = attempt
+        if self.deadlines is not None:
+            self.deadlines.claimed(claimed.function_id, asked_at)
         task = asyncio.get_running_loop().create_task(
             self._execute(driver, attempt), name=claimed.id
         )
@@ -355,7 +369,7 @@ class Worker:
             # this attempt's entry is removed.
             if self._active.get(attempt.run_id) is attempt:
                 del self._active[attempt.run_id]
-            if self._saturated and not self._stopping:
+            if (self._saturated or self._gated) and not self._stopping:
                 self._wake.set()
 
     def abort_run(self, run_id: str) -> None:

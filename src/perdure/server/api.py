@@ -4,11 +4,13 @@ Shapes (the OpenAPI document at ``/openapi.json`` is the reference):
 
 - ``POST /api/v1/events``: one event object or a non-empty array of them (``name``, ``data``,
   optional ``id``, ``ts`` in ms, ``user``). All events are validated before any is stored; on an
-  error nothing is stored. ``200 {"ids": [...], "events": [{"id", "duplicate", "run_ids"}]}``,
-  in the order sent; ``duplicate`` events (same id within the dedupe window) start nothing.
+  error nothing is stored. ``200 {"ids": [...], "events": [{"id", "duplicate", "run_ids",
+  "skipped"}]}``, in the order sent; ``duplicate`` events (same id within the dedupe window)
+  start nothing; ``skipped`` lists the runs flow control recorded as skipped.
 - ``GET /api/v1/events?name=&cursor=&limit=``: ``{"events": [...], "next_cursor"}``, newest
   first; each event has ``received_at`` and the ``run_ids`` it started.
-- ``GET /api/v1/functions``: ``{"functions": [{"id", "app", "triggers", "config"}]}``.
+- ``GET /api/v1/functions``: ``{"functions": [{"id", "app", "triggers", "config", "flow"}]}``;
+  ``GET /api/v1/functions/{id}``: one of them (404 for an unknown id).
 - ``POST /api/v1/functions/{id}/runs`` with ``{"data": {...}, "idempotency_key": "..."}``
   (both optional): ``201 {"run_id", "created": true}``, or ``200`` with ``"created": false``
   when the idempotency key names an existing run; ``Location`` is the run's URL.
@@ -30,7 +32,7 @@ from starlette.responses import Response
 
 from perdure import serde, views
 from perdure.app import App
-from perdure.errors import InvalidInputError, PayloadTooLargeError
+from perdure.errors import FunctionNotFoundError, InvalidInputError, PayloadTooLargeError
 from perdure.server import models
 from perdure.server.http import (
     ApiError,
@@ -123,6 +125,16 @@ class Api:
         """``GET /api/v1/functions``."""
         query_params(request, ())
         return JSONResponse(views.functions_json(await self.query.list_functions()))
+
+    async def get_function(self, request: Request) -> Response:
+        """``GET /api/v1/functions/{function_id}``: one function with its options."""
+        query_params(request, ())
+        function_id: str = request.path_params["function_id"]
+        records = await self.query.list_functions()
+        record = next((r for r in records if r.id == function_id), None)
+        if record is None:
+            raise FunctionNotFoundError(f"no function with id {function_id!r} is registered")
+        return JSONResponse(views.function_json(record))
 
     async def start_run(self, request: Request) -> Response:
         """``POST /api/v1/functions/{function_id}/runs``."""

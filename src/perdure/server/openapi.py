@@ -204,6 +204,15 @@ def document(*, auth: bool) -> dict[str, Any]:
                 auth=auth,
             ),
         },
+        "/api/v1/functions/{function_id}": {
+            "get": _op(
+                "A registered function with its triggers and flow-control options.",
+                {"200": _resp(r.Function, "The function.")},
+                auth=auth,
+                errors=("NotFound",),
+                parameters=[_path("function_id")],
+            ),
+        },
         "/api/v1/functions/{function_id}/runs": {
             "post": _op(
                 "Start a run of a function.",

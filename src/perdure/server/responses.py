@@ -76,7 +76,15 @@ class SentEvent(_Open):
 
     id: str
     duplicate: bool = Field(description="Already received within the dedupe window: ignored.")
-    run_ids: list[str] = Field(description="The runs this event started.")
+    run_ids: list[str] = Field(
+        description="The runs this event started or joined (a debounce or batch run), "
+        "including the ones recorded as skipped."
+    )
+    skipped: list[str] = Field(
+        default_factory=list,
+        description="The runs among run_ids that flow control recorded as skipped (rate "
+        "limit, idempotency, singleton): they never execute; their reason says why.",
+    )
 
 
 class SendResult(_Open):
@@ -117,6 +125,9 @@ class Function(_Open):
     app: str
     triggers: list[EventTrigger | CronTrigger]
     config: dict[str, Any]
+    flow: dict[str, Any] = Field(
+        default_factory=dict, description="The flow-control options (docs/flow-control.md)."
+    )
 
 
 class FunctionList(_Open):
@@ -154,6 +165,14 @@ class Step(_Open):
     wake_at: datetime | None
 
 
+class FlowReason(_Open):
+    """Why flow control delayed, skipped or cancelled a run."""
+
+    option: str = Field(description="The option that decided: rate_limit, throttle, ...")
+    decision: str = Field(description="What it decided: skipped, delayed, cancelled, ...")
+    message: str
+
+
 class RunSummary(_Open):
     """A run as listed (without its steps)."""
 
@@ -169,6 +188,12 @@ class RunSummary(_Open):
     ended_at: datetime | None
     parent_run_id: str | None
     idempotency_key: str | None
+    reason: FlowReason | None = None
+    events: list[Event] | None = Field(
+        default=None,
+        description="A batch run's events in arrival order (event is the first); "
+        "absent for other runs.",
+    )
 
 
 class Run(RunSummary):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from perdure.clock import Clock
+from perdure.engine.flow.keys import RunFlow
 from perdure.functions import FunctionRecord
 
 
@@ -36,6 +37,9 @@ class NewRun:
     parent_step: str | None = None
     lease_owner: str | None = None
     lease_seconds: float = 0.0
+    flow: RunFlow | None = None
+    """The run's flow-control state (``None``: its function has none); such runs are created
+    through the backend's flow-control path."""
 
 
 @dataclass(slots=True)
@@ -46,6 +50,8 @@ class CreatedRun:
     id: str
     created: bool
     token: int | None = None
+    skipped: bool = False
+    """Flow control recorded the run as skipped (it never executes; see ``runs.reason``)."""
 
 
 @dataclass(slots=True)
@@ -165,6 +171,7 @@ class RunRow:
     ended_at: float | None
     available_at: float | None
     lease_owner: str | None
+    reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -196,6 +203,21 @@ class SentEvent:
     id: str
     duplicate: bool
     run_ids: list[str]
+    cancelled: list[str] = field(default_factory=list)
+    """The runs the event cancelled (``cancel_on``)."""
+    skipped: list[str] = field(default_factory=list)
+    """The runs among ``run_ids`` that flow control recorded as skipped (rate limit,
+    idempotency, singleton): they never execute; their ``reason`` says why."""
+
+    @classmethod
+    def of(
+        cls, event_id: str, created: Sequence[CreatedRun], cancelled: Sequence[str] = ()
+    ) -> SentEvent:
+        """The answer for a stored event from the runs it created or joined (a debounce or
+        batch run it joined appears once)."""
+        ids = list(dict.fromkeys(c.id for c in created))
+        skipped = [c.id for c in created if c.skipped]
+        return cls(event_id, False, ids, cancelled=list(cancelled), skipped=skipped)
 
 
 @dataclass(slots=True)
@@ -390,6 +412,11 @@ class Store(Protocol):
 
     async def prune(self, finished_before: float, limit: int) -> int:
         """Delete terminal runs (and their steps) that ended before the given time."""
+        ...
+
+    async def cancel_overdue(self, limit: int = 500) -> tuple[list[str], float | None]:
+        """Cancel runs past their start or finish deadline (``timeouts``), with the reason;
+        return the ids cancelled and when the next deadline falls (``None``: no deadline)."""
         ...
 
     # schedules (created at run time; see docs/schedules.md)

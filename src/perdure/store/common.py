@@ -7,6 +7,7 @@ from typing import Any
 
 from perdure import ids, serde
 from perdure.engine.expressions import Expression
+from perdure.engine.flow.keys import run_flow
 from perdure.functions import FunctionRecord
 from perdure.store.base import NewRun
 
@@ -31,7 +32,9 @@ def runs_for_event(
     for fn in functions:
         for trig in fn.event_triggers():
             if trig.matches(event):
-                out.append(NewRun(ids.new_id(), fn.id, body, event_id=event["id"]))
+                run = NewRun(ids.new_id(), fn.id, body, event_id=event["id"])
+                run.flow = run_flow(fn.id, fn.flow, event)
+                out.append(run)
                 break
     return out
 

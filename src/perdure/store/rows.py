@@ -12,7 +12,8 @@ from perdure.store.base import RunRow, StoredStep
 
 RUN_COLUMNS: Final[LiteralString] = (
     "id, function_id, status, input, output, error, attempt, event_id, idempotency_key, "
-    "parent_run_id, parent_step, created_at, started_at, ended_at, available_at, lease_owner"
+    "parent_run_id, parent_step, created_at, started_at, ended_at, available_at, lease_owner, "
+    "reason"
 )
 """The columns of a :class:`~perdure.store.base.RunRow`, in field order."""
 

@@ -244,6 +244,12 @@ class _BaseContext:
         return self._ex.event
 
     @property
+    def events(self) -> list[Event]:
+        """The run's events: for a function with ``batch=``, every event of the batch in
+        arrival order (``event`` is the first); otherwise a list of the one event."""
+        return list(self._ex.events)
+
+    @property
     def run_id(self) -> str:
         """This run's id."""
         return self._ex.run_id

@@ -35,6 +35,7 @@ from perdure._signals import Fatal, LeaseLost, Suspend
 from perdure.engine.attempts import Failure, retry_delay
 from perdure.engine.expressions import validate
 from perdure.engine.failures import ErrorInfo
+from perdure.engine.flow.gates import input_events
 from perdure.engine.triggers import validate_event_name
 from perdure.errors import (
     InvalidInputError,
@@ -85,6 +86,7 @@ class RunExecution:
         self.steps = lease.steps
         self.now = lease.store.now
         self._event: Event | None = None
+        self._events: list[Event] | None = None
         self.loop = asyncio.get_running_loop()
         self._positions = {s.seq: s.key for s in lease.steps.values()}
         self._counters: dict[str, int] = {}
@@ -106,8 +108,16 @@ class RunExecution:
     def event(self) -> Event:
         """The run's triggering event (decoded on first use)."""
         if self._event is None:
-            self._event = Event.from_stored(serde.loads(self.input))
+            self._event = self.events[0]
         return self._event
+
+    @property
+    def events(self) -> list[Event]:
+        """The run's events: a batch run's, in arrival order; otherwise its one event."""
+        if self._events is None:
+            stored = input_events(serde.loads(self.input))
+            self._events = [Event.from_stored(e) for e in stored]
+        return self._events
 
     # ------------------------------------------------------------------ bookkeeping
 

@@ -146,8 +146,14 @@ class CommitPlan:
                     }
                 if op.child is not None:
                     c = op.child
+                    f = c.flow
                     child_rows.append(
                         {
+                            "priority": 0 if f is None else f.priority,
+                            "ck1": None if f is None else f.concurrency_keys[0],
+                            "ck2": None if f is None else f.concurrency_keys[1],
+                            "throttle_key": None if f is None else f.throttle_key,
+                            "start_timeout": None if f is None else f.start_timeout,
                             "fence_run": op.run_id,
                             "token": op.token,
                             "id": c.id,
@@ -402,6 +408,9 @@ class EventPlan:
     stored: list[EventIn]
     runs: list[NewRun]
     resolved: dict[tuple[str, str], str]
+    flow_runs: list[NewRun] = field(default_factory=list)
+    """Runs under flow control: created by :mod:`perdure.store.postgres.flow` in the same
+    transaction, before :meth:`statements`."""
 
     @classmethod
     def build(
@@ -419,7 +428,8 @@ class EventPlan:
             new.discard(ev.id)  # a second copy in this batch is a duplicate
             plan.stored.append(ev)
             started = runs_for_event(registry, ev.obj, ev.body)
-            plan.runs.extend(started)
+            plan.runs.extend(r for r in started if r.flow is None)
+            plan.flow_runs.extend(r for r in started if r.flow is not None)
             for _, run_id, key, path, value, expr, run_input in waits.get(ev.name, ()):
                 if (run_id, key) in plan.resolved:
                     continue

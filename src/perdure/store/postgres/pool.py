@@ -160,6 +160,21 @@ async def transaction(conn: Conn, statements: Sequence[Statement]) -> list[list[
     return out
 
 
+async def in_transaction(conn: Conn, body: Callable[[Conn], Awaitable[T]]) -> T:
+    """``body`` inside ``BEGIN`` .. ``COMMIT`` (for statements that depend on each other's
+    results; rolled back on any error)."""
+    try:
+        await conn.execute(q.BEGIN)
+        result = await body(conn)
+        faults.hit("before_commit")
+        await conn.execute(q.COMMIT)
+    except BaseException:
+        await rollback_quietly(conn)
+        raise
+    faults.hit("after_commit")
+    return result
+
+
 async def rollback_quietly(conn: Conn) -> None:
     """Roll back an open transaction, if the connection still has one (errors ignored)."""
     if conn.closed:

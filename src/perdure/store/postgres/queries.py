@@ -103,6 +103,23 @@ INSERT_RUNS: Final = (
     "AND e.idempotency_key = v.idempotency_key "
     "ORDER BY v.ord"
 )
+# Create one run under flow control (store/postgres/flow.py): its keys, its priority (a head
+# start on available_at) and its start deadline. An existing idempotency key wins (no row).
+INSERT_FLOW_RUN: Final = (
+    "WITH " + _T + ", "
+    "ins AS (INSERT INTO runs (id, function_id, status, input, event_id, idempotency_key,"
+    " parent_run_id, parent_step, available_at, created_at, priority, concurrency_key,"
+    " concurrency_key2, throttle_key, singleton_key, start_by)"
+    " SELECT %(id)s::text, %(fid)s::text, 'queued', %(input)s::text, %(event_id)s::text,"
+    " %(key)s::text, %(parent)s::text, %(parent_step)s::text,"
+    " t.now - %(priority)s::int4, t.now, %(priority)s::int4, %(ck1)s::text, %(ck2)s::text,"
+    " %(throttle_key)s::text, %(singleton_key)s::text, t.now + %(start_timeout)s::float8"
+    " FROM t"
+    " ON CONFLICT (function_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+    " RETURNING id), "
+    "nt AS (SELECT pg_notify(%(wake_channel)s, %(origin)s) FROM ins) "
+    "SELECT ins.id, (SELECT count(*) FROM nt) FROM ins"
+)
 RUN_BY_KEY: Final = "SELECT id FROM runs WHERE function_id = %(fid)s AND idempotency_key = %(key)s"
 
 SELECT_RUN: Final = "SELECT " + RUN_COLUMNS + " FROM runs WHERE id = %(id)s"
@@ -160,8 +177,9 @@ LIST_EVENTS: Final[dict[tuple[bool, bool], LiteralString]] = {
 CANCEL_RUN: Final = (
     "WITH " + _T + ", "
     "c AS (UPDATE runs SET status = 'cancelled', available_at = NULL,"
-    " lease_token = lease_token + 1, lease_owner = NULL, ended_at = t.now, error = %(error)s"
-    " FROM t WHERE id = %(id)s AND status NOT IN ('completed', 'failed', 'cancelled')"
+    " lease_token = lease_token + 1, lease_owner = NULL, ended_at = t.now, error = %(error)s,"
+    " reason = coalesce(%(reason)s::text, reason)"
+    " FROM t WHERE id = %(id)s AND status NOT IN ('completed', 'failed', 'cancelled', 'skipped')"
     " RETURNING id, parent_run_id, parent_step), "
     "dw AS (DELETE FROM waits WHERE run_id IN (SELECT id FROM c)), "
     "pl AS (SELECT r.id FROM runs r, c WHERE r.id = c.parent_run_id FOR NO KEY UPDATE OF r), "
@@ -231,7 +249,7 @@ CLAIM: Final = (
     " WHERE available_at <= " + _NOW + " AND function_id = ANY(%(fids)s::text[])"
     " ORDER BY available_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED), "
     "claimed AS (UPDATE runs r SET status = 'running', lease_token = r.lease_token + 1,"
-    " lease_owner = %(worker)s, available_at = t.now + %(lease)s::float8,"
+    " lease_owner = %(worker)s, available_at = t.now + %(lease)s::float8, gate_key = NULL,"
     " started_at = coalesce(r.started_at, t.now),"
     " crashes = r.crashes + CASE WHEN due.status = 'running' THEN 1 ELSE 0 END"
     " FROM due, t WHERE r.id = due.id"
@@ -296,12 +314,15 @@ _WAITS_AND_CHILDREN: Final = (
     " expression = excluded.expression, expires_at = excluded.expires_at,"
     " created_at = excluded.created_at), "
     "ch AS (INSERT INTO runs (id, function_id, status, input, event_id, idempotency_key,"
-    " parent_run_id, parent_step, available_at, created_at)"
+    " parent_run_id, parent_step, available_at, created_at, priority, concurrency_key,"
+    " concurrency_key2, throttle_key, start_by)"
     " SELECT c.id, c.function_id, 'queued', c.input, c.event_id, c.idempotency_key,"
-    " c.parent_run_id, c.parent_step, t.now, t.now"
+    " c.parent_run_id, c.parent_step, t.now - c.priority, t.now, c.priority, c.ck1, c.ck2,"
+    " c.throttle_key, t.now + c.start_timeout"
     " FROM json_to_recordset(%(children)s::json) AS c(fence_run text, token int8, id text,"
     " function_id text, input text, event_id text, idempotency_key text,"
-    " parent_run_id text, parent_step text), live, t"
+    " parent_run_id text, parent_step text, priority int4, ck1 text, ck2 text,"
+    " throttle_key text, start_timeout float8), live, t"
     " WHERE live.id = c.fence_run AND live.lease_token = c.token"
     " ON CONFLICT (function_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
     " RETURNING id), "
@@ -435,7 +456,7 @@ FIRE_CRON: Final = (
     "WITH " + _T + ", "
     "busy AS (SELECT 1 FROM cron_ticks c JOIN runs r ON r.id = c.last_run_id"
     " WHERE %(skip)s::bool AND c.function_id = %(fid)s AND c.trigger = %(trigger)s"
-    " AND r.status NOT IN ('completed', 'failed', 'cancelled')), "
+    " AND r.status NOT IN ('completed', 'failed', 'cancelled', 'skipped')), "
     "adv AS (INSERT INTO cron_ticks (function_id, trigger, last_tick, last_run_id)"
     " VALUES (%(fid)s, %(trigger)s, %(tick)s::float8, %(id)s::text)"
     " ON CONFLICT (function_id, trigger)"
@@ -455,6 +476,10 @@ FIRE_CRON: Final = (
     "nt AS (SELECT pg_notify(%(wake_channel)s, %(origin)s) FROM (SELECT 1 FROM ins LIMIT 1) x) "
     "SELECT (SELECT count(*) FROM adv), (SELECT count(*) FROM ins), (SELECT count(*) FROM nt),"
     " (SELECT count(*) FROM busy)"
+)
+CRON_LAST_RUN: Final = (
+    "UPDATE cron_ticks SET last_run_id = %(run_id)s"
+    " WHERE function_id = %(fid)s AND trigger = %(trigger)s"
 )
 CRON_LOCK: Final = (
     "SELECT 1 FROM cron_ticks WHERE function_id = %(fid)s AND trigger = %(trigger)s FOR UPDATE"

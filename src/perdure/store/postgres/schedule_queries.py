@@ -81,14 +81,15 @@ SCHEDULE_LOCK: Final = (
 SCHEDULE_PREVIOUS: Final = (
     "SELECT r.status FROM schedules s JOIN runs r ON r.id = s.last_run_id WHERE s.id = %(id)s"
 )
-# The tick's run (when it ran) is found by its idempotency key: the one just inserted, or
-# the existing one that key names.
+# The tick's run (when it ran): named (created through the flow-control path), or found by
+# its idempotency key (INSERT_RUNS, in the same round trip: the run just inserted, or the
+# existing one that key names).
 SCHEDULE_ADVANCE: Final = (
     "UPDATE schedules SET last_tick = %(tick)s::float8, next_at = %(next_at)s::float8,"
     " missed = missed + %(missed)s::int8, skipped_overlap = skipped_overlap + %(skipped)s::int8,"
-    " runs = runs + %(ran)s::int8, last_run_id = coalesce((SELECT r.id FROM runs r"
-    " WHERE r.function_id = %(fid)s AND r.idempotency_key = %(key)s::text), last_run_id)"
-    " WHERE id = %(id)s"
+    " runs = runs + %(ran)s::int8, last_run_id = coalesce(%(run_id)s::text, (SELECT r.id"
+    " FROM runs r WHERE r.function_id = %(fid)s AND r.idempotency_key = %(key)s::text),"
+    " last_run_id) WHERE id = %(id)s"
 )
 SCHEDULE_TRIGGERED: Final = (
     "UPDATE schedules SET runs = runs + 1, last_run_id = %(run_id)s WHERE id = %(id)s"

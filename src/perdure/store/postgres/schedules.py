@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from perdure.store import inputs
 from perdure.store.base import CreatedRun, FireResult, NewRun, NewSchedule, ScheduleRow
+from perdure.store.postgres import flow
 from perdure.store.postgres import queries as q
 from perdure.store.postgres import schedule_queries as sq
 from perdure.store.postgres.pool import Conn, Pool, rollback_quietly, transaction, write_one
@@ -27,6 +28,9 @@ from perdure.store.schedules import RESULTS, decide, schedule_from_row
 
 RunsParams = Callable[[Sequence[NewRun]], dict[str, Any]]
 """The store's parameters of ``INSERT_RUNS`` for some runs (clock, channel, origin)."""
+FlowArgs = tuple[float | None, str, str]
+"""The clock parameter, wake channel and origin of the flow-control path
+(:func:`perdure.store.postgres.flow.insert_flow_runs`)."""
 
 
 async def create(pool: Pool, s: NewSchedule, now: float | None) -> ScheduleRow | None:
@@ -120,19 +124,32 @@ async def _lock(conn: Conn, schedule_id: str) -> tuple[Any, str | None]:
     return locked, None if previous is None else str(previous[0])
 
 
+async def _insert(
+    conn: Conn, runs_params: RunsParams, run: NewRun, flow_args: FlowArgs
+) -> tuple[CreatedRun, bool] | None:
+    """A run under flow control, created at once in the open transaction (its result and
+    whether it needs announcing); ``None`` for a plain run, which the caller pipelines."""
+    if run.flow is None:
+        return None
+    now, wake_channel, origin = flow_args
+    done = (await flow.insert_flow_runs(conn, [run], now, wake_channel, origin))[0]
+    return done, done.created
+
+
 async def fire(
     pool: Pool,
     runs_params: RunsParams,
+    flow_args: FlowArgs,
     schedule_id: str,
     revision: str,
     tick: float,
     next_tick: float,
     run: NewRun | None,
     missed: int,
-) -> tuple[FireResult, bool]:
-    """Handle one tick of a schedule; whether a wake-up was notified."""
+) -> tuple[FireResult, CreatedRun | None]:
+    """Handle one tick of a schedule; the run created, if any."""
 
-    async def op(conn: Conn) -> tuple[FireResult, bool]:
+    async def op(conn: Conn) -> tuple[FireResult, CreatedRun | None]:
         try:
             locked, previous = await _lock(conn, schedule_id)
             found = None
@@ -141,8 +158,9 @@ async def fire(
             decision = decide(found, previous, revision, tick, run is not None)
             if decision == "stale":
                 await rollback_quietly(conn)
-                return "stale", False
-            fired = decision == "fire"
+                return "stale", None
+            fired = decision == "fire" and run is not None
+            flowed = await _insert(conn, runs_params, run, flow_args) if fired and run else None
             advance = {
                 "id": schedule_id,
                 "tick": float(tick),
@@ -150,20 +168,21 @@ async def fire(
                 "missed": missed,
                 "skipped": 1 if decision == "skip" else 0,
                 "ran": 1 if fired else 0,
+                "run_id": None if flowed is None else flowed[0].id,
                 "fid": None if run is None else run.function_id,
                 "key": run.idempotency_key if fired and run is not None else None,
             }
             async with conn.pipeline():
                 c_ins = None
-                if fired and run is not None:
+                if fired and run is not None and flowed is None:
                     c_ins = await conn.execute(q.INSERT_RUNS, runs_params([run]))
                 await conn.execute(sq.SCHEDULE_ADVANCE, advance)
                 await conn.execute(q.COMMIT)
-            woke = False
-            if c_ins is not None:
+            created = None if flowed is None else flowed[0]
+            if c_ins is not None and run is not None:
                 rows = await c_ins.fetchall()
-                woke = bool(rows and rows[0][3])
-            return RESULTS[decision], woke
+                created = CreatedRun(run.id, bool(rows and rows[0][1]))
+            return RESULTS[decision], created
         except BaseException:
             await rollback_quietly(conn)
             raise
@@ -172,23 +191,29 @@ async def fire(
 
 
 async def trigger(
-    pool: Pool, runs_params: RunsParams, schedule_id: str, run: NewRun
-) -> tuple[CreatedRun | None, bool]:
-    """Create a run of the schedule now (``None``: unknown); whether a wake-up was notified."""
+    pool: Pool, runs_params: RunsParams, flow_args: FlowArgs, schedule_id: str, run: NewRun
+) -> CreatedRun | None:
+    """Create a run of the schedule now (``None``: unknown schedule)."""
 
-    async def op(conn: Conn) -> tuple[CreatedRun | None, bool]:
+    async def op(conn: Conn) -> CreatedRun | None:
         try:
             locked, _ = await _lock(conn, schedule_id)
             if locked is None:
                 await rollback_quietly(conn)
-                return None, False
+                return None
+            flowed = await _insert(conn, runs_params, run, flow_args)
             async with conn.pipeline():
-                c_ins = await conn.execute(q.INSERT_RUNS, runs_params([run]))
-                await conn.execute(sq.SCHEDULE_TRIGGERED, {"id": schedule_id, "run_id": run.id})
+                c_ins = None
+                if flowed is None:
+                    c_ins = await conn.execute(q.INSERT_RUNS, runs_params([run]))
+                run_id = run.id if flowed is None else flowed[0].id
+                await conn.execute(sq.SCHEDULE_TRIGGERED, {"id": schedule_id, "run_id": run_id})
                 await conn.execute(q.COMMIT)
+            if flowed is not None:
+                return flowed[0]
+            assert c_ins is not None
             rows = await c_ins.fetchall()
-            run_id, created, existing, notified, _ = rows[0]
-            return CreatedRun(run_id if created else existing, bool(created)), bool(notified)
+            return CreatedRun(run.id, bool(rows[0][1]))
         except BaseException:
             await rollback_quietly(conn)
             raise
@@ -216,6 +241,7 @@ class _StoreParts(Protocol):
     """What the schedule methods use of :class:`~perdure.store.postgres.store.PostgresStore`."""
 
     _pool: Pool
+    _channel: tuple[str, str]
 
     def _now_param(self) -> float | None: ...
 
@@ -303,10 +329,20 @@ class ScheduleMethods:
             inputs.require_storable_runs([run])
         if not inputs.all_storable((schedule_id, revision)):
             return "stale"
-        result, woke = await fire(
-            self._pool, self._runs_params, schedule_id, revision, tick, next_at, run, missed
+        flow_args = (self._now_param(), *self._channel)
+        result, created = await fire(
+            self._pool,
+            self._runs_params,
+            flow_args,
+            schedule_id,
+            revision,
+            tick,
+            next_at,
+            run,
+            missed,
         )
-        self._announce(woke)
+        if created is not None:
+            self._announce(created.created, [created.id] if created.skipped else [])
         return result
 
     async def trigger_schedule(
@@ -316,6 +352,8 @@ class ScheduleMethods:
         inputs.require_storable_runs([run])
         if not inputs.storable(schedule_id):
             return None
-        created, woke = await trigger(self._pool, self._runs_params, schedule_id, run)
-        self._announce(woke)
+        flow_args = (self._now_param(), *self._channel)
+        created = await trigger(self._pool, self._runs_params, flow_args, schedule_id, run)
+        if created is not None:
+            self._announce(created.created, [created.id] if created.skipped else [])
         return created

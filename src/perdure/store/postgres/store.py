@@ -45,15 +45,14 @@ from perdure.store.base import (
     Claim,
     CreatedRun,
     EventIn,
-    EventRow,
     NewRun,
-    RunFilter,
     RunRow,
     SentEvent,
     StoredStep,
     WriteOp,
 )
 from perdure.store.migrations import version_of
+from perdure.store.postgres import flow, flow_cancel, flow_claim, reads
 from perdure.store.postgres import queries as q
 from perdure.store.postgres import schedules as sch
 from perdure.store.postgres.clock import DbClock
@@ -86,7 +85,13 @@ from perdure.store.rows import (
 from perdure.store.rules import CANCELLED_ERROR, EVENT_DEDUPE_SECONDS, INVOKE_TIMEOUT_ERROR
 
 
-class PostgresStore(sch.ScheduleMethods):
+class PostgresStore(
+    flow.FlowCreation,
+    flow_claim.FlowClaim,
+    flow_cancel.FlowCancelling,
+    reads.Reads,
+    sch.ScheduleMethods,
+):
     """A :class:`~perdure.store.base.Store` on PostgreSQL."""
 
     def __init__(self, url: str, *, clock: Clock | None = None) -> None:
@@ -100,6 +105,7 @@ class PostgresStore(sch.ScheduleMethods):
         self.clock: Clock = clock if clock is not None and manual else self._db_clock
         self._origin = uuid.uuid4().hex[:16]
         self._wake_channel = channel_name("wake", self.schema)
+        self._channel = (self._wake_channel, self._origin)
         self._done_channel = channel_name("done", self.schema)
         self._pool = Pool(self._cfg, f"perdure-{self.schema}")
         self._commits = Dedicated(self._cfg, self._pool)
@@ -224,6 +230,7 @@ class PostgresStore(sch.ScheduleMethods):
             inputs.require_storable("an app name", r.app)
         latest = {r.id: r for r in records}
         rows = [function_values(latest[fid]) for fid in sorted(latest)]
+        self._note_functions(records)
         params = {
             "now": self._now_param(),
             "ids": [r[0] for r in rows],
@@ -262,6 +269,8 @@ class PostgresStore(sch.ScheduleMethods):
         if not runs:
             return []
         inputs.require_storable_runs(runs)
+        if any(r.flow is not None for r in runs):
+            return await self._create_mixed(runs)
         if len(runs) == 1 and runs[0].idempotency_key is None:
             return [await self._create_one(runs[0])]
         params = self._runs_params(runs)
@@ -311,7 +320,7 @@ class PostgresStore(sch.ScheduleMethods):
         names = sorted({ev.name for ev in events})
         now = self._now_param()
 
-        async def op(conn: Conn) -> tuple[list[SentEvent], bool]:
+        async def op(conn: Conn) -> tuple[list[SentEvent], bool, list[str]]:
             try:
                 async with conn.pipeline():
                     await conn.execute(q.BEGIN)
@@ -329,6 +338,10 @@ class PostgresStore(sch.ScheduleMethods):
                     waits.setdefault(row[0], []).append(row)
                 plan = EventPlan.build(events, new, self._registry.records, waits)
                 faults.hit("event_fanout")
+                cancelled = await self._cancel_in_send(conn, plan)
+                if plan.flow_runs:
+                    made = await flow.insert_flow_runs(conn, plan.flow_runs, now, *self._channel)
+                    flow.settle_events(plan.out, plan.flow_runs, made)
                 cursors = []
                 async with conn.pipeline():
                     for stmt, params in plan.statements(now, self._wake_channel, self._origin):
@@ -339,14 +352,14 @@ class PostgresStore(sch.ScheduleMethods):
                 await rollback_quietly(conn)
                 raise
             faults.hit("after_commit")
-            wake = bool(plan.runs)
+            wake = bool(plan.runs or plan.flow_runs)
             if plan.resolved:
                 counts = await cursors[-1].fetchone()
                 wake = wake or bool(counts and counts[1])
-            return plan.out, wake
+            return plan.out, wake, cancelled
 
-        out, wake = await self._pool.run(op)
-        self._announce(wake)
+        out, wake, cancelled = await self._pool.run(op)
+        self._announce(wake or bool(cancelled), cancelled)
         return out
 
     async def cancel_run(self, run_id: str) -> RunRow | None:
@@ -357,6 +370,7 @@ class PostgresStore(sch.ScheduleMethods):
             "now": self._now_param(),
             "id": run_id,
             "error": CANCELLED_ERROR,
+            "reason": None,
             "wake_channel": self._wake_channel,
             "done_channel": self._done_channel,
             "origin": self._origin,
@@ -373,54 +387,6 @@ class PostgresStore(sch.ScheduleMethods):
         self._announce(woke, [run_id] if cancelled else [])
         return row
 
-    async def get_run(self, run_id: str) -> RunRow | None:
-        """One run."""
-        if not inputs.storable(run_id):
-            return None
-        row = await self._pool.read_one(q.SELECT_RUN, {"id": run_id})
-        return None if row is None else run_from_row(row)
-
-    async def get_runs(self, run_ids: Sequence[str]) -> list[RunRow]:
-        """Several runs (missing ids are left out)."""
-        ids = [i for i in run_ids if inputs.storable(i)]
-        if not ids:
-            return []
-        return [run_from_row(row) for row in await self._pool.read_all(q.SELECT_RUNS, {"ids": ids})]
-
-    async def get_steps(self, run_id: str) -> list[StoredStep]:
-        """The recorded steps of a run, in call order."""
-        if not inputs.storable(run_id):
-            return []
-        rows = await self._pool.read_all(q.STEPS_OF_RUN, {"id": run_id})
-        return [step_from_row(row) for row in rows]
-
-    async def list_runs(self, flt: RunFilter) -> list[RunRow]:
-        """Runs, newest first, filtered."""
-        if not inputs.all_storable((flt.status, flt.function_id, flt.before)):
-            return []
-        stmt = q.LIST_RUNS[
-            (flt.status is not None, flt.function_id is not None, flt.before is not None)
-        ]
-        params = {
-            "status": flt.status,
-            "fid": flt.function_id,
-            "before": flt.before,
-            "limit": inputs.row_limit(flt.limit),
-        }
-        return [run_from_row(row) for row in await self._pool.read_all(stmt, params)]
-
-    async def list_events(self, name: str | None, before: int | None, limit: int) -> list[EventRow]:
-        """Events, newest first, with the runs each started."""
-        if not inputs.storable(name):
-            return []
-        cursor = inputs.seq_cursor(before)
-        stmt = q.LIST_EVENTS[(name is not None, cursor is not None)]
-        params = {"name": name, "before": cursor, "limit": inputs.row_limit(limit)}
-        return [
-            EventRow(seq, ev_id, nm, body, at, list(run_ids or ()))
-            for seq, ev_id, nm, body, at, run_ids in await self._pool.read_all(stmt, params)
-        ]
-
     # ------------------------------------------------------------------ worker side
 
     async def claim(
@@ -430,6 +396,12 @@ class PostgresStore(sch.ScheduleMethods):
         fids = list(function_ids)
         if not fids or limit <= 0:
             return Claim([], None)
+        await self._fresh_registry()
+        plain, gated = flow_claim.split_gated(self._registry, fids)
+        if gated:
+            claim = await self._claim_split(worker_id, plain, list(gated), limit, lease_seconds)
+            await self._set_finish_by(claim.runs)
+            return claim
         params = {
             "now": self._now_param(),
             "fids": fids,
@@ -446,7 +418,9 @@ class PostgresStore(sch.ScheduleMethods):
             self._sample(db_now, t0, t1)
             return claim
 
-        return await self._pool.run(op)
+        claim = await self._pool.run(op)
+        await self._set_finish_by(claim.runs)
+        return claim
 
     async def next_due(self, function_ids: Sequence[str]) -> float | None:
         """When the earliest run of these functions comes due (a read; no lock)."""
@@ -545,6 +519,8 @@ class PostgresStore(sch.ScheduleMethods):
         inputs.require_storable("a cron trigger", trigger)
         if run is not None:
             inputs.require_storable_runs([run])
+            if run.flow is not None:
+                return await self._fire_cron_flow(function_id, trigger, tick, run, overlap)
         params: dict[str, Any] = {
             "now": self._now_param(),
             "fid": function_id,
@@ -583,4 +559,6 @@ class PostgresStore(sch.ScheduleMethods):
             )
             return int(counted[0][0])
 
-        return await self._pool.run(op)
+        pruned = await self._pool.run(op)
+        await self._prune_gates()
+        return pruned

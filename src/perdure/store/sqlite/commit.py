@@ -14,6 +14,7 @@ from typing import Any
 from perdure.store.base import CreatedRun, NewRun, Outcome, StepWrite, StoredStep, WriteOp
 from perdure.store.rows import step_from_row
 from perdure.store.rules import DONE_STATUSES, INVOKE_TIMEOUT_ERROR, live_ops
+from perdure.store.sqlite import flow
 from perdure.store.sqlite import queries as q
 from perdure.store.sqlite.writer import Tx
 
@@ -21,7 +22,10 @@ _FENCE_CHUNK = 500
 
 
 def insert_runs(tx: Tx, runs: Sequence[NewRun]) -> list[CreatedRun]:
-    """Create runs, due now (or already leased); an existing idempotency key wins."""
+    """Create runs, due now (or already leased); an existing idempotency key wins. Runs
+    under flow control are created by :mod:`perdure.store.sqlite.flow`."""
+    if any(r.flow is not None for r in runs):
+        return _insert_mixed(tx, runs)
     conn, now = tx.conn, tx.now
     if all(r.idempotency_key is None and r.lease_owner is None for r in runs):
         conn.executemany(
@@ -87,6 +91,12 @@ def insert_runs(tx: Tx, runs: Sequence[NewRun]) -> list[CreatedRun]:
             existing = conn.execute(q.RUN_BY_KEY, (r.function_id, r.idempotency_key)).fetchone()
             out.append(CreatedRun(existing[0], False))
     return out
+
+
+def _insert_mixed(tx: Tx, runs: Sequence[NewRun]) -> list[CreatedRun]:
+    plain = iter(insert_runs(tx, [r for r in runs if r.flow is None]))
+    flowed = iter(flow.insert_flow_runs(tx, [r for r in runs if r.flow is not None], end_run))
+    return [next(plain) if r.flow is None else next(flowed) for r in runs]
 
 
 def resolve_step(

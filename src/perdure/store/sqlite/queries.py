@@ -72,6 +72,13 @@ INSERT_RUN_IDEMPOTENT: Final[LiteralString] = (
     INSERT_RUN + " ON CONFLICT (function_id, idempotency_key) "
     "WHERE idempotency_key IS NOT NULL DO NOTHING"
 )
+INSERT_FLOW_RUN: Final[LiteralString] = (
+    "INSERT INTO runs (id, function_id, status, input, event_id, idempotency_key, "
+    "parent_run_id, parent_step, available_at, created_at, priority, concurrency_key, "
+    "concurrency_key2, throttle_key, singleton_key, start_by) "
+    "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (function_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+)
 RUN_BY_KEY: Final[LiteralString] = (
     "SELECT id FROM runs WHERE function_id = ? AND idempotency_key = ?"
 )
@@ -83,6 +90,7 @@ SELECT_DUE: Final[LiteralString] = (
 )
 CLAIM_RUN: Final[LiteralString] = (
     "UPDATE runs SET status = 'running', lease_token = lease_token + 1, lease_owner = ?, "
+    "gate_key = NULL, "
     "available_at = ?, started_at = coalesce(started_at, ?), crashes = crashes + ? "
     "WHERE id = ? RETURNING function_id, lease_token, input, attempt, crashes"
 )
@@ -161,8 +169,8 @@ HEARTBEAT: Final[LiteralString] = (
 )
 CANCEL_RUN: Final[LiteralString] = (
     "UPDATE runs SET status = 'cancelled', available_at = NULL, lease_token = lease_token + 1, "
-    "lease_owner = NULL, ended_at = ?, error = ? "
-    "WHERE id = ? AND status NOT IN ('completed', 'failed', 'cancelled') "
+    "lease_owner = NULL, ended_at = ?, error = ?, reason = coalesce(?, reason) "
+    "WHERE id = ? AND status NOT IN ('completed', 'failed', 'cancelled', 'skipped') "
     "RETURNING parent_run_id, parent_step"
 )
 
@@ -245,6 +253,44 @@ PRUNE_EVENTS: Final[LiteralString] = "DELETE FROM events WHERE received_at < ?"
 def marks(n: int) -> str:
     """``n`` comma-separated ``?`` marks, for an ``IN (...)`` list."""
     return ",".join("?" * n)
+
+
+# ---------------------------------------------------------------------- claim-time flow control
+# (perdure.store.sqlite.flow_claim). Candidates in queue order (the runs_due index carries the
+# rowid: keyset pagination on (available_at, rowid)), leaving out runs of saturated keys.
+GATED_DUE: Final[LiteralString] = (
+    "SELECT rowid, id, function_id, status, started_at, available_at, concurrency_key, "
+    "concurrency_key2, throttle_key FROM runs "
+    "WHERE available_at <= ? AND function_id IN ({fids}) AND (available_at, rowid) > (?, ?) "
+    "AND (concurrency_key IS NULL OR concurrency_key NOT IN ({sat})) "
+    "AND (concurrency_key2 IS NULL OR concurrency_key2 NOT IN ({sat})) "
+    "ORDER BY available_at, rowid LIMIT ?"
+)
+# Runs holding a live lease per concurrency key (either column).
+RUNNING_BY_KEY: Final[LiteralString] = (
+    "SELECT k, count(*) FROM ("
+    "SELECT concurrency_key AS k FROM runs WHERE status = 'running' "
+    "AND concurrency_key IS NOT NULL AND concurrency_key IN ({keys}) AND available_at > ? "
+    "UNION ALL SELECT concurrency_key2 FROM runs WHERE status = 'running' "
+    "AND concurrency_key2 IS NOT NULL AND concurrency_key2 IN ({keys}) AND available_at > ?"
+    ") GROUP BY k"
+)
+BUCKETS: Final[LiteralString] = (
+    "SELECT key, tat FROM flow_buckets WHERE key IN ({keys}) AND expires_at > ?"
+)
+UPSERT_BUCKET: Final[LiteralString] = (
+    "INSERT INTO flow_buckets (key, tat, expires_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET tat = excluded.tat, expires_at = excluded.expires_at"
+)
+# A throttled start, paid: the run leaves the due set until its slot (its throttle key is
+# cleared: it does not pay again when it comes due).
+DELAY_RUN: Final[LiteralString] = (
+    "UPDATE runs SET available_at = ?, throttle_key = NULL, reason = ? WHERE id = ?"
+)
+PAID_RUN: Final[LiteralString] = "UPDATE runs SET throttle_key = NULL WHERE id = ?"
+NEXT_DUE_AFTER: Final[LiteralString] = (
+    "SELECT min(available_at) FROM runs WHERE available_at > ? AND function_id IN ({fids})"
+)
 
 
 # ---------------------------------------------------------------------- schedules (0003)

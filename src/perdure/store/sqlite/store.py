@@ -24,6 +24,7 @@ from typing import TypeVar
 
 from perdure import faults
 from perdure.clock import Clock, SystemClock
+from perdure.engine.flow.options import FlowControl
 from perdure.errors import InvalidInputError, StoreUnavailableError
 from perdure.functions import FunctionRecord
 from perdure.store import inputs
@@ -50,6 +51,8 @@ from perdure.store.rows import FunctionCache, function_from_row, function_values
 from perdure.store.rows import step_from_row as _step
 from perdure.store.rules import CANCELLED_ERROR, EVENT_DEDUPE_SECONDS
 from perdure.store.sqlite import commit as cm
+from perdure.store.sqlite import flow_cancel as fc
+from perdure.store.sqlite import flow_claim, flow_gates
 from perdure.store.sqlite import queries as q
 from perdure.store.sqlite import schedules as sch
 from perdure.store.sqlite.writer import Tx, Writer, connect
@@ -58,7 +61,16 @@ T = TypeVar("T")
 
 _INLINE_MAX = 4  # writes of at most this many runs or ops may run inline on the loop thread
 
-MIGRATIONS = Migrations("perdure.store.sqlite", ("0001_init.sql", "0003_schedules.sql"))
+MIGRATIONS = Migrations(
+    "perdure.store.sqlite",
+    (
+        "0001_init.sql",
+        "0002_flow.sql",
+        "0003_schedules.sql",
+        "0004_flow_gates.sql",
+        "0005_flow_cancel.sql",
+    ),
+)
 
 
 class SqliteStore:
@@ -214,6 +226,7 @@ class SqliteStore:
             conn, now = tx.conn, tx.now
             registry = self._functions(conn)
             out: list[SentEvent] = []
+            created: set[str] = set()  # runs this send creates: its events do not cancel them
             for ev in events:
                 fresh = conn.execute(q.DEDUPE_EVENT, (ev.id, now + EVENT_DEDUPE_SECONDS, now))
                 if fresh.fetchone() is None:
@@ -221,9 +234,11 @@ class SqliteStore:
                     continue
                 conn.execute(q.INSERT_EVENT, (ev.id, ev.name, ev.body, now))
                 faults.hit("event_fanout")
+                cancelled = fc.cancel_for_event(tx, registry, ev, created)
                 new_runs = runs_for_event(registry, ev.obj, ev.body)
+                made = cm.insert_runs(tx, new_runs) if new_runs else []
                 if new_runs:
-                    cm.insert_runs(tx, new_runs)
+                    created.update(r.id for r in new_runs)
                     tx.wake = True
                 for run_id, key, path, value, expr, run_input in conn.execute(
                     q.WAITS_FOR_EVENT, (ev.name, now)
@@ -232,7 +247,7 @@ class SqliteStore:
                         continue
                     cm.resolve_step(tx, run_id, key, "completed", ev.body, None)
                     conn.execute(q.DELETE_WAIT, (run_id, key))
-                out.append(SentEvent(ev.id, False, [r.id for r in new_runs]))
+                out.append(SentEvent.of(ev.id, made, cancelled))
             return out
 
         return await self._write(op)
@@ -244,7 +259,7 @@ class SqliteStore:
 
         def op(tx: Tx) -> RunRow | None:
             conn = tx.conn
-            parent = conn.execute(q.CANCEL_RUN, (tx.now, CANCELLED_ERROR, run_id)).fetchone()
+            parent = conn.execute(q.CANCEL_RUN, (tx.now, CANCELLED_ERROR, None, run_id)).fetchone()
             if parent is not None:
                 cm.end_run(tx, run_id, parent, "failed", None, CANCELLED_ERROR)
             found = conn.execute(q.SELECT_RUN, (run_id,)).fetchone()
@@ -323,32 +338,40 @@ class SqliteStore:
         fids = list(function_ids)
         if not fids or limit <= 0:
             return Claim([], None)
-        select_due = q.SELECT_DUE.format(fids=q.marks(len(fids)))
-        next_due_sql = q.NEXT_DUE.format(fids=q.marks(len(fids)))
 
         def op(tx: Tx) -> Claim:
-            conn, now = tx.conn, tx.now
-            due = conn.execute(select_due, (now, *fids, limit)).fetchall()
-            claimed: list[ClaimedRun] = []
-            replay: list[str] = []
-            for run_id, status, started_at in due:
-                crashed = 1 if status == "running" else 0
-                fid, token, run_input, attempt, crashes = conn.execute(
-                    q.CLAIM_RUN, (worker_id, now + lease_seconds, now, crashed, run_id)
-                ).fetchone()
-                claimed.append(ClaimedRun(run_id, fid, token, run_input, attempt, {}, crashes))
-                if started_at is not None:
-                    replay.append(run_id)
-            if replay:
-                by_id = {c.id: c for c in claimed}
-                sql = q.STEPS_OF_RUNS.format(ids=q.marks(len(replay)))
-                for row in conn.execute(sql, replay):
-                    step = _step(row[1:])
-                    by_id[row[0]].steps[step.key] = step
-            nxt = conn.execute(next_due_sql, fids).fetchone()[0]
-            return Claim(claimed, nxt)
+            plain, gated = flow_claim.split_gated(self._functions(tx.conn), fids)
+            if gated:
+                claim = self._claim_mixed(tx, worker_id, plain, gated, limit, lease_seconds)
+            else:
+                claim = _claim_plain(tx, worker_id, fids, limit, lease_seconds)
+            if claim.runs:
+                fc.set_finish_by(tx, self._functions(tx.conn), claim.runs)
+            return claim
 
         return await self._write(op)
+
+    def _claim_mixed(
+        self,
+        tx: Tx,
+        worker_id: str,
+        plain: list[str],
+        gated: dict[str, FlowControl],
+        limit: int,
+        lease_seconds: float,
+    ) -> Claim:
+        """Functions without claim-time gates as usual, then the gated ones
+        (:mod:`perdure.store.sqlite.flow_claim`)."""
+        first = Claim([], None)
+        if plain:
+            first = _claim_plain(tx, worker_id, plain, limit, lease_seconds)
+            if len(first.runs) >= limit:
+                return Claim(first.runs, tx.now)
+        runs, nxt = flow_claim.claim_gated(
+            tx, worker_id, gated, limit - len(first.runs), lease_seconds
+        )
+        dues = [d for d in (first.next_due, nxt) if d is not None]
+        return Claim(first.runs + runs, min(dues) if dues else None)
 
     async def next_due(self, function_ids: Sequence[str]) -> float | None:
         """When the earliest run of these functions comes due (a read; no lock)."""
@@ -383,6 +406,11 @@ class SqliteStore:
     async def expire_step(self, run_id: str, token: int, key: str) -> StoredStep | None:
         """Time out a wait or invoke step past its deadline, unless already resolved."""
         return await self._write(lambda tx: cm.expire_step(tx, run_id, token, key))
+
+    async def cancel_overdue(self, limit: int = 500) -> tuple[list[str], float | None]:
+        """Cancel runs past their start or finish deadline (``timeouts``); the ids cancelled
+        and when the next deadline falls."""
+        return await self._write(lambda tx: fc.cancel_overdue(tx, limit))
 
     # ------------------------------------------------------------------ cron, maintenance
 
@@ -423,6 +451,7 @@ class SqliteStore:
                 conn.execute(q.PRUNE_RUNS.format(ids=marks), ids)
             conn.execute(q.PRUNE_EVENT_IDS, (tx.now,))
             conn.execute(q.PRUNE_EVENTS, (finished_before,))
+            flow_gates.prune(tx)
             return len(ids)
 
         return await self._write(op)
@@ -510,6 +539,33 @@ class SqliteStore:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _claim_plain(
+    tx: Tx, worker_id: str, fids: list[str], limit: int, lease_seconds: float
+) -> Claim:
+    """The claim of functions without claim-time gates: due runs in queue order."""
+    conn, now = tx.conn, tx.now
+    select_due = q.SELECT_DUE.format(fids=q.marks(len(fids)))
+    due = conn.execute(select_due, (now, *fids, limit)).fetchall()
+    claimed: list[ClaimedRun] = []
+    replay: list[str] = []
+    for run_id, status, started_at in due:
+        crashed = 1 if status == "running" else 0
+        fid, token, run_input, attempt, crashes = conn.execute(
+            q.CLAIM_RUN, (worker_id, now + lease_seconds, now, crashed, run_id)
+        ).fetchone()
+        claimed.append(ClaimedRun(run_id, fid, token, run_input, attempt, {}, crashes))
+        if started_at is not None:
+            replay.append(run_id)
+    if replay:
+        by_id = {c.id: c for c in claimed}
+        sql = q.STEPS_OF_RUNS.format(ids=q.marks(len(replay)))
+        for row in conn.execute(sql, replay):
+            step = _step(row[1:])
+            by_id[row[0]].steps[step.key] = step
+    nxt = conn.execute(q.NEXT_DUE.format(fids=q.marks(len(fids))), fids).fetchone()[0]
+    return Claim(claimed, nxt)
 
 
 def _make_folder(path: str) -> None:

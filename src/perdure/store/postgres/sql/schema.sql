@@ -47,7 +47,16 @@ CREATE TABLE runs (
     lease_owner     text,
     created_at      double precision NOT NULL,
     started_at      double precision,
-    ended_at        double precision
+    ended_at        double precision,
+    concurrency_key  text COLLATE "C",
+    concurrency_key2 text COLLATE "C",
+    throttle_key     text COLLATE "C",
+    singleton_key    text COLLATE "C",
+    gate_key         text COLLATE "C",
+    batch_size       integer,
+    start_by         double precision,
+    finish_by        double precision,
+    reason           text
 );
 
 CREATE INDEX runs_due ON runs (available_at, id) WHERE available_at IS NOT NULL;
@@ -115,6 +124,63 @@ CREATE TABLE cron_ticks (
     last_run_id text COLLATE "C",
     PRIMARY KEY (function_id, trigger)
 );
+
+-- Flow control (migration 0002, docs/flow-control.md). Executing runs per concurrency key:
+-- slots are derived from live leases, never counted.
+CREATE INDEX runs_running_ck1 ON runs (concurrency_key)
+    WHERE status = 'running' AND concurrency_key IS NOT NULL;
+CREATE INDEX runs_running_ck2 ON runs (concurrency_key2)
+    WHERE status = 'running' AND concurrency_key2 IS NOT NULL;
+
+-- GCRA state (throttle, rate limit) and other per-key flow-control state.
+CREATE TABLE flow_buckets (
+    key        text COLLATE "C" PRIMARY KEY,
+    tat        double precision NOT NULL,
+    expires_at double precision NOT NULL
+);
+
+-- cancel_on and timeouts (migration 0005, docs/flow-control.md): the runs of a function that
+-- have not ended, by creation time; runs not started, by start deadline; runs not ended, by
+-- finish deadline.
+CREATE INDEX runs_active_by_function ON runs (function_id, created_at)
+    WHERE status IN ('queued', 'running', 'sleeping', 'waiting');
+CREATE INDEX runs_start_by ON runs (start_by)
+    WHERE start_by IS NOT NULL AND started_at IS NULL AND status = 'queued';
+CREATE INDEX runs_finish_by ON runs (finish_by)
+    WHERE finish_by IS NOT NULL AND status IN ('queued', 'running', 'sleeping', 'waiting');
+
+-- Creation-time flow control (migration 0004, docs/flow-control.md "Gates").
+-- Rate limit (engine/flow/window.py): per key, a ring of the last `limit` admission times,
+-- one row per slot, and a head row (ring size, next slot to overwrite, latest admission).
+CREATE TABLE flow_rate_heads (
+    key        text COLLATE "C" PRIMARY KEY,
+    size       integer NOT NULL,
+    head       integer NOT NULL,
+    last       double precision NOT NULL,
+    expires_at double precision NOT NULL
+);
+CREATE INDEX flow_rate_heads_expiry ON flow_rate_heads (expires_at);
+CREATE TABLE flow_rate_slots (
+    key  text COLLATE "C" NOT NULL,
+    slot integer NOT NULL,
+    at   double precision NOT NULL,
+    PRIMARY KEY (key, slot)
+);
+
+-- Idempotency keys used within the last 24 hours, with the run each started.
+CREATE TABLE flow_idempotency (
+    key        text COLLATE "C" PRIMARY KEY,
+    run_id     text COLLATE "C" NOT NULL,
+    expires_at double precision NOT NULL
+);
+CREATE INDEX flow_idempotency_expiry ON flow_idempotency (expires_at);
+
+-- Singleton: the active runs of a key.
+CREATE INDEX runs_singleton_active ON runs (function_id, singleton_key)
+    WHERE singleton_key IS NOT NULL
+    AND status NOT IN ('completed', 'failed', 'cancelled', 'skipped');
+-- Debounce and batch: at most one open run per function and key.
+CREATE UNIQUE INDEX runs_gate_open ON runs (function_id, gate_key) WHERE gate_key IS NOT NULL;
 
 -- Schedules created at run time (App.schedules; migration 0003). last_tick is the cursor:
 -- every tick at or before it is handled. next_at is the first tick after the cursor; revision

@@ -1,0 +1,66 @@
+"""The read side of the PostgreSQL store: runs, steps and events as the query layer lists them
+(a mixin of :class:`~perdure.store.postgres.store.PostgresStore`; pooled reads, no locks)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from perdure.store import inputs
+from perdure.store.base import EventRow, RunFilter, RunRow, StoredStep
+from perdure.store.postgres import queries as q
+from perdure.store.postgres.pool import Pool
+from perdure.store.rows import run_from_row, step_from_row
+
+
+class Reads:
+    """Reads of runs, steps and events."""
+
+    _pool: Pool
+
+    async def get_run(self, run_id: str) -> RunRow | None:
+        """One run."""
+        if not inputs.storable(run_id):
+            return None
+        row = await self._pool.read_one(q.SELECT_RUN, {"id": run_id})
+        return None if row is None else run_from_row(row)
+
+    async def get_runs(self, run_ids: Sequence[str]) -> list[RunRow]:
+        """Several runs (missing ids are left out)."""
+        ids = [i for i in run_ids if inputs.storable(i)]
+        if not ids:
+            return []
+        return [run_from_row(row) for row in await self._pool.read_all(q.SELECT_RUNS, {"ids": ids})]
+
+    async def get_steps(self, run_id: str) -> list[StoredStep]:
+        """The recorded steps of a run, in call order."""
+        if not inputs.storable(run_id):
+            return []
+        rows = await self._pool.read_all(q.STEPS_OF_RUN, {"id": run_id})
+        return [step_from_row(row) for row in rows]
+
+    async def list_runs(self, flt: RunFilter) -> list[RunRow]:
+        """Runs, newest first, filtered."""
+        if not inputs.all_storable((flt.status, flt.function_id, flt.before)):
+            return []
+        stmt = q.LIST_RUNS[
+            (flt.status is not None, flt.function_id is not None, flt.before is not None)
+        ]
+        params = {
+            "status": flt.status,
+            "fid": flt.function_id,
+            "before": flt.before,
+            "limit": inputs.row_limit(flt.limit),
+        }
+        return [run_from_row(row) for row in await self._pool.read_all(stmt, params)]
+
+    async def list_events(self, name: str | None, before: int | None, limit: int) -> list[EventRow]:
+        """Events, newest first, with the runs each started."""
+        if not inputs.storable(name):
+            return []
+        cursor = inputs.seq_cursor(before)
+        stmt = q.LIST_EVENTS[(name is not None, cursor is not None)]
+        params = {"name": name, "before": cursor, "limit": inputs.row_limit(limit)}
+        return [
+            EventRow(seq, ev_id, nm, body, at, list(run_ids or ()))
+            for seq, ev_id, nm, body, at, run_ids in await self._pool.read_all(stmt, params)
+        ]

@@ -1,0 +1,167 @@
+"""Claim-time flow control on SQLite: concurrency and throttle.
+
+A claim splits the functions it asks for by their *current* registered options
+(:meth:`SqliteStore._functions`, refreshed by registry version): functions without concurrency
+or throttle take the unchanged claim; the others come here, inside the same writer transaction
+(so the decisions are serialized with every other write, across processes by SQLite's lock).
+
+Candidates are read in queue order in rounds (keyset pagination), each round leaving out the
+runs of keys found saturated so far, so a saturated key never holds up other keys' runs behind
+it. Live-lease counts per key are read from the runs table (slots are derived from leases,
+never counted: a killed worker's slots come back when its leases expire). The decisions are
+:class:`perdure.engine.flow.admission.Admission`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from perdure.engine.flow.admission import (
+    Admission,
+    Verdict,
+    candidate_of,
+    delay_reason,
+    env_cap,
+    rate_of,
+)
+from perdure.engine.flow.options import FlowControl
+from perdure.functions import FunctionRecord
+from perdure.store.base import ClaimedRun
+from perdure.store.rows import step_from_row
+from perdure.store.sqlite import queries as q
+from perdure.store.sqlite.writer import Tx
+
+__all__ = ["ROUND_SIZE", "claim_gated", "split_gated"]
+
+#: Candidates read per round; the claim reads at most ``MAX_ROUNDS`` rounds.
+ROUND_SIZE = 256
+MAX_ROUNDS = 16
+#: When a claim stopped with candidates left unexamined, it looks again this soon.
+RESCAN_SECONDS = 0.05
+
+
+def split_gated(
+    records: Sequence[FunctionRecord], fids: Sequence[str]
+) -> tuple[list[str], dict[str, FlowControl]]:
+    """The asked function ids without claim-time gates, and the gated ones with their
+    options."""
+    gated = {r.id: r.flow for r in records if r.flow.claim_gated}
+    plain = [f for f in fids if f not in gated]
+    return plain, {f: gated[f] for f in fids if f in gated}
+
+
+def claim_gated(
+    tx: Tx,
+    worker_id: str,
+    gated: dict[str, FlowControl],
+    want: int,
+    lease_seconds: float,
+) -> tuple[list[ClaimedRun], float | None]:
+    """Lease up to ``want`` due runs of the gated functions; return them (with their steps)
+    and when this claim should look again."""
+    conn, now = tx.conn, tx.now
+    fids = list(gated)
+    adm = Admission(now, want, env_cap=env_cap(gated.values()))
+    known: set[str] = set()
+    cursor: tuple[float, int] = (float("-inf"), -1)
+    admitted: list[tuple[str, str, float | None]] = []  # id, status, started_at
+    paid: list[str] = []
+    delayed: list[tuple[float, str, str]] = []
+    exhausted = False
+    for _ in range(MAX_ROUNDS):
+        sat = sorted(adm.saturated)
+        sql = q.GATED_DUE.format(fids=q.marks(len(fids)), sat=q.marks(len(sat)))
+        rows = conn.execute(sql, (now, *fids, *cursor, *sat, *sat, ROUND_SIZE)).fetchall()
+        if len(rows) < ROUND_SIZE:
+            exhausted = True
+        if not rows:
+            break
+        cursor = (rows[-1][5], rows[-1][0])
+        _load_state(tx, adm, known, rows, gated)
+        for _rowid, run_id, fid, status, started_at, _at, ck1, ck2, tkey in rows:
+            spec = gated[fid]
+            unpaid = tkey if started_at is None else None
+            offer = adm.offer(candidate_of(run_id, spec, (ck1, ck2), unpaid))
+            if offer.verdict is Verdict.ADMIT:
+                admitted.append((run_id, status, started_at))
+                if unpaid is not None and spec.throttle is not None:
+                    paid.append(run_id)
+            elif offer.verdict is Verdict.DELAYED:
+                assert offer.until is not None and unpaid is not None
+                rate = rate_of(spec)
+                assert rate is not None
+                delayed.append((offer.until, delay_reason(unpaid, offer.until, rate), run_id))
+            if adm.full:
+                break
+        if adm.full or exhausted:
+            break
+    for key in sorted(adm.moved):
+        tat = adm.tats[key]
+        assert tat is not None
+        conn.execute(q.UPSERT_BUCKET, (key, tat, tat))
+    if delayed:
+        conn.executemany(q.DELAY_RUN, delayed)
+    if paid:
+        conn.executemany(q.PAID_RUN, [(run_id,) for run_id in paid])
+    claimed = _lease(tx, worker_id, admitted, lease_seconds)
+    if adm.full or not exhausted:
+        return claimed, now if adm.full else now + RESCAN_SECONDS
+    sql = q.NEXT_DUE_AFTER.format(fids=q.marks(len(fids)))
+    return claimed, conn.execute(sql, (now, *fids)).fetchone()[0]
+
+
+def _load_state(
+    tx: Tx,
+    adm: Admission,
+    known: set[str],
+    rows: list[tuple[object, ...]],
+    gated: dict[str, FlowControl],
+) -> None:
+    """Read the live-lease counts and throttle states of keys not seen yet in this claim."""
+    ckeys: set[str] = set()
+    tkeys: set[str] = set()
+    for row in rows:
+        for key in row[6:8]:
+            if isinstance(key, str) and key not in known:
+                ckeys.add(key)
+        tkey = row[8]
+        if isinstance(tkey, str) and tkey not in known and gated[str(row[2])].throttle:
+            tkeys.add(tkey)
+    conn, now = tx.conn, tx.now
+    if ckeys:
+        keys = sorted(ckeys)
+        sql = q.RUNNING_BY_KEY.format(keys=q.marks(len(keys)))
+        for key, n in conn.execute(sql, (*keys, now, *keys, now)):
+            adm.running[key] = n
+    if tkeys:
+        keys = sorted(tkeys)
+        sql = q.BUCKETS.format(keys=q.marks(len(keys)))
+        for key, tat in conn.execute(sql, (*keys, now)):
+            adm.tats[key] = tat
+    known |= ckeys | tkeys
+
+
+def _lease(
+    tx: Tx,
+    worker_id: str,
+    admitted: list[tuple[str, str, float | None]],
+    lease_seconds: float,
+) -> list[ClaimedRun]:
+    conn, now = tx.conn, tx.now
+    claimed: list[ClaimedRun] = []
+    replay: list[str] = []
+    for run_id, status, started_at in admitted:
+        crashed = 1 if status == "running" else 0
+        fid, token, run_input, attempt, crashes = conn.execute(
+            q.CLAIM_RUN, (worker_id, now + lease_seconds, now, crashed, run_id)
+        ).fetchone()
+        claimed.append(ClaimedRun(run_id, fid, token, run_input, attempt, {}, crashes))
+        if started_at is not None:
+            replay.append(run_id)
+    if replay:
+        by_id = {c.id: c for c in claimed}
+        sql = q.STEPS_OF_RUNS.format(ids=q.marks(len(replay)))
+        for row in conn.execute(sql, replay):
+            step = step_from_row(row[1:])
+            by_id[row[0]].steps[step.key] = step
+    return claimed
