@@ -15,11 +15,12 @@ open, and the first read opens it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from perdure import serde
+from perdure.engine.flow.admission import blocked_reason
 from perdure.engine.flow.gates import input_events
 from perdure.errors import InvalidInputError, RunNotFoundError
 from perdure.functions import FunctionRecord
@@ -104,7 +105,9 @@ class Query:
         row = await store.get_run(run_id)
         if row is None:
             raise RunNotFoundError(f"no run with id {run_id!r}")
-        return run_info(row, await store.get_steps(run_id) if steps else [])
+        info = run_info(row, await store.get_steps(run_id) if steps else [])
+        waiting = await _waiting_reason(store, row)
+        return info if waiting is None else replace(info, reason=serde.loads(waiting))
 
     async def list_runs(
         self,
@@ -149,6 +152,20 @@ class Query:
         page = rows[:size]
         more = len(rows) > size
         return Page([event_info(r) for r in page], str(page[-1].seq) if more else None)
+
+
+async def _waiting_reason(store: Store, row: RunRow) -> str | None:
+    """Why a due run is not executing, computed now (nothing is written: the claim path stays
+    as it is): the concurrency limit it waits for, with the live count, or ``None``."""
+    if row.available_at is None or row.available_at > store.now():
+        return None  # ended, waiting without a deadline, not due yet, or leased
+    load = await store.concurrency_load(row.id)
+    if load is None:
+        return None
+    spec = next((r.flow for r in await store.list_functions() if r.id == row.function_id), None)
+    if spec is None:
+        return None
+    return blocked_reason(row.id, spec, load.keys, load.running, load.now)
 
 
 def _page_size(limit: int) -> int:

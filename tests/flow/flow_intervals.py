@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 
 
 def max_overlap(intervals: Iterable[tuple[float, float]]) -> int:
@@ -52,3 +53,39 @@ async def wait_for(check: Callable[[], Awaitable[bool]], what: str, timeout: flo
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+#: A ledger line of ``tests/apps/flowy.py``: run id, key, ``start``/``end``, pid, monotonic ns.
+LedgerRow = tuple[str, str, str, int, int]
+
+
+def read_ledger(path: Path) -> list[LedgerRow]:
+    """The complete lines of a ledger written by step bodies (a line cut by a kill is left
+    out)."""
+    out: list[LedgerRow] = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 5 and parts[2] in ("start", "end"):
+            out.append((parts[0], parts[1], parts[2], int(parts[3]), int(parts[4])))
+    return out
+
+
+def ledger_spans(
+    rows: Iterable[LedgerRow], killed: dict[int, int]
+) -> tuple[list[tuple[str, float, float]], list[tuple[str, int]]]:
+    """The bodies' intervals ``(key, start s, end s)`` and the bodies cut short ``(key, killed
+    ns)``: a body that started without ending ran until its process was SIGKILLed (``killed``:
+    pid to the kill's monotonic ns); one of a process not killed is an error."""
+    rows = list(rows)
+    starts = {(r[0], r[3]): (r[1], r[4]) for r in rows if r[2] == "start"}
+    ends = {(r[0], r[3]): r[4] for r in rows if r[2] == "end"}
+    spans: list[tuple[str, float, float]] = []
+    cut: list[tuple[str, int]] = []
+    for (run_id, pid), (key, t0) in starts.items():
+        t1 = ends.get((run_id, pid))
+        if t1 is None:
+            assert pid in killed, f"run {run_id} started in {pid}, never ended, not killed"
+            t1 = killed[pid]
+            cut.append((key, t1))
+        spans.append((key, t0 / 1e9, t1 / 1e9))
+    return spans, cut

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from flow_intervals import max_overlap, overlap_by_key
+from flow_intervals import ledger_spans, max_overlap, overlap_by_key, read_ledger
 
 import perdure
 
@@ -41,15 +41,6 @@ async def wait_hosting(procs: list[subprocess.Popen[bytes]], logs: list[Path]) -
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"worker {proc.pid} did not start: {log.read_text()[-2000:]}")
             await asyncio.sleep(0.05)
-
-
-def read_ledger(path: Path) -> list[tuple[str, str, str, int, int]]:
-    out = []
-    for line in path.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 5:
-            out.append((parts[0], parts[1], parts[2], int(parts[3]), int(parts[4])))
-    return out
 
 
 @pytest.mark.slow
@@ -109,18 +100,7 @@ async def test_limits_hold_across_processes_with_a_worker_killed(
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
-    rows = read_ledger(ledger)
-    starts = {(r[0], r[3]): (r[1], r[4]) for r in rows if r[2] == "start"}
-    ends = {(r[0], r[3]): r[4] for r in rows if r[2] == "end"}
-    spans: list[tuple[str, float, float]] = []
-    cut: list[tuple[str, int]] = []
-    for (run_id, pid), (key, t0) in starts.items():
-        t1 = ends.get((run_id, pid))
-        if t1 is None:  # cut short by the SIGKILL: it ran until then
-            assert pid == victim.pid
-            t1 = killed_at
-            cut.append((key, killed_at))
-        spans.append((key, t0 / 1e9, t1 / 1e9))
+    spans, cut = ledger_spans(read_ledger(ledger), {victim.pid: killed_at})
     assert cut, "no body was cut short"
     assert max_overlap((s, e) for _, s, e in spans) <= 5
     assert max(overlap_by_key(spans).values()) == 1

@@ -151,6 +151,24 @@ class Outcome:
 WriteOp = StepWrite | Outcome
 
 
+@dataclass(frozen=True, slots=True)
+class KeyLoad:
+    """A queued, due run's concurrency keys (``keys[i]`` is counted under its function's
+    ``concurrency[i]``) and how many runs hold a live lease on each key now: what a read needs
+    to say why the run waits (:meth:`Store.concurrency_load`)."""
+
+    now: float
+    keys: tuple[str | None, str | None]
+    running: dict[str, int]
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> KeyLoad:
+        """From ``(now, key1, key2, running on key1, running on key2)``."""
+        now, k1, k2, n1, n2 = row
+        running = {k: int(n) for k, n in ((k1, n1), (k2, n2)) if k is not None}
+        return cls(float(now), (k1, k2), running)
+
+
 @dataclass(slots=True)
 class RunRow:
     """A run as stored (client view)."""
@@ -417,6 +435,12 @@ class Store(Protocol):
     async def cancel_overdue(self, limit: int = 500) -> tuple[list[str], float | None]:
         """Cancel runs past their start or finish deadline (``timeouts``), with the reason;
         return the ids cancelled and when the next deadline falls (``None``: no deadline)."""
+        ...
+
+    # flow control (reads)
+    async def concurrency_load(self, run_id: str) -> KeyLoad | None:
+        """For a run that is due and holds a concurrency key: its keys and their live leases
+        now (``None`` otherwise). A read: nothing is locked or written."""
         ...
 
     # schedules (created at run time; see docs/schedules.md)

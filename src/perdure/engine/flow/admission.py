@@ -35,6 +35,7 @@ __all__ = [
     "Offer",
     "Verdict",
     "blocked_message",
+    "blocked_reason",
     "candidate_of",
     "delay_reason",
     "env_cap",
@@ -178,3 +179,28 @@ def delay_reason(key: str, until: float, rate: Rate) -> str:
 def blocked_message(key: str, running: int, limit: int) -> str:
     """One sentence for a due run waiting for a concurrency slot."""
     return f"waiting for a concurrency slot: key {key}, {running} of {limit} running"
+
+
+def blocked_reason(
+    run_id: str,
+    spec: FlowControl,
+    keys: tuple[str | None, str | None],
+    running: dict[str, int],
+    now: float,
+) -> str | None:
+    """Why a due run of a function whose current options are ``spec`` waits, given the live
+    leases of its keys (``running``): the ``reason`` of the first full concurrency limit, in
+    the order a claim checks them, or ``None`` when a claim would admit it (it waits for a
+    worker, not for a slot). The same decision as :meth:`Admission.offer`."""
+    offer = Admission(now, 1, dict(running)).offer(candidate_of(run_id, spec, keys, None))
+    if offer.verdict is not Verdict.BLOCKED or offer.gate is None:
+        return None
+    gate = offer.gate
+    return reason(
+        "concurrency",
+        "waiting",
+        blocked_message(gate.key, offer.running, gate.limit),
+        key=gate.key,
+        running=offer.running,
+        limit=gate.limit,
+    )

@@ -16,6 +16,7 @@ from typing import Any
 from perdure.store.base import CreatedRun, NewRun, SentEvent
 from perdure.store.postgres import flow_gates
 from perdure.store.postgres import queries as q
+from perdure.store.postgres import schedule_queries as sq
 from perdure.store.postgres.pool import Pool, in_transaction
 from perdure.store.postgres.schema import Conn
 
@@ -132,14 +133,14 @@ class FlowCreation:
 
         async def body(conn: Conn) -> bool:
             if params["skip"]:
-                await conn.execute(q.CRON_LOCK, params)
-            row = await (await conn.execute(q.FIRE_CRON, params)).fetchone()
+                await conn.execute(sq.CRON_LOCK, params)
+            row = await (await conn.execute(sq.FIRE_CRON, params)).fetchone()
             if row is None or not row[0]:
                 return False
             if row[3]:  # the last run is active: the tick advanced, no run
                 return True
             done = await insert_flow_runs(conn, [run], now, *self._channel)
-            await conn.execute(q.CRON_LAST_RUN, {**params, "run_id": done[0].id})
+            await conn.execute(sq.CRON_LAST_RUN, {**params, "run_id": done[0].id})
             return done[0].created
 
         async def op(conn: Conn) -> bool:

@@ -38,7 +38,7 @@ from perdure.engine.flow.admission import (
     rate_of,
 )
 from perdure.engine.flow.options import FlowControl
-from perdure.store.base import Claim, ClaimedRun
+from perdure.store.base import Claim, ClaimedRun, KeyLoad
 from perdure.store.postgres import flow_queries as fq
 from perdure.store.postgres import queries as q
 from perdure.store.postgres.pool import Pool, in_transaction
@@ -117,6 +117,12 @@ class FlowClaim:
             return await in_transaction(conn, body)
 
         return await self._pool.run(op)
+
+    async def concurrency_load(self, run_id: str) -> KeyLoad | None:
+        """A due run's concurrency keys and their live leases now (a read; see
+        :data:`~perdure.store.postgres.flow_queries.KEY_LOAD`)."""
+        row = await self._pool.read_one(fq.KEY_LOAD, {"id": run_id, "now": self._now_param()})
+        return None if row is None else KeyLoad.from_row(row)
 
 
 async def _decide_and_lease(

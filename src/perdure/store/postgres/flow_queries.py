@@ -65,3 +65,18 @@ NEXT_DUE_AFTER: Final = (
     "SELECT min(available_at) FROM runs WHERE available_at > %(now)s::float8"
     " AND function_id = ANY(%(fids)s::text[])"
 )
+
+# Why a due run waits (a read): its concurrency keys and, for each, the runs holding a live
+# lease on it now (counted as RUNNING_BY_KEY does: under either column). No row when the run is
+# not due (available_at in the future, or NULL once ended) or holds no concurrency key.
+_LIVE: Final = "SELECT count(*) FROM runs x WHERE x.status = 'running' AND x.available_at > t.now"
+KEY_LOAD: Final = (
+    "WITH t AS (SELECT " + _NOW + " AS now) "
+    "SELECT t.now, r.concurrency_key, r.concurrency_key2,"
+    " (" + _LIVE + " AND x.concurrency_key = r.concurrency_key)"
+    " + (" + _LIVE + " AND x.concurrency_key2 = r.concurrency_key),"
+    " (" + _LIVE + " AND x.concurrency_key = r.concurrency_key2)"
+    " + (" + _LIVE + " AND x.concurrency_key2 = r.concurrency_key2)"
+    " FROM runs r, t WHERE r.id = %(id)s AND r.available_at <= t.now"
+    " AND (r.concurrency_key IS NOT NULL OR r.concurrency_key2 IS NOT NULL)"
+)

@@ -228,7 +228,11 @@ class CommitPlan:
                 "origin": origin,
             }
         if retries:
-            plan.retries = {"retries": to_json(retries)}
+            plan.retries = {
+                "retries": to_json(retries),
+                "wake_channel": wake_channel,
+                "origin": origin,
+            }
         if suspends:
             plan.suspends = {
                 "now": now,

@@ -14,7 +14,12 @@ Conventions:
   interleave with a takeover, an event or a child resolving one of its steps.
 - Notifications (``pg_notify``) are sent from inside the statements that make work due, so
   they cost no extra round trip; PostgreSQL folds identical notifications of one transaction
-  into one.
+  into one. A run holding an environment-scoped concurrency key (a pool shared by several
+  functions, flow control) that leaves the executing state (ends, is cancelled, suspends,
+  retries, is released) also announces a wake-up: its slot may be what another function's due
+  run, in another process, waits for. Function-scoped keys do not: every worker hosting the
+  function is as good as the one that freed the slot, which claims again at once (announcing
+  those woke every worker and cost multi-process throughput, see docs/flow-control.md).
 """
 
 from __future__ import annotations
@@ -180,7 +185,8 @@ CANCEL_RUN: Final = (
     " lease_token = lease_token + 1, lease_owner = NULL, ended_at = t.now, error = %(error)s,"
     " reason = coalesce(%(reason)s::text, reason)"
     " FROM t WHERE id = %(id)s AND status NOT IN ('completed', 'failed', 'cancelled', 'skipped')"
-    " RETURNING id, parent_run_id, parent_step), "
+    " RETURNING id, parent_run_id, parent_step,"
+    " (left(concurrency_key, 2) = 'e:' OR left(concurrency_key2, 2) = 'e:') AS gated), "
     "dw AS (DELETE FROM waits WHERE run_id IN (SELECT id FROM c)), "
     "pl AS (SELECT r.id FROM runs r, c WHERE r.id = c.parent_run_id FOR NO KEY UPDATE OF r), "
     "rs AS (UPDATE steps s SET status = 'failed', output = NULL, error = %(error)s,"
@@ -190,7 +196,8 @@ CANCEL_RUN: Final = (
     " available_at = least(coalesce(r.available_at, t.now), t.now)"
     " FROM (SELECT DISTINCT run_id FROM rs) p, t WHERE r.id = p.run_id"
     " AND r.status IN ('waiting', 'sleeping', 'queued') RETURNING r.id), "
-    "nw AS (SELECT pg_notify(%(wake_channel)s, %(origin)s) FROM (SELECT 1 FROM wk LIMIT 1) x), "
+    "nw AS (SELECT pg_notify(%(wake_channel)s, %(origin)s) FROM (SELECT 1 FROM wk"
+    " UNION ALL SELECT 1 FROM c WHERE c.gated LIMIT 1) x), "
     "nf AS (SELECT pg_notify(%(done_channel)s, %(origin)s || ':' || id) FROM c) "
     "SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM wk), "
     "(SELECT count(*) FROM nw), (SELECT count(*) FROM nf)"
@@ -358,7 +365,8 @@ COMMIT_END: Final = (
     "done AS (UPDATE runs r SET status = o.status, output = o.output, error = o.error,"
     " available_at = NULL, lease_owner = NULL, ended_at = t.now FROM o, t"
     " WHERE r.id = o.run_id AND r.lease_token = o.token AND r.status = 'running'"
-    " RETURNING r.id, r.parent_run_id, r.parent_step, r.status, r.output, r.error), "
+    " RETURNING r.id, r.parent_run_id, r.parent_step, r.status, r.output, r.error,"
+    " (left(r.concurrency_key, 2) = 'e:' OR left(r.concurrency_key2, 2) = 'e:') AS gated), "
     "dw AS (DELETE FROM waits w USING done WHERE w.run_id = done.id), "
     "res AS (UPDATE steps s SET status = done.status,"
     " output = CASE WHEN done.status = 'completed' THEN coalesce(nullif(done.output, ''),"
@@ -370,7 +378,8 @@ COMMIT_END: Final = (
     " available_at = least(coalesce(r.available_at, t.now), t.now)"
     " FROM (SELECT DISTINCT run_id FROM res) p, t WHERE r.id = p.run_id"
     " AND r.status IN ('waiting', 'sleeping', 'queued') RETURNING r.id), "
-    "nw AS (SELECT pg_notify(%(wake_channel)s, %(origin)s) FROM (SELECT 1 FROM wk LIMIT 1) x), "
+    "nw AS (SELECT pg_notify(%(wake_channel)s, %(origin)s) FROM (SELECT 1 FROM wk"
+    " UNION ALL SELECT 1 FROM done WHERE done.gated LIMIT 1) x), "
     "nf AS (SELECT pg_notify(%(done_channel)s, %(origin)s || ':' || string_agg(id, ','))"
     " FROM (SELECT id, sum(length(id) + 1) OVER (ORDER BY id) / 7000 AS chunk FROM done) d"
     " GROUP BY chunk) "
@@ -379,11 +388,15 @@ COMMIT_END: Final = (
 )
 
 COMMIT_RETRY: Final = (
-    "UPDATE runs r SET status = 'queued', error = o.error, attempt = r.attempt + 1,"
-    " available_at = o.available_at, lease_owner = NULL "
+    "WITH up AS (UPDATE runs r SET status = 'queued', error = o.error,"
+    " attempt = r.attempt + 1, available_at = o.available_at, lease_owner = NULL "
     "FROM json_to_recordset(%(retries)s::json) AS o(run_id text, token int8, error text,"
     " available_at float8) "
     "WHERE r.id = o.run_id AND r.lease_token = o.token AND r.status = 'running'"
+    " RETURNING (left(r.concurrency_key, 2) = 'e:' OR left(r.concurrency_key2, 2) = 'e:') AS gated), "
+    "nw AS (SELECT pg_notify(%(wake_channel)s, %(origin)s)"
+    " FROM (SELECT 1 FROM up WHERE gated LIMIT 1) x) "
+    "SELECT (SELECT count(*) FROM nw)"
 )
 
 # Suspend or release runs (fenced). A suspension is due at once when one of its watched steps
@@ -401,9 +414,10 @@ COMMIT_SUSPEND: Final = (
     "up AS (UPDATE runs r SET status = CASE WHEN v.available <= t.now THEN 'queued'"
     " ELSE v.status END, available_at = v.available, lease_owner = NULL FROM v, t"
     " WHERE r.id = v.run_id AND r.lease_token = v.token AND r.status = 'running'"
-    " RETURNING coalesce(v.available <= t.now, false) AS due), "
+    " RETURNING coalesce(v.available <= t.now, false) AS due,"
+    " (left(r.concurrency_key, 2) = 'e:' OR left(r.concurrency_key2, 2) = 'e:') AS gated), "
     "nw AS (SELECT pg_notify(%(wake_channel)s, %(origin)s)"
-    " FROM (SELECT 1 FROM up WHERE due LIMIT 1) x) "
+    " FROM (SELECT 1 FROM up WHERE due OR gated LIMIT 1) x) "
     "SELECT (SELECT count(*) FROM up WHERE due), (SELECT count(*) FROM nw)"
 )
 
@@ -448,42 +462,7 @@ EXPIRE_APPLY: Final = (
 CRON_LAST: Final = (
     "SELECT last_tick FROM cron_ticks WHERE function_id = %(fid)s AND trigger = %(trigger)s"
 )
-# Advance the trigger's last tick (only forward: once across all schedulers) and, if it
-# advanced, create the tick's run and record it as the trigger's last run. With %(skip)s, no
-# run while that last run has not ended (busy): the tick still advances. The busy check is
-# exact only after CRON_LOCK, in the same transaction (fire_cron does that when skipping).
-FIRE_CRON: Final = (
-    "WITH " + _T + ", "
-    "busy AS (SELECT 1 FROM cron_ticks c JOIN runs r ON r.id = c.last_run_id"
-    " WHERE %(skip)s::bool AND c.function_id = %(fid)s AND c.trigger = %(trigger)s"
-    " AND r.status NOT IN ('completed', 'failed', 'cancelled', 'skipped')), "
-    "adv AS (INSERT INTO cron_ticks (function_id, trigger, last_tick, last_run_id)"
-    " VALUES (%(fid)s, %(trigger)s, %(tick)s::float8, %(id)s::text)"
-    " ON CONFLICT (function_id, trigger)"
-    " DO UPDATE SET last_tick = excluded.last_tick, last_run_id = CASE"
-    " WHEN excluded.last_run_id IS NULL OR EXISTS (SELECT 1 FROM busy)"
-    " THEN cron_ticks.last_run_id ELSE excluded.last_run_id END"
-    " WHERE cron_ticks.last_tick < excluded.last_tick RETURNING 1), "
-    "ins AS (INSERT INTO runs (id, function_id, status, input, event_id, idempotency_key,"
-    " parent_run_id, parent_step, available_at, created_at)"
-    " SELECT %(id)s::text, %(run_fid)s::text, 'queued', %(input)s::text, %(event_id)s::text,"
-    " %(key)s::text, %(parent)s::text, %(parent_step)s::text, t.now, t.now"
-    " FROM t"
-    " WHERE %(id)s::text IS NOT NULL AND EXISTS (SELECT 1 FROM adv)"
-    " AND NOT EXISTS (SELECT 1 FROM busy)"
-    " ON CONFLICT (function_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
-    " RETURNING id), "
-    "nt AS (SELECT pg_notify(%(wake_channel)s, %(origin)s) FROM (SELECT 1 FROM ins LIMIT 1) x) "
-    "SELECT (SELECT count(*) FROM adv), (SELECT count(*) FROM ins), (SELECT count(*) FROM nt),"
-    " (SELECT count(*) FROM busy)"
-)
-CRON_LAST_RUN: Final = (
-    "UPDATE cron_ticks SET last_run_id = %(run_id)s"
-    " WHERE function_id = %(fid)s AND trigger = %(trigger)s"
-)
-CRON_LOCK: Final = (
-    "SELECT 1 FROM cron_ticks WHERE function_id = %(fid)s AND trigger = %(trigger)s FOR UPDATE"
-)
+# FIRE_CRON (firing a decorator cron trigger's tick) is in schedule_queries.py.
 
 PRUNE_RUNS: Final = (
     "WITH victims AS (SELECT id FROM runs WHERE ended_at IS NOT NULL"
@@ -535,7 +514,8 @@ _END_ONE: Final = (
     " FROM t WHERE id = %(run)s::text AND lease_token = %(token)s::int8"
     " AND status = 'running'"
     " RETURNING runs.id, runs.parent_run_id, runs.parent_step, runs.status, runs.output,"
-    " runs.error), "
+    " runs.error, (left(runs.concurrency_key, 2) = 'e:' OR left(runs.concurrency_key2, 2) = 'e:')"
+    " AS gated), "
 )
 # What follows the end of one run: drop its waits; when it has a parent, lock the parent's row,
 # resolve its invoke step and wake it; announce the finished run. Every part is an index probe
@@ -554,7 +534,8 @@ _END_ONE_TAIL: Final = (
     " available_at = least(coalesce(r.available_at, t.now), t.now)"
     " FROM res, t WHERE r.id = res.run_id"
     " AND r.status IN ('waiting', 'sleeping', 'queued') RETURNING r.id), "
-    "nw AS (SELECT pg_notify(%(wake_channel)s, %(origin)s) FROM wk), "
+    "nw AS (SELECT pg_notify(%(wake_channel)s, %(origin)s)"
+    " FROM (SELECT 1 FROM wk UNION ALL SELECT 1 FROM done WHERE done.gated LIMIT 1) x), "
     "nf AS (SELECT pg_notify(%(done_channel)s, %(origin)s || ':' || id) FROM done) "
     "SELECT (SELECT id FROM done), (SELECT count(*) FROM wk), (SELECT count(*) FROM nw),"
     " (SELECT count(*) FROM nf)"

@@ -1,4 +1,4 @@
-"""The SQL of schedules on PostgreSQL (migration 0003): the schedules section of
+"""The SQL of schedules and cron triggers on PostgreSQL (migration 0003): this section of
 :mod:`perdure.store.postgres.queries`, apart to keep each module short; the same conventions
 (constant text, named parameters, ``perdure_now(%(now)s)`` as the clock).
 
@@ -93,4 +93,45 @@ SCHEDULE_ADVANCE: Final = (
 )
 SCHEDULE_TRIGGERED: Final = (
     "UPDATE schedules SET runs = runs + 1, last_run_id = %(run_id)s WHERE id = %(id)s"
+)
+
+# ---------------------------------------------------------------------- cron triggers
+
+# Advance the trigger's last tick (only forward: once across all schedulers) and, if it
+# advanced, create the tick's run and record it as the trigger's last run. With %(skip)s, no
+# run while that last run has not ended (busy): the tick still advances. The busy check is
+# exact only after CRON_LOCK in the same transaction (as fire_cron does).
+FIRE_CRON: Final = (
+    "WITH " + _T + ", "
+    "busy AS (SELECT 1 FROM cron_ticks c JOIN runs r ON r.id = c.last_run_id"
+    " WHERE %(skip)s::bool AND c.function_id = %(fid)s AND c.trigger = %(trigger)s"
+    " AND r.status NOT IN ('completed', 'failed', 'cancelled', 'skipped')), "
+    "adv AS (INSERT INTO cron_ticks (function_id, trigger, last_tick, last_run_id)"
+    " VALUES (%(fid)s, %(trigger)s, %(tick)s::float8, %(id)s::text)"
+    " ON CONFLICT (function_id, trigger)"
+    " DO UPDATE SET last_tick = excluded.last_tick, last_run_id = CASE"
+    " WHEN excluded.last_run_id IS NULL OR EXISTS (SELECT 1 FROM busy)"
+    " THEN cron_ticks.last_run_id ELSE excluded.last_run_id END"
+    " WHERE cron_ticks.last_tick < excluded.last_tick RETURNING 1), "
+    "ins AS (INSERT INTO runs (id, function_id, status, input, event_id, idempotency_key,"
+    " parent_run_id, parent_step, available_at, created_at)"
+    " SELECT %(id)s::text, %(run_fid)s::text, 'queued', %(input)s::text, %(event_id)s::text,"
+    " %(key)s::text, %(parent)s::text, %(parent_step)s::text, t.now, t.now"
+    " FROM t"
+    " WHERE %(id)s::text IS NOT NULL AND EXISTS (SELECT 1 FROM adv)"
+    " AND NOT EXISTS (SELECT 1 FROM busy)"
+    " ON CONFLICT (function_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+    " RETURNING id), "
+    "nt AS (SELECT pg_notify(%(wake_channel)s, %(origin)s) FROM (SELECT 1 FROM ins LIMIT 1) x) "
+    "SELECT (SELECT count(*) FROM adv), (SELECT count(*) FROM ins), (SELECT count(*) FROM nt),"
+    " (SELECT count(*) FROM busy)"
+)
+# The trigger's row, locked before the busy check of overlap="skip"; the last run, recorded
+# after a run created by the flow-control path.
+CRON_LOCK: Final = (
+    "SELECT 1 FROM cron_ticks WHERE function_id = %(fid)s AND trigger = %(trigger)s FOR UPDATE"
+)
+CRON_LAST_RUN: Final = (
+    "UPDATE cron_ticks SET last_run_id = %(run_id)s"
+    " WHERE function_id = %(fid)s AND trigger = %(trigger)s"
 )

@@ -228,9 +228,9 @@ async def fire_cron(pool: Pool, params: dict[str, Any], skip: bool) -> tuple[boo
 
     async def op(conn: Conn) -> tuple[bool, bool, bool]:
         if skip:
-            _, rows = await transaction(conn, [(q.CRON_LOCK, params), (q.FIRE_CRON, params)])
+            _, rows = await transaction(conn, [(sq.CRON_LOCK, params), (sq.FIRE_CRON, params)])
         else:
-            rows = await write_one(conn, q.FIRE_CRON, params)
+            rows = await write_one(conn, sq.FIRE_CRON, params)
         advanced, created, _, busy = rows[0]
         return bool(advanced), bool(created), bool(busy)
 

@@ -14,7 +14,9 @@ never counted: a killed worker's slots come back when its leases expire). The de
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
+from typing import Final, LiteralString
 
 from perdure.engine.flow.admission import (
     Admission,
@@ -26,18 +28,39 @@ from perdure.engine.flow.admission import (
 )
 from perdure.engine.flow.options import FlowControl
 from perdure.functions import FunctionRecord
-from perdure.store.base import ClaimedRun
+from perdure.store.base import ClaimedRun, KeyLoad
 from perdure.store.rows import step_from_row
 from perdure.store.sqlite import queries as q
 from perdure.store.sqlite.writer import Tx
 
-__all__ = ["ROUND_SIZE", "claim_gated", "split_gated"]
+__all__ = ["KEY_LOAD", "ROUND_SIZE", "claim_gated", "concurrency_load", "split_gated"]
 
 #: Candidates read per round; the claim reads at most ``MAX_ROUNDS`` rounds.
 ROUND_SIZE = 256
 MAX_ROUNDS = 16
 #: When a claim stopped with candidates left unexamined, it looks again this soon.
 RESCAN_SECONDS = 0.05
+
+
+_LIVE: Final = "SELECT count(*) FROM runs x WHERE x.status = 'running' AND x.available_at > ?"
+#: Why a due run waits (a read): its concurrency keys and, for each, the runs holding a live
+#: lease on it now (under either column, as ``RUNNING_BY_KEY`` counts). Parameters: now x4,
+#: the run id, now. No row when the run is not due or holds no concurrency key.
+KEY_LOAD: Final[LiteralString] = (
+    "SELECT ?, r.concurrency_key, r.concurrency_key2,"
+    " (" + _LIVE + " AND x.concurrency_key = r.concurrency_key)"
+    " + (" + _LIVE + " AND x.concurrency_key2 = r.concurrency_key),"
+    " (" + _LIVE + " AND x.concurrency_key = r.concurrency_key2)"
+    " + (" + _LIVE + " AND x.concurrency_key2 = r.concurrency_key2)"
+    " FROM runs r WHERE r.id = ? AND r.available_at <= ?"
+    " AND (r.concurrency_key IS NOT NULL OR r.concurrency_key2 IS NOT NULL)"
+)
+
+
+def concurrency_load(conn: sqlite3.Connection, run_id: str, now: float) -> KeyLoad | None:
+    """A due run's concurrency keys and their live leases at ``now`` (a read)."""
+    row = conn.execute(KEY_LOAD, (now, now, now, now, now, run_id, now)).fetchone()
+    return None if row is None else KeyLoad.from_row(row)
 
 
 def split_gated(

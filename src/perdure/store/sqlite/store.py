@@ -36,6 +36,7 @@ from perdure.store.base import (
     EventIn,
     EventRow,
     FireResult,
+    KeyLoad,
     NewRun,
     NewSchedule,
     RunFilter,
@@ -273,6 +274,11 @@ class SqliteStore:
             return None
         row = await self._read(lambda c: c.execute(q.SELECT_RUN, (run_id,)).fetchone())
         return None if row is None else run_from_row(row)
+
+    async def concurrency_load(self, run_id: str) -> KeyLoad | None:
+        """A due run's concurrency keys and their live leases now (a read)."""
+        now = self.now()
+        return await self._read(lambda c: flow_claim.concurrency_load(c, run_id, now))
 
     async def get_runs(self, run_ids: Sequence[str]) -> list[RunRow]:
         """Several runs."""
