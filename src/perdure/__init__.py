@@ -31,13 +31,16 @@ from perdure.errors import (
     RunCancelledError,
     RunFailedError,
     RunNotFoundError,
+    ScheduleExistsError,
+    ScheduleNotFoundError,
     StepError,
     StoreUnavailableError,
 )
 from perdure.functions import CronTrigger, EventTrigger, cron, event
 from perdure.runtime import Worker
+from perdure.schedules import Schedules
 from perdure.store.base import SentEvent
-from perdure.types import Event, RunInfo, RunStatus, StepInfo
+from perdure.types import Event, RunInfo, RunStatus, ScheduleInfo, ScheduleTick, StepInfo
 
 __all__ = [
     "App",
@@ -67,6 +70,11 @@ __all__ = [
     "RunInfo",
     "RunNotFoundError",
     "RunStatus",
+    "ScheduleExistsError",
+    "ScheduleInfo",
+    "ScheduleNotFoundError",
+    "ScheduleTick",
+    "Schedules",
     "SentEvent",
     "Singleton",
     "Step",

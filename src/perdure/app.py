@@ -34,6 +34,7 @@ from perdure.functions import FunctionDef, Trigger, function_id_of
 from perdure.limits import Limits
 from perdure.query import Query
 from perdure.runtime import Runtime, Worker
+from perdure.schedules import Schedules
 from perdure.store import default_url
 from perdure.store.base import SentEvent, Store
 from perdure.sync import SyncBridge
@@ -75,6 +76,8 @@ class App:
         )
         self.bridge = SyncBridge()
         self.client = Client(self.runtime, self.functions, self.bridge)
+        self.schedules = Schedules(self.client)
+        """Schedules created at run time (:class:`~perdure.schedules.Schedules`)."""
 
     # ------------------------------------------------------------------ registry
 

@@ -61,6 +61,18 @@ class RunNotFoundError(PerdureError, LookupError):
     code = "run_not_found"
 
 
+class ScheduleNotFoundError(PerdureError, LookupError):
+    """No schedule has that id."""
+
+    code = "schedule_not_found"
+
+
+class ScheduleExistsError(PerdureError):
+    """A schedule with that id already exists."""
+
+    code = "schedule_exists"
+
+
 class StoreUnavailableError(PerdureError):
     """The database is unreachable; retry later."""
 

@@ -19,6 +19,7 @@ from perdure.engine.cron import CronSchedule
 from perdure.engine.durations import to_seconds
 from perdure.engine.expressions import Expression, validate
 from perdure.engine.flow.options import FlowControl
+from perdure.engine.ticks import CATCHUPS, CatchUp, Overlap, check_catchup, check_overlap
 from perdure.engine.triggers import EventPattern
 from perdure.errors import FunctionNotFoundError, InvalidInputError
 
@@ -56,22 +57,34 @@ class EventTrigger:
 class CronTrigger:
     """Start a run at every tick of a cron schedule (5 or 6 fields) in a time zone.
 
-    After downtime, only the most recent missed tick runs, if it is within ``catchup_seconds``
-    (see :mod:`perdure.runtime.scheduler`)."""
+    After downtime, ``catchup`` says which missed ticks run (``"latest"``: the most recent one,
+    if it is within ``catchup_seconds``; ``"none"``; ``"all"``: every one within the window);
+    ``overlap="skip"`` starts no run while the trigger's previous run is active (see
+    :mod:`perdure.runtime.scheduler`)."""
 
     expr: str
     tz: str = "UTC"
     catchup_seconds: float = 86400.0
+    catchup: CatchUp = "latest"
+    overlap: Overlap = "allow"
     schedule: CronSchedule = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schedule", CronSchedule.parse(self.expr, self.tz))
         if self.catchup_seconds < 0:
             raise InvalidInputError("catchup must not be negative")
+        check_catchup(self.catchup)
+        check_overlap(self.overlap)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form, as stored."""
-        return {"cron": self.expr, "tz": self.tz, "catchup": self.catchup_seconds}
+        """JSON form, as stored (``catchup`` is the window, in seconds)."""
+        return {
+            "cron": self.expr,
+            "tz": self.tz,
+            "catchup": self.catchup_seconds,
+            "catchup_policy": self.catchup,
+            "overlap": self.overlap,
+        }
 
 
 Trigger = EventTrigger | CronTrigger
@@ -83,20 +96,43 @@ def event(name: str, if_: str | None = None) -> EventTrigger:
 
 
 def cron(
-    expr: str, tz: str = "UTC", *, catchup: timedelta | float | str = timedelta(hours=24)
+    expr: str,
+    tz: str = "UTC",
+    *,
+    catchup: timedelta | float | str = timedelta(hours=24),
+    catchup_window: timedelta | float | str | None = None,
+    overlap: str = "allow",
 ) -> CronTrigger:
     """A trigger on a cron schedule: ``cron("0 9 * * *", tz="Europe/Paris")``.
 
-    ``catchup``: after downtime, the most recent missed tick runs once if it is no older than
-    this (``0``: missed ticks are skipped)."""
-    return CronTrigger(expr, tz, to_seconds(catchup))
+    ``catchup``: what runs after downtime. A policy, ``"latest"`` (the most recent missed tick,
+    once), ``"none"`` (nothing) or ``"all"`` (every missed tick, oldest first, at most 1,000),
+    each within ``catchup_window`` (default 24 hours); or a duration, which is the window of
+    ``"latest"`` (``0``: missed ticks are skipped). ``overlap``: ``"allow"`` (default) starts
+    every tick's run; ``"skip"`` starts none while the previous run of this trigger is active.
+    """
+    if isinstance(catchup, str) and catchup in CATCHUPS:
+        policy = check_catchup(catchup)
+        window = 86400.0 if catchup_window is None else to_seconds(catchup_window)
+    else:
+        if catchup_window is not None:
+            raise InvalidInputError(
+                "catchup is a duration, which is the window: do not also give catchup_window "
+                "(or give catchup as 'none', 'latest' or 'all')"
+            )
+        policy, window = "latest", to_seconds(catchup)
+    return CronTrigger(expr, tz, window, policy, check_overlap(overlap))
 
 
 def trigger_from_dict(value: dict[str, Any]) -> Trigger:
     """Rebuild a trigger from its stored JSON form."""
     if "cron" in value:
         return CronTrigger(
-            value["cron"], value.get("tz", "UTC"), float(value.get("catchup", 86400.0))
+            value["cron"],
+            value.get("tz", "UTC"),
+            float(value.get("catchup", 86400.0)),
+            value.get("catchup_policy", "latest"),
+            value.get("overlap", "allow"),
         )
     return EventTrigger(value["event"], value.get("if"))
 

@@ -58,6 +58,9 @@ class Event:
     id: str = ""
     ts: int = 0
     user: dict[str, Any] = field(default_factory=dict)
+    schedule: ScheduleTick | None = field(default=None, init=False)
+    """For a run started by a schedule (:attr:`App.schedules`): which schedule and tick; set
+    by perdure only (``None`` for every other event)."""
 
     def __post_init__(self) -> None:
         validate_event_name(self.name)
@@ -95,11 +98,18 @@ class Event:
             self.id or default_id or ids.new_id(),
             self.ts or int(time.time() * 1000),
             self.user,
+            self.schedule,
         )
 
     @classmethod
     def _trusted(
-        cls, name: str, data: dict[str, Any], id: str, ts: int, user: dict[str, Any]
+        cls,
+        name: str,
+        data: dict[str, Any],
+        id: str,
+        ts: int,
+        user: dict[str, Any],
+        schedule: ScheduleTick | None = None,
     ) -> Event:
         """Build without validation (values already validated, or read back from the store)."""
         ev = object.__new__(cls)
@@ -108,28 +118,41 @@ class Event:
         object.__setattr__(ev, "id", id)
         object.__setattr__(ev, "ts", ts)
         object.__setattr__(ev, "user", user)
+        object.__setattr__(ev, "schedule", schedule)
         return ev
 
     @classmethod
     def from_stored(cls, value: dict[str, Any]) -> Event:
         """Rebuild an event the store accepted earlier (no validation)."""
+        schedule = value.get("schedule")
         return cls._trusted(
             value["name"],
             value.get("data") or {},
             value.get("id") or "",
             value.get("ts") or 0,
             value.get("user") or {},
+            None if schedule is None else ScheduleTick.from_dict(schedule),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The event as a JSON object."""
-        return {
+        """The event as a JSON object (with ``schedule`` only for a schedule's run)."""
+        out: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
             "data": self.data,
             "user": self.user,
             "ts": self.ts,
         }
+        if self.schedule is not None:
+            out["schedule"] = self.schedule.to_dict()
+        return out
+
+    @classmethod
+    def scheduled(
+        cls, name: str, data: dict[str, Any], id: str, ts: int, schedule: ScheduleTick
+    ) -> Event:
+        """The event of a schedule's run (built by perdure; ``data`` already validated)."""
+        return cls._trusted(name, data, id, ts, {}, schedule)
 
     @classmethod
     def from_dict(cls, value: dict[str, Any]) -> Event:
@@ -158,6 +181,59 @@ class Event:
     def time(self) -> datetime:
         """The event's timestamp as an aware datetime."""
         return datetime.fromtimestamp(self.ts / 1000, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleTick:
+    """What started a schedule's run: the schedule's ``id``, the ``tick`` (the instant the
+    cron expression named, or when :meth:`~perdure.schedules.Schedules.trigger` was called)
+    and whether it was such a ``manual`` trigger. As JSON (``event["schedule"]``):
+    ``{"id", "tick": "2026-06-01T09:00:00Z", "manual"}``."""
+
+    id: str
+    tick: datetime
+    manual: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {"id": self.id, "tick": iso_utc(self.tick), "manual": self.manual}
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> ScheduleTick:
+        """Rebuild from the JSON form (as stored by perdure)."""
+        tick = datetime.fromisoformat(str(value["tick"]).replace("Z", "+00:00"))
+        return cls(str(value["id"]), tick, bool(value.get("manual", False)))
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleInfo:
+    """A schedule created at run time (:attr:`App.schedules`), as a client sees it.
+
+    ``data`` is the ``ctx.event.data`` of its runs. ``last_tick``: every tick up to this
+    instant is handled (run, skipped or missed; before the first tick, the creation or resume
+    time). ``next_tick``: the next tick (``None`` while paused). ``runs``: the runs it started
+    (ticks and triggers); ``skipped_overlap``: ticks that started nothing because the previous
+    run was still active (``overlap="skip"``); ``missed``: ticks that did not run after
+    downtime (the catch-up policy), counted up to 1,000 per gap.
+    """
+
+    id: str
+    function_id: str
+    cron: str
+    tz: str
+    data: dict[str, Any]
+    overlap: str
+    catchup: str
+    catchup_window: float
+    paused: bool
+    last_tick: datetime
+    next_tick: datetime | None
+    last_run_id: str | None
+    runs: int
+    skipped_overlap: int
+    missed: int
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from typing import Any
 from perdure.functions import CronTrigger, EventTrigger, FunctionRecord, Trigger
 from perdure.query import EventInfo, Page
 from perdure.store.base import SentEvent
-from perdure.types import RunInfo, StepInfo, iso_utc
+from perdure.types import RunInfo, ScheduleInfo, StepInfo, iso_utc
 
 # ---------------------------------------------------------------------- time
 
@@ -88,9 +88,16 @@ def runs_page_json(page: Page[RunInfo]) -> dict[str, Any]:
 
 
 def trigger_json(trigger: Trigger) -> dict[str, Any]:
-    """A trigger: ``{"event", "if"?}`` or ``{"cron", "tz", "catchup"}`` (seconds)."""
+    """A trigger: ``{"event", "if"?}`` or ``{"cron", "tz", "catchup", "catchup_policy",
+    "overlap"}`` (``catchup``: the catch-up window, in seconds)."""
     if isinstance(trigger, CronTrigger):
-        return {"cron": trigger.expr, "tz": trigger.tz, "catchup": trigger.catchup_seconds}
+        return {
+            "cron": trigger.expr,
+            "tz": trigger.tz,
+            "catchup": trigger.catchup_seconds,
+            "catchup_policy": trigger.catchup,
+            "overlap": trigger.overlap,
+        }
     out: dict[str, Any] = {"event": trigger.name}
     if trigger.if_ is not None:
         out["if"] = trigger.if_
@@ -151,4 +158,41 @@ def sent_json(sent: Sequence[SentEvent]) -> dict[str, Any]:
             }
             for s in sent
         ],
+    }
+
+
+# ---------------------------------------------------------------------- schedules
+
+
+def schedule_json(info: ScheduleInfo) -> dict[str, Any]:
+    """A schedule: its definition (``id``, ``function_id``, ``cron``, ``tz``, ``data``,
+    ``overlap``, ``catchup``, ``catchup_window`` in seconds, ``paused``), where it is
+    (``last_tick``, ``next_tick``, ``last_run_id``), its counts (``runs``,
+    ``skipped_overlap``, ``missed``) and its times."""
+    return {
+        "id": info.id,
+        "function_id": info.function_id,
+        "cron": info.cron,
+        "tz": info.tz,
+        "data": info.data,
+        "overlap": info.overlap,
+        "catchup": info.catchup,
+        "catchup_window": info.catchup_window,
+        "paused": info.paused,
+        "last_tick": iso(info.last_tick),
+        "next_tick": iso(info.next_tick),
+        "last_run_id": info.last_run_id,
+        "runs": info.runs,
+        "skipped_overlap": info.skipped_overlap,
+        "missed": info.missed,
+        "created_at": iso(info.created_at),
+        "updated_at": iso(info.updated_at),
+    }
+
+
+def schedules_page_json(page: Page[ScheduleInfo]) -> dict[str, Any]:
+    """A page of schedules, by id: ``{"schedules": [...], "next_cursor"}``."""
+    return {
+        "schedules": [schedule_json(s) for s in page.items],
+        "next_cursor": page.next_cursor,
     }

@@ -205,7 +205,15 @@ async def test_functions_and_the_database(db_url: str) -> None:
             {
                 "id": "nightly",
                 "app": "views",
-                "triggers": [{"cron": "0 3 * * *", "tz": "Europe/Paris", "catchup": 86400.0}],
+                "triggers": [
+                    {
+                        "cron": "0 3 * * *",
+                        "tz": "Europe/Paris",
+                        "catchup": 86400.0,
+                        "catchup_policy": "latest",
+                        "overlap": "allow",
+                    }
+                ],
                 "config": records[2].config,
                 "flow": {},
             },

@@ -107,6 +107,11 @@ def test_openapi_document(client: httpx.Client) -> None:
         "/api/v1/runs": {"get"},
         "/api/v1/runs/{run_id}": {"get"},
         "/api/v1/runs/{run_id}/cancel": {"post"},
+        "/api/v1/schedules": {"get", "post"},
+        "/api/v1/schedules/{schedule_id}": {"get", "delete"},
+        "/api/v1/schedules/{schedule_id}/pause": {"post"},
+        "/api/v1/schedules/{schedule_id}/resume": {"post"},
+        "/api/v1/schedules/{schedule_id}/trigger": {"post"},
     }
     assert {p: set(ops) for p, ops in doc["paths"].items()} == expected
     for path, ops in doc["paths"].items():

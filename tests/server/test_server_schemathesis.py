@@ -11,6 +11,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 from srv_helpers import ServerProcess, start_server
 
 from perdure.server import openapi
@@ -27,8 +28,19 @@ OPERATIONS = {
     "GET /api/v1/runs",
     "GET /api/v1/runs/{run_id}",
     "POST /api/v1/runs/{run_id}/cancel",
+    "GET /api/v1/schedules",
+    "POST /api/v1/schedules",
+    "GET /api/v1/schedules/{schedule_id}",
+    "DELETE /api/v1/schedules/{schedule_id}",
+    "POST /api/v1/schedules/{schedule_id}/pause",
+    "POST /api/v1/schedules/{schedule_id}/resume",
+    "POST /api/v1/schedules/{schedule_id}/trigger",
 }
 SEEN: set[str] = set()
+# A schedule's cron expression and time zone are checked by the cron parser (ordered ranges,
+# an expression that can never fire, the server's tz database), which JSON Schema cannot
+# state: a schema-valid schedule may be refused with 400 invalid_cron. Every other check runs.
+NOT_IN_SCHEMA = {"POST /api/v1/schedules"}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +78,8 @@ def test_the_server_serves_this_document(fuzzed: ServerProcess) -> None:
 )
 def test_every_operation_conforms(case: Any, fuzzed: ServerProcess) -> None:
     SEEN.add(case.operation.label)
-    case.call_and_validate(base_url=fuzzed.url, timeout=30)
+    excluded = [positive_data_acceptance] if case.operation.label in NOT_IN_SCHEMA else []
+    case.call_and_validate(base_url=fuzzed.url, timeout=30, excluded_checks=excluded)
 
 
 def test_every_operation_was_fuzzed() -> None:

@@ -14,6 +14,7 @@ from perdure.cli.functions import functions
 from perdure.cli.options import debug_hint, debug_traceback
 from perdure.cli.output import one_line
 from perdure.cli.runs import runs
+from perdure.cli.schedules import schedules
 from perdure.cli.send import send
 from perdure.cli.serving import dev, server, worker
 from perdure.errors import PerdureError
@@ -41,7 +42,7 @@ def cli() -> None:
     """
 
 
-for _command in (version, worker, dev, server, send, runs, functions, migrate):
+for _command in (version, worker, dev, server, send, runs, schedules, functions, migrate):
     cli.add_command(_command)
 
 

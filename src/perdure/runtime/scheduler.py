@@ -1,18 +1,40 @@
-"""The cron scheduler: one run per tick, however many schedulers share the database.
+"""The scheduler: cron triggers and schedules fire one run per tick, however many schedulers
+share the database; ended runs are pruned.
 
-Every worker hosting cron-triggered functions runs a scheduler. For each trigger the database
-keeps the last tick fired (``cron_ticks``); firing a tick advances it and creates the tick's run
-in one transaction, conditionally on the stored tick being older, and the run carries the
-idempotency key ``cron:<trigger>:<tick>``. Two schedulers racing for the same tick therefore
-create one run.
+Every worker runs a scheduler for the functions it hosts. It fires two kinds of schedules:
 
-Catch-up policy after downtime (no scheduler running when ticks were due): the missed ticks are
-*coalesced*: only the most recent missed tick runs, once, as soon as a scheduler is back, and only
-if it is no older than the trigger's catch-up window (``perdure.cron(..., catchup=...)``, default
-24 hours; ``0`` never catches up; a tick less than a minute late is always on time). Older missed
-ticks are skipped; the run's event says how many ticks were missed (``data.missed``, counted up to
-1,000). A trigger seen for the first time starts at its next tick: nothing is caught up from before
-it existed.
+- **Decorator cron triggers** (``perdure.cron(...)`` on ``@app.function``). The database keeps
+  each trigger's last tick (``cron_ticks``) and the run it last started.
+- **Schedules created at run time** (``app.schedules.create(...)``, the REST API, the CLI): rows
+  of the ``schedules`` table with their own data, paused or not (see docs/schedules.md and
+  :mod:`perdure.runtime.schedule_runs`).
+
+**One run per tick.** Firing a tick moves the schedule's cursor (its last tick) forward and
+creates the tick's run in one transaction, on condition that the cursor is still before the
+tick (and, for a schedule, that it still has the revision the scheduler read and is active).
+Two schedulers racing for a tick therefore create one run; the run also carries the
+idempotency key ``cron:<trigger>:<tick ms>`` or ``schedule:<id>:<tick ms>``.
+
+**Overlap.** ``overlap="skip"`` (the default of schedules) starts nothing while the schedule's
+previous run has not ended: the tick is recorded (the cursor moves; a schedule counts it in
+``skipped_overlap``) and no run is created. The check is made in the firing transaction, with
+the schedule's row locked. ``allow`` (the default of decorator triggers) always starts the run.
+
+**Catch-up after downtime** (no scheduler ran when ticks were due), by
+:func:`perdure.engine.ticks.plan_ticks`: ``latest`` (the default, and today's behaviour of
+decorator triggers) runs the most recent missed tick once, if it is within the catch-up window
+(default 24 hours; a tick less than a minute late is always on time); ``none`` runs nothing
+that is more than a minute late; ``all`` runs every missed tick within the window, oldest first,
+at most 1,000 (the most recent). The others are *missed*: a decorator trigger's run says how
+many ticks were missed before it (``data.missed``, counted up to 1,000); a schedule counts them
+in ``missed``. A trigger or schedule never fires for instants before it existed (or, for a
+schedule, before it was last resumed).
+
+**Waking up.** After each pass the scheduler sleeps until the earliest next tick of its
+triggers and schedules (no polling for ticks). A schedule created, resumed or triggered in this
+process wakes it at once (:meth:`Scheduler.wake`); changes made by other processes are seen
+within :attr:`Scheduler.poll_interval` (the store's poll interval, at least one second). A
+store outage makes a pass fail: the scheduler logs it and tries again a second later.
 
 Schedulers also prune ended runs older than the app's ``retention``, at most every 10 minutes.
 """
@@ -21,127 +43,133 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from perdure import ids, serde
-from perdure.engine.flow.keys import run_flow
+from perdure.engine.ticks import next_tick, plan_ticks
 from perdure.errors import StoreUnavailableError
 from perdure.functions import CronTrigger
-from perdure.store.base import NewRun
-from perdure.types import Event, iso_utc
+from perdure.runtime.schedule_runs import (
+    SCHEDULE_EVENT,
+    ScheduleFirer,
+    cron_run,
+    trigger_key,
+)
+from perdure.types import iso_utc
 
 if TYPE_CHECKING:
     from perdure.runtime.ports import HostedFunction
     from perdure.runtime.runtime import Runtime
 
+__all__ = ["CRON_EVENT", "Scheduler", "trigger_key"]
+
 log = logging.getLogger("perdure.scheduler")
 
-CRON_EVENT = "perdure/scheduled.timer"
-_MAX_COUNT = 1000
+CRON_EVENT = SCHEDULE_EVENT
 _PRUNE_EVERY = 600.0
-_ON_TIME = 60.0  # a tick fired less than this late is on time, whatever the catch-up window
-
-
-def trigger_key(trigger: CronTrigger) -> str:
-    """The stable key of a cron trigger (a changed schedule starts afresh)."""
-    return f"{trigger.expr}@{trigger.tz}"
-
-
-def _at(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
+_RETRY_AFTER_OUTAGE = 1.0
 
 
 class Scheduler:
-    """Fires the cron triggers of some functions, and prunes old runs."""
+    """Fires the cron triggers and the schedules of some functions, and prunes old runs."""
 
-    def __init__(self, runtime: Runtime, functions: list[HostedFunction]) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        functions: list[HostedFunction],
+        *,
+        poll_interval: float | None = None,
+    ) -> None:
         self.runtime = runtime
         self.triggers = [
             (f, t) for f in functions for t in f.triggers if isinstance(t, CronTrigger)
         ]
+        self.function_ids = [f.id for f in functions]
+        self.schedules = ScheduleFirer(runtime, {f.id: f.record().flow for f in functions})
+        self._poll_interval = poll_interval
+        self._cron_due: dict[int, float] = {}
         self._wake = asyncio.Event()
         self._last_prune = 0.0
+
+    @property
+    def poll_interval(self) -> float:
+        """How often changes made by other processes are looked for (seconds)."""
+        if self._poll_interval is not None:
+            return self._poll_interval
+        return max(self.runtime.store.poll_interval, 1.0)
+
+    @poll_interval.setter
+    def poll_interval(self, seconds: float) -> None:
+        self._poll_interval = seconds
+        self.wake()
+
+    def wake(self) -> None:
+        """Schedules changed: look again now."""
+        self._wake.set()
 
     async def run(self, first: float | None = None) -> None:
         """Loop until cancelled; ``first`` is the result of a first :meth:`tick` already done."""
         store = self.runtime.store
         next_at = first
+        done_first = first is not None
         while True:
-            if first is None:
+            if not done_first:
+                self._wake.clear()  # before the pass: a change during it wakes the next one
                 try:
                     next_at = await self.tick()
                 except StoreUnavailableError as exc:
                     log.warning("scheduler: store unavailable (%s)", exc)
-                    next_at = store.now() + 1.0
-            first = None
-            self._wake.clear()
-            await store.clock.wait(self._wake, next_at, 60.0)
+                    next_at = store.now() + _RETRY_AFTER_OUTAGE
+                except Exception:  # a bug must not stop every schedule of the process
+                    log.exception("scheduler: a pass failed; trying again")
+                    next_at = None
+            done_first = False
+            await store.clock.wait(self._wake, next_at, self.poll_interval)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # Cancelled while a wake-up completed the wait: Python 3.11's wait_for (under
+                # the clocks' wait) may return normally instead of raising; stop anyway.
+                raise asyncio.CancelledError
 
     async def tick(self) -> float | None:
-        """Fire what is due; return when to look again."""
+        """Fire what is due; return when to look again (``None``: after a poll interval)."""
         store = self.runtime.store
         now = store.now()
-        earliest: float | None = None
-        for fdef, trig in self.triggers:
-            key = trigger_key(trig)
-            last = await store.cron_last_tick(fdef.id, key)
-            if last is None:
-                await store.fire_cron(fdef.id, key, now, None)
-                last = now
-            sched = trig.schedule
-            due = sched.next_after(_at(last)).timestamp()
-            if due <= now:
-                latest_dt = sched.latest_at_or_before(_at(now))
-                latest = latest_dt.timestamp() if latest_dt is not None else due
-                missed = self._count(trig, last, latest)
-                run = None
-                if now - latest <= max(trig.catchup_seconds, _ON_TIME):
-                    run = self._run(fdef, trig, key, latest, missed)
-                if await store.fire_cron(fdef.id, key, latest, run) and run is not None:
-                    log.info("cron %s fired tick %s", fdef.id, iso_utc(latest))
-                last = max(last, latest)
-                due = sched.next_after(_at(last)).timestamp()
-            earliest = due if earliest is None else min(earliest, due)
+        times = [await self._cron_pass(now), await self.schedules.fire_due(now)]
         if self.runtime.retention is not None and now - self._last_prune >= _PRUNE_EVERY:
             self._last_prune = now
             cutoff = now - self.runtime.retention.total_seconds()
             pruned = await store.prune(cutoff, 10_000)
             if pruned:
                 log.info("pruned %d runs that ended before %s", pruned, iso_utc(cutoff))
+        due = [t for t in times if t is not None]
+        return min(due) if due else None
+
+    async def _cron_pass(self, now: float) -> float | None:
+        """Fire the decorator triggers that are due; the earliest next tick."""
+        earliest: float | None = None
+        for index, (fdef, trig) in enumerate(self.triggers):
+            due = self._cron_due.get(index)
+            if due is None or due <= now:
+                due = await self._fire_trigger(fdef, trig, now)
+                self._cron_due[index] = due
+            earliest = due if earliest is None else min(earliest, due)
         return earliest
 
-    @staticmethod
-    def _count(trig: CronTrigger, last: float, latest: float) -> int:
-        """How many ticks fell in (last, latest), before the one that runs."""
-        count = 0
-        cursor = _at(last)
-        while count < _MAX_COUNT:
-            cursor = trig.schedule.next_after(cursor)
-            if cursor.timestamp() >= latest:
-                break
-            count += 1
-        return count
-
-    @staticmethod
-    def _run(fdef: HostedFunction, trig: CronTrigger, key: str, tick: float, missed: int) -> NewRun:
-        event = Event(
-            name=CRON_EVENT,
-            data={
-                "cron": trig.expr,
-                "tz": trig.tz,
-                "scheduled_at": iso_utc(tick),
-                "missed": missed,
-            },
-            id=f"cron-{fdef.id}-{int(tick * 1000)}",
-            ts=int(tick * 1000),
-        )
-        obj = event.to_dict()
-        run = NewRun(
-            ids.new_id(),
-            fdef.id,
-            serde.dumps(obj),
-            idempotency_key=f"cron:{key}:{int(tick * 1000)}",
-        )
-        run.flow = run_flow(fdef.id, fdef.record().flow, obj)
-        return run
+    async def _fire_trigger(self, fdef: HostedFunction, trig: CronTrigger, now: float) -> float:
+        """Handle the due ticks of one trigger; its next tick."""
+        store = self.runtime.store
+        key = trigger_key(trig)
+        last = await store.cron_last_tick(fdef.id, key)
+        if last is None:  # a new trigger starts at its next tick
+            await store.fire_cron(fdef.id, key, now, None)
+            last = now
+        plan = plan_ticks(trig.schedule, last, now, trig.catchup, trig.catchup_seconds)
+        if plan is None:
+            return next_tick(trig.schedule, last)
+        if not plan.fire:
+            await store.fire_cron(fdef.id, key, plan.latest, None)
+        for index, tick in enumerate(plan.fire):
+            run = cron_run(fdef, trig, key, tick, plan.missed if index == 0 else 0)
+            if await store.fire_cron(fdef.id, key, tick, run, trig.overlap):
+                log.info("cron %s handled tick %s", fdef.id, iso_utc(tick))
+        return next_tick(trig.schedule, plan.latest)

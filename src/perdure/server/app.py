@@ -31,6 +31,7 @@ from perdure.server.http import (
     endpoint,
     error_response,
 )
+from perdure.server.schedules import ScheduleApi
 
 log = logging.getLogger("perdure.server")
 
@@ -214,6 +215,20 @@ def create_app(
         Route("/api/v1/runs/{run_id}", endpoint(api.get_run), methods=["GET"]),
         Route("/api/v1/runs/{run_id}/cancel", endpoint(api.cancel_run), methods=["POST"]),
         *extra_routes,
+    ]
+    sched = ScheduleApi(app)
+    schedules, schedules_methods = _by_method(
+        {"GET": endpoint(sched.list), "POST": endpoint(sched.create)}
+    )
+    schedule, schedule_methods = _by_method(
+        {"GET": endpoint(sched.get), "DELETE": endpoint(sched.delete)}
+    )
+    routes += [
+        Route("/api/v1/schedules", schedules, methods=schedules_methods),
+        Route("/api/v1/schedules/{schedule_id}", schedule, methods=schedule_methods),
+        Route("/api/v1/schedules/{schedule_id}/pause", endpoint(sched.pause), methods=["POST"]),
+        Route("/api/v1/schedules/{schedule_id}/resume", endpoint(sched.resume), methods=["POST"]),
+        Route("/api/v1/schedules/{schedule_id}/trigger", endpoint(sched.trigger), methods=["POST"]),
     ]
 
     @contextlib.asynccontextmanager

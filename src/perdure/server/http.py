@@ -14,7 +14,9 @@ code                  status meaning
 ``not_found``         404    no such route
 ``function_not_found`` 404   no function with that id is registered
 ``run_not_found``     404    no run with that id
+``schedule_not_found`` 404   no schedule with that id
 ``method_not_allowed`` 405   the route exists, not with this method (see ``Allow``)
+``schedule_exists``   409    a schedule with that id already exists
 ``payload_too_large`` 413    the body, an event, or a run's input is over its limit
 ``unsupported_media_type`` 415 a body that is not ``Content-Type: application/json``
 ``unavailable``       503    the database is unreachable; retry after ``Retry-After``
@@ -38,6 +40,8 @@ from perdure.errors import (
     InvalidInputError,
     PayloadTooLargeError,
     RunNotFoundError,
+    ScheduleExistsError,
+    ScheduleNotFoundError,
     StoreUnavailableError,
 )
 
@@ -103,8 +107,10 @@ def map_error(exc: BaseException) -> ApiError | None:
         return ApiError(413, exc.code, exc.message)
     if isinstance(exc, InvalidInputError):
         return ApiError(400, exc.code, exc.message)
-    if isinstance(exc, FunctionNotFoundError | RunNotFoundError):
+    if isinstance(exc, FunctionNotFoundError | RunNotFoundError | ScheduleNotFoundError):
         return ApiError(404, exc.code, exc.message)
+    if isinstance(exc, ScheduleExistsError):
+        return ApiError(409, exc.code, exc.message)
     if isinstance(exc, StoreUnavailableError):
         return ApiError(
             503,

@@ -15,10 +15,12 @@ import re
 import sys
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from perdure.engine.ticks import check_catchup, check_overlap
 from perdure.engine.triggers import MAX_EVENT_NAME_LENGTH, validate_event_name
 from perdure.errors import InvalidInputError
+from perdure.schedules import SCHEDULE_ID_PATTERN, check_schedule_id
 from perdure.server.http import json_type
 from perdure.types import MAX_EVENT_ID_LENGTH, MAX_EVENT_TS, RunStatus
 
@@ -39,6 +41,8 @@ EVENTS_CURSOR = "^[1-9][0-9]{0,17}$"
 event on a page; always within the stores' 64-bit integers)."""
 RUNS_CURSOR = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$"
 """A runs cursor: the id of the last run on a page (a ULID, any case)."""
+MAX_CRON_LENGTH = 256
+"""The longest cron expression or time zone name of a schedule, in characters."""
 
 _RUN_STATUSES = tuple(s.value for s in RunStatus)
 M = TypeVar("M", bound=BaseModel)
@@ -164,6 +168,58 @@ class RunsQuery(_Page):
     )
 
 
+class ScheduleIn(BaseModel):
+    """The body of ``POST /api/v1/schedules``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="ScheduleIn")
+
+    id: Annotated[str, Field(pattern=SCHEDULE_ID_PATTERN)] = Field(
+        description="1-128 letters, digits and . _ : @ -, starting with a letter or a digit.",
+        examples=["daily-report"],
+    )
+    function_id: Annotated[str, Field(pattern=ANY_ID)] = Field(
+        description="The function each tick runs."
+    )
+    cron: Annotated[str, Field(min_length=1, max_length=MAX_CRON_LENGTH, pattern=NO_NUL)] = Field(
+        description="5 or 6 fields (seconds first), or a macro.", examples=["0 9 * * *"]
+    )
+    tz: Annotated[str, Field(min_length=1, max_length=MAX_CRON_LENGTH, pattern=NO_NUL)] = Field(
+        default="UTC", description="An IANA time zone.", examples=["Europe/Paris"]
+    )
+    data: dict[str, Any] | None = Field(default=None, description="Each run's ctx.event.data.")
+    overlap: Literal["skip", "allow"] = Field(
+        default="skip", description="skip: no new run while the previous one is active."
+    )
+    catchup: Literal["none", "latest", "all"] = Field(
+        default="latest", description="Which missed ticks run after downtime."
+    )
+    catchup_window: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
+        default=86400.0, description="Seconds: missed ticks older than this never run."
+    )
+    paused: bool = Field(default=False, description="Create it paused.")
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id(cls, value: Any) -> Any:
+        return check_schedule_id(value) if isinstance(value, str) else value
+
+    @field_validator("overlap", "catchup", mode="before")
+    @classmethod
+    def _policy(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name == "overlap":
+            return check_overlap(value)
+        return check_catchup(value)
+
+
+class SchedulesQuery(_Page):
+    """The query of ``GET /api/v1/schedules``."""
+
+    function_id: Annotated[str, Field(pattern=ANY_ID)] | None = None
+    cursor: Annotated[str, Field(pattern=SCHEDULE_ID_PATTERN)] | None = Field(
+        default=None, description="The next_cursor of the previous page."
+    )
+
+
 # ---------------------------------------------------------------------- error messages
 
 
@@ -204,11 +260,12 @@ def _one(error: Any) -> str:
             return f"{field} {value!r} is not {_CURSORS[pattern]} cursor (use next_cursor)"
         return f"{field} {value!r} does not match {pattern}"
     if kind == "literal_error":
-        return f"{field} {value!r} is not one of: {', '.join(_RUN_STATUSES)}"
+        choices = ", ".join(_RUN_STATUSES) if field == "status" else ctx.get("expected")
+        return f"{field} {value!r} is not one of: {choices}"
     return f"{field}: {error['msg']}"
 
 
-_CURSORS = {EVENTS_CURSOR: "an events", RUNS_CURSOR: "a runs"}
+_CURSORS = {EVENTS_CURSOR: "an events", RUNS_CURSOR: "a runs", SCHEDULE_ID_PATTERN: "a schedules"}
 
 
 def describe(exc: ValidationError, *, unknown: str = "unknown field(s)") -> str:

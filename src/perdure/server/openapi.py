@@ -37,7 +37,7 @@ def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str,
 @functools.cache
 def _schemas() -> dict[str, Any]:
     """Every model's JSON schema, by name, with references between them."""
-    request_models: list[type[BaseModel]] = [models.EventIn, models.StartRun]
+    request_models: list[type[BaseModel]] = [models.EventIn, models.StartRun, models.ScheduleIn]
     pairs = [(m, "validation") for m in (*request_models, *responses.RESPONSE_MODELS)]
     _, top = models_json_schema(pairs, ref_template=_REF)  # type: ignore[arg-type]
     defs: dict[str, Any] = top["$defs"]
@@ -83,7 +83,10 @@ _RESPONSES: dict[str, Any] = {
         "Missing or wrong bearer token.", {"WWW-Authenticate": {"schema": {"type": "string"}}}
     ),
     "Forbidden": _error("A browser request from a page of another site (origin_not_allowed)."),
-    "NotFound": _error("Unknown function or run (function_not_found, run_not_found)."),
+    "NotFound": _error(
+        "Unknown function, run or schedule (function_not_found, run_not_found, schedule_not_found)."
+    ),
+    "Conflict": _error("A schedule with that id already exists (schedule_exists)."),
     "TooLarge": _error(
         f"Over a payload limit (the body {BODY_LIMIT} bytes, {models.MAX_EVENTS_PER_REQUEST} "
         "events, an event, a run's input); nothing was changed."
@@ -101,6 +104,7 @@ _STATUS = {
     "BadRequest": "400",
     "Forbidden": "403",
     "NotFound": "404",
+    "Conflict": "409",
     "TooLarge": "413",
     "UnsupportedMediaType": "415",
 }
@@ -250,6 +254,7 @@ def document(*, auth: bool) -> dict[str, Any]:
                 parameters=[_path("run_id")],
             ),
         },
+        **_schedule_paths(auth),
     }
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -269,3 +274,68 @@ def document(*, auth: bool) -> dict[str, Any]:
     if auth:
         doc["security"] = [{"bearer": []}]
     return doc
+
+
+def _schedule_paths(auth: bool) -> dict[str, Any]:
+    r = responses
+    one = {"200": _resp(r.Schedule, "The schedule.")}
+    after = {"200": _resp(r.Schedule, "The schedule after the change.")}
+    sid = [_path("schedule_id")]
+    return {
+        "/api/v1/schedules": {
+            "get": _op(
+                "Schedules, by id.",
+                {"200": _resp(r.SchedulePage, "A page of schedules.")},
+                auth=auth,
+                parameters=_parameters(models.SchedulesQuery),
+            ),
+            "post": _op(
+                "Create a schedule: a run of a function at every tick of a cron expression.",
+                {"201": _resp(r.Schedule, "Created.")},
+                auth=auth,
+                errors=("NotFound", "Conflict", "TooLarge", *_WRITE),
+                description=(
+                    "The first tick is the first after now. A bad cron expression is 400 "
+                    "invalid_cron; an unknown function 404; a taken id 409."
+                ),
+                requestBody=_body(_ref("ScheduleIn"), required=True),
+            ),
+        },
+        "/api/v1/schedules/{schedule_id}": {
+            "get": _op("A schedule.", one, auth=auth, errors=("NotFound",), parameters=sid),
+            "delete": _op(
+                "Delete a schedule (its runs are left as they are).",
+                {"204": {"description": "Deleted."}},
+                auth=auth,
+                errors=("NotFound", *_WRITE),
+                parameters=sid,
+            ),
+        },
+        "/api/v1/schedules/{schedule_id}/pause": {
+            "post": _op(
+                "Pause a schedule: no tick fires until it is resumed.",
+                after,
+                auth=auth,
+                errors=("NotFound", *_WRITE),
+                parameters=sid,
+            ),
+        },
+        "/api/v1/schedules/{schedule_id}/resume": {
+            "post": _op(
+                "Resume a schedule: ticks after now fire (the ticks of the pause never do).",
+                after,
+                auth=auth,
+                errors=("NotFound", *_WRITE),
+                parameters=sid,
+            ),
+        },
+        "/api/v1/schedules/{schedule_id}/trigger": {
+            "post": _op(
+                "Start one run of a schedule now, even when it is paused.",
+                {"201": _resp(r.StartedRun, "Started.")},
+                auth=auth,
+                errors=("NotFound", *_WRITE),
+                parameters=sid,
+            ),
+        },
+    }

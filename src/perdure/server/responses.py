@@ -28,8 +28,9 @@ class ErrorDetail(BaseModel):
     code: str = Field(
         description="Stable, for programs: malformed_json, invalid_input, host_not_allowed, "
         "unauthorized, origin_not_allowed, not_found, function_not_found, run_not_found, "
-        "method_not_allowed, payload_too_large, unsupported_media_type, "
-        "unavailable, internal_error."
+        "schedule_not_found, method_not_allowed, schedule_exists, payload_too_large, "
+        "unsupported_media_type, unavailable, internal_error (and invalid_cron, "
+        "invalid_expression, not_serializable: kinds of invalid input)."
     )
     message: str = Field(description="Precise, for humans.")
 
@@ -42,6 +43,14 @@ class Error(BaseModel):
     error: ErrorDetail
 
 
+class ScheduleTick(_Open):
+    """What started a schedule's run (``event.schedule``)."""
+
+    id: str
+    tick: datetime
+    manual: bool
+
+
 class Event(_Open):
     """An event as stored."""
 
@@ -50,6 +59,9 @@ class Event(_Open):
     data: dict[str, Any]
     user: dict[str, Any]
     ts: int = Field(description="Milliseconds since the epoch.")
+    schedule: ScheduleTick | None = Field(
+        default=None, description="Only in the event of a schedule's run."
+    )
 
 
 class StoredEvent(Event):
@@ -101,7 +113,9 @@ class CronTrigger(_Open):
 
     cron: str
     tz: str
-    catchup: float | None = None
+    catchup: float | None = Field(default=None, description="The catch-up window, in seconds.")
+    catchup_policy: Literal["none", "latest", "all"] | None = None
+    overlap: Literal["skip", "allow"] | None = None
 
 
 class Function(_Open):
@@ -195,6 +209,38 @@ class RunPage(_Open):
     next_cursor: str | None
 
 
+class Schedule(_Open):
+    """A schedule created at run time."""
+
+    id: str
+    function_id: str
+    cron: str
+    tz: str
+    data: dict[str, Any]
+    overlap: Literal["skip", "allow"]
+    catchup: Literal["none", "latest", "all"]
+    catchup_window: float = Field(description="Seconds.")
+    paused: bool
+    last_tick: datetime = Field(
+        description="Every tick up to this instant is handled (before the first tick: the "
+        "creation or resume time)."
+    )
+    next_tick: datetime | None = Field(description="null while paused.")
+    last_run_id: str | None
+    runs: int = Field(description="The runs it started (ticks and triggers).")
+    skipped_overlap: int = Field(description="Ticks skipped: the previous run was active.")
+    missed: int = Field(description="Ticks that did not run after downtime (catch-up).")
+    created_at: datetime
+    updated_at: datetime
+
+
+class SchedulePage(_Open):
+    """A page of schedules, by id."""
+
+    schedules: list[Schedule]
+    next_cursor: str | None
+
+
 class Health(_Open):
     """``/health``."""
 
@@ -211,6 +257,8 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     StartedRun,
     Run,
     RunPage,
+    Schedule,
+    SchedulePage,
     Health,
 )
 """The models the OpenAPI document's responses refer to (and, through them, the others)."""

@@ -248,6 +248,59 @@ class RunFilter:
     limit: int = 50
 
 
+@dataclass(slots=True)
+class NewSchedule:
+    """A schedule to create (validated by the client layer). ``data`` is JSON object text;
+    ``start`` is its cursor (ticks after it run: the store's time when it was made) and
+    ``next_at`` the first tick after ``start``."""
+
+    id: str
+    function_id: str
+    cron: str
+    tz: str
+    data: str
+    overlap: str
+    catchup: str
+    catchup_window: float
+    paused: bool
+    start: float
+    next_at: float
+    revision: str
+
+
+@dataclass(slots=True)
+class ScheduleRow:
+    """A schedule as stored. ``last_tick`` is its cursor (every tick at or before it is
+    handled), ``next_at`` the first tick after it; ``revision`` changes with every change of
+    the schedule (create, pause, resume)."""
+
+    id: str
+    function_id: str
+    cron: str
+    tz: str
+    data: str
+    overlap: str
+    catchup: str
+    catchup_window: float
+    paused: bool
+    last_tick: float
+    next_at: float
+    last_run_id: str | None
+    runs: int
+    skipped_overlap: int
+    missed: int
+    revision: str
+    created_at: float
+    updated_at: float
+
+
+FireResult = Literal["fired", "skipped", "advanced", "stale"]
+"""What firing a schedule's tick did: ``fired`` (its run was created), ``skipped`` (the previous
+run is active and the overlap policy is ``skip``), ``advanced`` (the cursor moved; no run was
+asked for), ``stale`` (nothing: the schedule changed, was deleted or paused, or another
+scheduler already handled the tick)."""
+
+
 class Store(Protocol):
     """What the engine needs from a database. All methods are coroutines except ``now``."""
 
@@ -367,10 +420,17 @@ class Store(Protocol):
         ...
 
     async def fire_cron(
-        self, function_id: str, trigger: str, tick: float, run: NewRun | None
+        self,
+        function_id: str,
+        trigger: str,
+        tick: float,
+        run: NewRun | None,
+        overlap: str = "allow",
     ) -> bool:
         """Advance the trigger's last tick to ``tick`` and create ``run`` (if given), once
-        across all schedulers: False if another scheduler already advanced past it."""
+        across all schedulers: False if another scheduler already advanced past it. With
+        ``overlap="skip"``, the run is not created while the previous run this method created
+        for the trigger has not ended (the tick still advances: True)."""
         ...
 
     async def prune(self, finished_before: float, limit: int) -> int:
@@ -386,4 +446,63 @@ class Store(Protocol):
     async def concurrency_load(self, run_id: str) -> KeyLoad | None:
         """For a run that is due and holds a concurrency key: its keys and their live leases
         now (``None`` otherwise). A read: nothing is locked or written."""
+        ...
+
+    # schedules (created at run time; see docs/schedules.md)
+    async def create_schedule(self, schedule: NewSchedule) -> ScheduleRow | None:
+        """Create a schedule; ``None`` (and nothing changed) if one has that id."""
+        ...
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleRow | None:
+        """One schedule."""
+        ...
+
+    async def list_schedules(
+        self, function_id: str | None, after: str | None, limit: int
+    ) -> list[ScheduleRow]:
+        """Schedules by id (those of ``function_id`` when given; ids after ``after``)."""
+        ...
+
+    async def set_schedule_paused(
+        self, schedule_id: str, paused: bool, *, cursor: float, next_at: float, revision: str
+    ) -> ScheduleRow | None:
+        """Pause or resume a schedule (``None``: unknown). A change sets ``revision``;
+        resuming also moves the cursor forward to ``cursor`` (ticks of the pause never run)
+        and sets ``next_at``. Pausing a paused schedule, or resuming an active one, changes
+        nothing."""
+        ...
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        """Delete a schedule; whether it existed."""
+        ...
+
+    async def due_schedules(
+        self, function_ids: Sequence[str], now: float, limit: int
+    ) -> list[ScheduleRow]:
+        """Active schedules of these functions whose ``next_at`` is due, earliest first."""
+        ...
+
+    async def next_schedule_at(self, function_ids: Sequence[str]) -> float | None:
+        """The earliest ``next_at`` of the active schedules of these functions."""
+        ...
+
+    async def fire_schedule(
+        self,
+        schedule_id: str,
+        revision: str,
+        tick: float,
+        next_at: float,
+        run: NewRun | None,
+        missed: int,
+    ) -> FireResult:
+        """Handle a tick, once across all schedulers, in one transaction: if the schedule
+        still has ``revision``, is active and its cursor is before ``tick``, move the cursor to
+        ``tick`` (``next_at`` the next tick), add ``missed`` to its missed ticks, and create
+        ``run`` unless its overlap policy is ``skip`` and its previous run has not ended
+        (then count a skipped tick)."""
+        ...
+
+    async def trigger_schedule(self, schedule_id: str, run: NewRun) -> CreatedRun | None:
+        """Create ``run`` now for the schedule, whatever its cron, pause and overlap, and
+        record it as the schedule's previous run (``None``: unknown schedule)."""
         ...

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Final
 
 from perdure.errors import InvalidInputError
-from perdure.store.base import NewRun
+from perdure.store.base import NewRun, NewSchedule
 
 INT64_MAX: Final = 2**63 - 1
 INT64_MIN: Final = -(2**63)
@@ -70,3 +70,13 @@ def require_storable_runs(runs: Sequence[NewRun]) -> None:
         require_storable("a parent run id", r.parent_run_id)
         require_storable("a parent step id", r.parent_step)
         require_storable("a worker id", r.lease_owner)
+
+
+def require_storable_schedule(schedule: NewSchedule) -> None:
+    """Raise :class:`InvalidInputError` if a schedule to create carries text that cannot be
+    stored."""
+    require_storable("a schedule id", schedule.id)
+    require_storable("a function id", schedule.function_id)
+    require_storable("a cron expression", schedule.cron)
+    require_storable("a time zone", schedule.tz)
+    require_storable("a schedule's data", schedule.data)

@@ -16,6 +16,7 @@ from typing import Any
 from perdure.store.base import CreatedRun, NewRun, SentEvent
 from perdure.store.postgres import flow_gates
 from perdure.store.postgres import queries as q
+from perdure.store.postgres import schedule_queries as sq
 from perdure.store.postgres.pool import Pool, in_transaction
 from perdure.store.postgres.schema import Conn
 
@@ -118,21 +119,28 @@ class FlowCreation:
         return [next(done_plain) if r.flow is None else next(done_flow) for r in runs]
 
     async def _fire_cron_flow(
-        self, function_id: str, trigger: str, tick: float, run: NewRun
+        self, function_id: str, trigger: str, tick: float, run: NewRun, overlap: str = "allow"
     ) -> bool:
         """:meth:`fire_cron` for a run under flow control: advance the tick, then create the
-        run through the flow-control path, in one transaction."""
+        run through the flow-control path and record it as the trigger's last run, in one
+        transaction (``overlap="skip"``: the trigger's row locked first, no run while its last
+        run is active)."""
         now = self._now_param()
         params: dict[str, Any] = {"now": now, "fid": function_id, "trigger": trigger}
         params.update(tick=float(tick), wake_channel=self._wake_channel, origin=self._origin)
         params.update(dict.fromkeys(("id", "run_fid", "input", "event_id", "key", "parent")))
-        params["parent_step"] = None
+        params.update(parent_step=None, skip=overlap == "skip")
 
         async def body(conn: Conn) -> bool:
-            row = await (await conn.execute(q.FIRE_CRON, params)).fetchone()
+            if params["skip"]:
+                await conn.execute(sq.CRON_LOCK, params)
+            row = await (await conn.execute(sq.FIRE_CRON, params)).fetchone()
             if row is None or not row[0]:
                 return False
+            if row[3]:  # the last run is active: the tick advanced, no run
+                return True
             done = await insert_flow_runs(conn, [run], now, *self._channel)
+            await conn.execute(sq.CRON_LAST_RUN, {**params, "run_id": done[0].id})
             return done[0].created
 
         async def op(conn: Conn) -> bool:

@@ -464,25 +464,7 @@ EXPIRE_APPLY: Final = (
 CRON_LAST: Final = (
     "SELECT last_tick FROM cron_ticks WHERE function_id = %(fid)s AND trigger = %(trigger)s"
 )
-# Advance the trigger's last tick (only forward: once across all schedulers) and, if it
-# advanced, create the tick's run.
-FIRE_CRON: Final = (
-    "WITH " + _T + ", "
-    "adv AS (INSERT INTO cron_ticks (function_id, trigger, last_tick)"
-    " VALUES (%(fid)s, %(trigger)s, %(tick)s::float8) ON CONFLICT (function_id, trigger)"
-    " DO UPDATE SET last_tick = excluded.last_tick"
-    " WHERE cron_ticks.last_tick < excluded.last_tick RETURNING 1), "
-    "ins AS (INSERT INTO runs (id, function_id, status, input, event_id, idempotency_key,"
-    " parent_run_id, parent_step, available_at, created_at)"
-    " SELECT %(id)s::text, %(run_fid)s::text, 'queued', %(input)s::text, %(event_id)s::text,"
-    " %(key)s::text, %(parent)s::text, %(parent_step)s::text, t.now, t.now"
-    " FROM t"
-    " WHERE %(id)s::text IS NOT NULL AND EXISTS (SELECT 1 FROM adv)"
-    " ON CONFLICT (function_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
-    " RETURNING id), "
-    "nt AS (SELECT pg_notify(%(wake_channel)s, %(origin)s) FROM (SELECT 1 FROM ins LIMIT 1) x) "
-    "SELECT (SELECT count(*) FROM adv), (SELECT count(*) FROM ins), (SELECT count(*) FROM nt)"
-)
+# FIRE_CRON (firing a decorator cron trigger's tick) is in schedule_queries.py.
 
 PRUNE_RUNS: Final = (
     "WITH victims AS (SELECT id FROM runs WHERE ended_at IS NOT NULL"

@@ -22,7 +22,13 @@ Conn = psycopg.AsyncConnection[TupleRow]
 
 MIGRATIONS = Migrations(
     "perdure.store.postgres",
-    ("0001_init.sql", "0002_flow.sql", "0004_flow_gates.sql", "0005_flow_cancel.sql"),
+    (
+        "0001_init.sql",
+        "0002_flow.sql",
+        "0003_schedules.sql",
+        "0004_flow_gates.sql",
+        "0005_flow_cancel.sql",
+    ),
 )
 SCHEMA_FILE = "schema.sql"
 """The complete current schema, applied to an empty database (equal to every migration)."""

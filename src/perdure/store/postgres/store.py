@@ -54,6 +54,7 @@ from perdure.store.base import (
 from perdure.store.migrations import version_of
 from perdure.store.postgres import flow, flow_cancel, flow_claim, reads
 from perdure.store.postgres import queries as q
+from perdure.store.postgres import schedules as sch
 from perdure.store.postgres.clock import DbClock
 from perdure.store.postgres.listen import Listener
 from perdure.store.postgres.plan import (
@@ -85,7 +86,11 @@ from perdure.store.rules import CANCELLED_ERROR, EVENT_DEDUPE_SECONDS, INVOKE_TI
 
 
 class PostgresStore(
-    flow.FlowCreation, flow_claim.FlowClaim, flow_cancel.FlowCancelling, reads.Reads
+    flow.FlowCreation,
+    flow_claim.FlowClaim,
+    flow_cancel.FlowCancelling,
+    reads.Reads,
+    sch.ScheduleMethods,
 ):
     """A :class:`~perdure.store.base.Store` on PostgreSQL."""
 
@@ -511,16 +516,22 @@ class PostgresStore(
         return None if row is None else float(row[0])
 
     async def fire_cron(
-        self, function_id: str, trigger: str, tick: float, run: NewRun | None
+        self,
+        function_id: str,
+        trigger: str,
+        tick: float,
+        run: NewRun | None,
+        overlap: str = "allow",
     ) -> bool:
         """Advance the trigger's last tick to ``tick`` and create ``run`` (if given), once
-        across all schedulers."""
+        across all schedulers (``overlap="skip"``: no run while the trigger's previous run is
+        active)."""
         inputs.require_storable("a function id", function_id)
         inputs.require_storable("a cron trigger", trigger)
         if run is not None:
             inputs.require_storable_runs([run])
             if run.flow is not None:
-                return await self._fire_cron_flow(function_id, trigger, tick, run)
+                return await self._fire_cron_flow(function_id, trigger, tick, run, overlap)
         params: dict[str, Any] = {
             "now": self._now_param(),
             "fid": function_id,
@@ -533,19 +544,15 @@ class PostgresStore(
             "key": None if run is None else run.idempotency_key,
             "parent": None if run is None else run.parent_run_id,
             "parent_step": None if run is None else run.parent_step,
+            "skip": overlap == "skip" and run is not None,
             "wake_channel": self._wake_channel,
             "origin": self._origin,
         }
-
-        async def op(conn: Conn) -> tuple[bool, bool]:
-            advanced, created, _ = (await write_one(conn, q.FIRE_CRON, params))[0]
-            return bool(advanced), bool(created)
-
-        advanced, created = await self._pool.run(op)
+        advanced, created, busy = await sch.fire_cron(self._pool, params, params["skip"])
         self._announce(created)
         if not advanced:
             return False
-        return True if run is None else created
+        return True if run is None or busy else created
 
     async def prune(self, finished_before: float, limit: int) -> int:
         """Delete terminal runs (and their steps) that ended before the given time, expired

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Final, LiteralString
 
 from perdure.store.rows import FUNCTION_COLUMNS, RUN_COLUMNS, STEP_COLUMNS
+from perdure.store.schedules import SCHEDULE_COLUMNS
 
 PRAGMAS: Final[tuple[LiteralString, ...]] = (
     "PRAGMA journal_mode=WAL",
@@ -290,4 +291,74 @@ DELAY_RUN: Final[LiteralString] = (
 PAID_RUN: Final[LiteralString] = "UPDATE runs SET throttle_key = NULL WHERE id = ?"
 NEXT_DUE_AFTER: Final[LiteralString] = (
     "SELECT min(available_at) FROM runs WHERE available_at > ? AND function_id IN ({fids})"
+)
+
+
+# ---------------------------------------------------------------------- schedules (0003)
+
+CRON_STATE: Final[LiteralString] = (
+    "SELECT c.last_tick, r.status FROM cron_ticks c LEFT JOIN runs r ON r.id = c.last_run_id "
+    "WHERE c.function_id = ? AND c.trigger = ?"
+)
+CRON_LAST_RUN: Final[LiteralString] = (
+    "UPDATE cron_ticks SET last_run_id = ? WHERE function_id = ? AND trigger = ?"
+)
+
+SCHEDULE_INSERT: Final[LiteralString] = (
+    "INSERT INTO schedules (id, function_id, cron, tz, data, overlap, catchup, catchup_window, "
+    "paused, last_tick, next_at, revision, created_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+)
+SCHEDULE_SELECT: Final[LiteralString] = (
+    "SELECT " + SCHEDULE_COLUMNS + " FROM schedules WHERE id = ?"
+)
+
+
+def _list_schedules(function: bool, after: bool) -> LiteralString:
+    where: LiteralString = ""
+    if function:
+        where += " AND function_id = :fid"
+    if after:
+        where += " AND id > :after"
+    return (
+        "SELECT "
+        + SCHEDULE_COLUMNS
+        + " FROM schedules WHERE 1"
+        + where
+        + " ORDER BY id LIMIT :limit"
+    )
+
+
+# Keyed by (function given, cursor given).
+SCHEDULES_LIST: Final[dict[tuple[bool, bool], LiteralString]] = {
+    (f, a): _list_schedules(f, a) for f in (False, True) for a in (False, True)
+}
+SCHEDULE_PAUSE: Final[LiteralString] = (
+    "UPDATE schedules SET paused = 1, revision = ?, updated_at = ? WHERE id = ? AND paused = 0"
+)
+SCHEDULE_RESUME: Final[LiteralString] = (
+    "UPDATE schedules SET paused = 0, revision = ?, last_tick = max(last_tick, ?), next_at = ?, "
+    "updated_at = ? WHERE id = ? AND paused = 1"
+)
+SCHEDULE_DELETE: Final[LiteralString] = "DELETE FROM schedules WHERE id = ?"
+SCHEDULES_DUE: Final[LiteralString] = (
+    "SELECT " + SCHEDULE_COLUMNS + " FROM schedules WHERE paused = 0 AND next_at <= ? "
+    "AND function_id IN ({fids}) ORDER BY next_at LIMIT ?"
+)
+SCHEDULE_NEXT: Final[LiteralString] = (
+    "SELECT min(next_at) FROM schedules WHERE paused = 0 AND function_id IN ({fids})"
+)
+# The firing state of a schedule: the fields the compare-and-set reads, and the status of
+# its previous run (NULL: none, or pruned).
+SCHEDULE_STATE: Final[LiteralString] = (
+    "SELECT s.revision, s.paused, s.last_tick, s.overlap, r.status FROM schedules s "
+    "LEFT JOIN runs r ON r.id = s.last_run_id WHERE s.id = ?"
+)
+SCHEDULE_ADVANCE: Final[LiteralString] = (
+    "UPDATE schedules SET last_tick = ?, next_at = ?, missed = missed + ?, "
+    "skipped_overlap = skipped_overlap + ?, runs = runs + ?, "
+    "last_run_id = coalesce(?, last_run_id) WHERE id = ?"
+)
+SCHEDULE_TRIGGERED: Final[LiteralString] = (
+    "UPDATE schedules SET runs = runs + 1, last_run_id = ? WHERE id = ?"
 )

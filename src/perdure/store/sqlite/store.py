@@ -35,10 +35,13 @@ from perdure.store.base import (
     CreatedRun,
     EventIn,
     EventRow,
+    FireResult,
     KeyLoad,
     NewRun,
+    NewSchedule,
     RunFilter,
     RunRow,
+    ScheduleRow,
     SentEvent,
     StoredStep,
     WriteOp,
@@ -52,6 +55,7 @@ from perdure.store.sqlite import commit as cm
 from perdure.store.sqlite import flow_cancel as fc
 from perdure.store.sqlite import flow_claim, flow_gates
 from perdure.store.sqlite import queries as q
+from perdure.store.sqlite import schedules as sch
 from perdure.store.sqlite.writer import Tx, Writer, connect
 
 T = TypeVar("T")
@@ -60,7 +64,13 @@ _INLINE_MAX = 4  # writes of at most this many runs or ops may run inline on the
 
 MIGRATIONS = Migrations(
     "perdure.store.sqlite",
-    ("0001_init.sql", "0002_flow.sql", "0004_flow_gates.sql", "0005_flow_cancel.sql"),
+    (
+        "0001_init.sql",
+        "0002_flow.sql",
+        "0003_schedules.sql",
+        "0004_flow_gates.sql",
+        "0005_flow_cancel.sql",
+    ),
 )
 
 
@@ -430,24 +440,22 @@ class SqliteStore:
         return None if row is None else float(row[0])
 
     async def fire_cron(
-        self, function_id: str, trigger: str, tick: float, run: NewRun | None
+        self,
+        function_id: str,
+        trigger: str,
+        tick: float,
+        run: NewRun | None,
+        overlap: str = "allow",
     ) -> bool:
-        """Advance the trigger's last tick and create the tick's run, once."""
+        """Advance the trigger's last tick and create the tick's run, once (``overlap="skip"``:
+        no run while the trigger's previous run is active)."""
         inputs.require_storable("a function id", function_id)
         inputs.require_storable("a cron trigger", trigger)
         if run is not None:
             inputs.require_storable_runs([run])
-
-        def op(tx: Tx) -> bool:
-            if tx.conn.execute(q.CRON_ADVANCE, (function_id, trigger, tick)).rowcount == 0:
-                return False
-            if run is None:
-                return True
-            created = cm.insert_runs(tx, [run])[0].created
-            tx.wake = tx.wake or created
-            return created
-
-        return await self._write(op)
+        return await self._write(
+            lambda tx: sch.fire_cron(tx, function_id, trigger, tick, run, overlap)
+        )
 
     async def prune(self, finished_before: float, limit: int) -> int:
         """Delete ended runs older than ``finished_before`` with their steps, and old events."""
@@ -465,6 +473,87 @@ class SqliteStore:
             return len(ids)
 
         return await self._write(op)
+
+    # ------------------------------------------------------------------ schedules
+
+    async def create_schedule(self, schedule: NewSchedule) -> ScheduleRow | None:
+        """Create a schedule; ``None`` if one has that id."""
+        inputs.require_storable_schedule(schedule)
+        return await self._write(lambda tx: sch.create(tx, schedule))
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleRow | None:
+        """One schedule."""
+        if not inputs.storable(schedule_id):
+            return None
+        return await self._read(lambda c: sch.read_one(c, schedule_id))
+
+    async def list_schedules(
+        self, function_id: str | None, after: str | None, limit: int
+    ) -> list[ScheduleRow]:
+        """Schedules by id."""
+        if not inputs.all_storable((function_id, after)):
+            return []
+        size = inputs.row_limit(limit)
+        return await self._read(lambda c: sch.list_page(c, function_id, after, size))
+
+    async def set_schedule_paused(
+        self, schedule_id: str, paused: bool, *, cursor: float, next_at: float, revision: str
+    ) -> ScheduleRow | None:
+        """Pause or resume a schedule."""
+        if not inputs.storable(schedule_id):
+            return None
+        return await self._write(
+            lambda tx: sch.set_paused(tx, schedule_id, paused, cursor, next_at, revision)
+        )
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        """Delete a schedule; whether it existed."""
+        if not inputs.storable(schedule_id):
+            return False
+        return await self._write(
+            lambda tx: tx.conn.execute(q.SCHEDULE_DELETE, (schedule_id,)).rowcount > 0
+        )
+
+    async def due_schedules(
+        self, function_ids: Sequence[str], now: float, limit: int
+    ) -> list[ScheduleRow]:
+        """Active schedules of these functions that are due, earliest first."""
+        fids = [f for f in function_ids if inputs.storable(f)]
+        if not fids:
+            return []
+        return await self._read(lambda c: sch.due(c, fids, now, inputs.row_limit(limit)))
+
+    async def next_schedule_at(self, function_ids: Sequence[str]) -> float | None:
+        """The earliest next tick of the active schedules of these functions."""
+        fids = [f for f in function_ids if inputs.storable(f)]
+        if not fids:
+            return None
+        return await self._read(lambda c: sch.earliest_next(c, fids))
+
+    async def fire_schedule(
+        self,
+        schedule_id: str,
+        revision: str,
+        tick: float,
+        next_at: float,
+        run: NewRun | None,
+        missed: int,
+    ) -> FireResult:
+        """Handle one tick of a schedule, once across schedulers."""
+        if run is not None:
+            inputs.require_storable_runs([run])
+        if not inputs.all_storable((schedule_id, revision)):
+            return "stale"
+        return await self._write(
+            lambda tx: sch.fire(tx, schedule_id, revision, tick, next_at, run, missed)
+        )
+
+    async def trigger_schedule(self, schedule_id: str, run: NewRun) -> CreatedRun | None:
+        """Create a run of the schedule now."""
+        inputs.require_storable_runs([run])
+        if not inputs.storable(schedule_id):
+            return None
+        return await self._write(lambda tx: sch.trigger(tx, schedule_id, run))
 
 
 # ---------------------------------------------------------------------- helpers

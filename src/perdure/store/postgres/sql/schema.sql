@@ -121,6 +121,7 @@ CREATE TABLE cron_ticks (
     function_id text COLLATE "C" NOT NULL,
     trigger     text NOT NULL,
     last_tick   double precision NOT NULL,
+    last_run_id text COLLATE "C",
     PRIMARY KEY (function_id, trigger)
 );
 
@@ -180,3 +181,30 @@ CREATE INDEX runs_singleton_active ON runs (function_id, singleton_key)
     AND status NOT IN ('completed', 'failed', 'cancelled', 'skipped');
 -- Debounce and batch: at most one open run per function and key.
 CREATE UNIQUE INDEX runs_gate_open ON runs (function_id, gate_key) WHERE gate_key IS NOT NULL;
+
+-- Schedules created at run time (App.schedules; migration 0003). last_tick is the cursor:
+-- every tick at or before it is handled. next_at is the first tick after the cursor; revision
+-- changes whenever the schedule does, so a scheduler firing from an older read is refused.
+CREATE TABLE schedules (
+    id              text COLLATE "C" PRIMARY KEY,
+    function_id     text COLLATE "C" NOT NULL,
+    cron            text NOT NULL,
+    tz              text NOT NULL,
+    data            text NOT NULL,
+    overlap         text NOT NULL,
+    catchup         text NOT NULL,
+    catchup_window  double precision NOT NULL,
+    paused          boolean NOT NULL DEFAULT false,
+    last_tick       double precision NOT NULL,
+    next_at         double precision NOT NULL,
+    last_run_id     text COLLATE "C",
+    runs            bigint NOT NULL DEFAULT 0,
+    skipped_overlap bigint NOT NULL DEFAULT 0,
+    missed          bigint NOT NULL DEFAULT 0,
+    revision        text COLLATE "C" NOT NULL,
+    created_at      double precision NOT NULL,
+    updated_at      double precision NOT NULL
+);
+
+CREATE INDEX schedules_due ON schedules (next_at) WHERE NOT paused;
+CREATE INDEX schedules_by_function ON schedules (function_id, id);
