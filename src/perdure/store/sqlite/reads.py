@@ -1,0 +1,95 @@
+"""The read side of the SQLite store: runs, steps and events as the query layer lists them
+(a mixin of :class:`~perdure.store.sqlite.store.SqliteStore`; reads run on the reader thread's
+connection, beside the writer, as WAL allows)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+from perdure.store import inputs
+from perdure.store.base import EventRow, KeyLoad, RunFilter, RunRow, StoredStep
+from perdure.store.rows import run_from_row
+from perdure.store.rows import step_from_row as _step
+from perdure.store.sqlite import flow_claim
+from perdure.store.sqlite import queries as q
+
+T = TypeVar("T")
+
+
+class Reads:
+    """Reads of runs, steps and events."""
+
+    if TYPE_CHECKING:
+
+        def now(self) -> float: ...
+
+        async def _read(self, op: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    async def get_run(self, run_id: str) -> RunRow | None:
+        """One run."""
+        if not inputs.storable(run_id):
+            return None
+        row = await self._read(lambda c: c.execute(q.SELECT_RUN, (run_id,)).fetchone())
+        return None if row is None else run_from_row(row)
+
+    async def concurrency_load(self, run_id: str) -> KeyLoad | None:
+        """A due run's concurrency keys and their live leases now (a read)."""
+        now = self.now()
+        return await self._read(lambda c: flow_claim.concurrency_load(c, run_id, now))
+
+    async def get_runs(self, run_ids: Sequence[str]) -> list[RunRow]:
+        """Several runs."""
+        ids = [i for i in run_ids if inputs.storable(i)]
+        if not ids:
+            return []
+        sql = q.SELECT_RUNS.format(ids=q.marks(len(ids)))
+        rows = await self._read(lambda c: c.execute(sql, ids).fetchall())
+        return [run_from_row(row) for row in rows]
+
+    async def get_steps(self, run_id: str) -> list[StoredStep]:
+        """The recorded steps of a run, in call order."""
+        if not inputs.storable(run_id):
+            return []
+        rows = await self._read(lambda c: c.execute(q.STEPS_OF_RUN, (run_id,)).fetchall())
+        return [_step(row) for row in rows]
+
+    async def list_runs(self, flt: RunFilter) -> list[RunRow]:
+        """Runs, newest first."""
+        if not inputs.all_storable((flt.status, flt.function_id, flt.before)):
+            return []
+        sql = q.LIST_RUNS[
+            (flt.status is not None, flt.function_id is not None, flt.before is not None)
+        ]
+        args = {
+            "status": flt.status,
+            "fid": flt.function_id,
+            "before": flt.before,
+            "limit": inputs.row_limit(flt.limit),
+        }
+        rows = await self._read(lambda c: c.execute(sql, args).fetchall())
+        return [run_from_row(row) for row in rows]
+
+    async def list_events(self, name: str | None, before: int | None, limit: int) -> list[EventRow]:
+        """Events, newest first, with the runs each started."""
+        if not inputs.storable(name):
+            return []
+        cursor = inputs.seq_cursor(before)
+        sql = q.LIST_EVENTS[(name is not None, cursor is not None)]
+        args = {"name": name, "before": cursor, "limit": inputs.row_limit(limit)}
+
+        def read(c: sqlite3.Connection) -> list[EventRow]:
+            events = [EventRow(*row) for row in c.execute(sql, args).fetchall()]
+            if events:
+                ev_ids = [e.id for e in events]
+                by_event: dict[str, list[str]] = {}
+                for ev_id, run_id in c.execute(
+                    q.RUNS_OF_EVENTS.format(ids=q.marks(len(ev_ids))), ev_ids
+                ):
+                    by_event.setdefault(ev_id, []).append(run_id)
+                for e in events:
+                    e.run_ids = by_event.get(e.id, [])
+            return events
+
+        return await self._read(read)
