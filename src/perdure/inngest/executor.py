@@ -100,6 +100,7 @@ class Execution:
         self.version = UNKNOWN_VERSION
         self.requests = 0
         self._empty = 0
+        self._progress = False
         self._tasks: dict[asyncio.Task[oc.Response], str] = {}
         attempt.on_abort(self._aborted)
 
@@ -149,7 +150,9 @@ class Execution:
     async def _call(self, step_id: str) -> oc.Response:
         attempt = self.attempt
         if step_id == DISCOVERY:
-            tries = attempt.attempt
+            # The run's attempt until a step makes progress; then a fresh item (Inngest's
+            # attempts are per queue item: each step gets the full budget).
+            tries = 0 if self._progress else attempt.attempt
         else:
             rec = self.steps.get(step_id)
             tries = rec.attempts if rec is not None and rec.status == "retrying" else 0
@@ -449,6 +452,7 @@ class Execution:
     def _resolved(self, key: str) -> None:
         """A step has its value: memoize it; open the next discovery when the protocol says."""
         rec = self.steps[key]
+        self._progress = True
         self.memos[key] = memo(rec)
         self.stack.append(key)
         self.parked.pop(key, None)
