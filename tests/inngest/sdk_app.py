@@ -199,6 +199,30 @@ def build(state: State, origin: str, forward: Forward, loop: asyncio.AbstractEve
         await ctx.group.parallel((fast, slow), parallel_mode=inngest.ParallelMode.RACE)
         return "raced"
 
+    @fn("mixed", "test/mixed")
+    async def mixed(ctx: inngest.Context) -> Any:
+        state.called("mixed", ctx)
+        out = await ctx.group.parallel(
+            (
+                lambda: ctx.step.run("m1", body("m1")),
+                lambda: ctx.step.sleep("m-nap", datetime.timedelta(seconds=1)),
+            )
+        )
+        return list(out)
+
+    @fn("slow-child", "test/never-slow")
+    async def slow_child(ctx: inngest.Context) -> Any:
+        state.called("slow-child", ctx)
+        await ctx.step.sleep("long", datetime.timedelta(seconds=30))
+        return "too late"
+
+    @fn("impatient", "test/impatient")
+    async def impatient(ctx: inngest.Context) -> Any:
+        state.called("impatient", ctx)
+        return await ctx.step.invoke(
+            "call-slow", function=slow_child, data={}, timeout=datetime.timedelta(seconds=1)
+        )
+
     @fn("flaky-step", "test/flaky-step", retries=2)
     async def flaky_step(ctx: inngest.Context) -> Any:
         state.called("flaky-step", ctx)
@@ -260,6 +284,9 @@ def build(state: State, origin: str, forward: Forward, loop: asyncio.AbstractEve
         parallel,
         groups,
         race,
+        mixed,
+        slow_child,
+        impatient,
         flaky_step,
         saga,
         non_retriable,

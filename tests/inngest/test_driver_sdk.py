@@ -22,7 +22,7 @@ from sdk_app import APP_ID, State, serve, sync
 
 from perdure import App, Event
 from perdure.inngest.driver import InngestDriver
-from perdure.inngest.functions import parse_register
+from perdure.inngest.functions import InngestFunction, parse_register
 from perdure.runtime import Worker
 from perdure.types import RunInfo
 
@@ -43,6 +43,7 @@ class Harness:
     state: State
     driver: InngestDriver
     registration: dict[str, Any]
+    worker: Worker
 
     async def trigger(self, name: str, data: dict[str, Any] | None = None) -> str:
         """Send an event and return the id of the one run it starts."""
@@ -94,8 +95,13 @@ async def harness(db_url: str) -> AsyncIterator[Harness]:
             registration = await sync(url, fastapi_app)
             driver = InngestDriver()
             driver.replace_app(parse_register(registration))
-            async with Worker(app.runtime, [driver], lease_seconds=30):
-                yield Harness(app, state, driver, registration)
+            worker = Worker(app.runtime, [driver], lease_seconds=30)
+            await worker.start()
+            harness = Harness(app, state, driver, registration, worker)
+            try:
+                yield harness
+            finally:
+                await harness.worker.stop()
     finally:
         await app.close()
 
@@ -278,3 +284,47 @@ async def test_a_function_error_is_retried_then_fails_with_the_sdks_error(
     sdk_error = orjson.loads(raw.error)["inngest"]
     assert sdk_error["code"] == "unknown"
     assert sdk_error["name"] == "RuntimeError"
+
+
+async def test_a_group_with_a_sleep_waits_for_both_then_discovers(harness: Harness) -> None:
+    run_id = await harness.trigger("test/mixed")
+    await harness.status(run_id, {"sleeping"})
+    info = await harness.ended(run_id)
+    assert output(info) == ["m1", None]
+    # plan [m1, sleep], targeted m1, (suspended until the sleep ends) discovery
+    assert harness.state.calls["mixed"] == 3
+    assert {s.id: s.kind for s in info.steps} == {hashed("m1"): "run", hashed("m-nap"): "sleep"}
+
+
+async def test_an_invoke_that_times_out_fails_the_step_as_inngest_names_it(
+    harness: Harness,
+) -> None:
+    run_id = await harness.trigger("test/impatient")
+    info = await harness.ended(run_id)
+    assert info.status == "failed"
+    raw = await harness.app.runtime.store.get_run(run_id)
+    assert raw is not None and raw.error is not None
+    sdk_error = orjson.loads(raw.error)["inngest"]
+    assert sdk_error["code"] == "step_errored"
+    assert sdk_error["message"] == "Timed out waiting for invoked function to complete"
+    (step,) = info.steps
+    assert (step.kind, step.status) == ("invoke", "failed")
+
+
+async def test_another_process_resumes_a_run_from_the_database(harness: Harness) -> None:
+    """The worker stops while the run sleeps; a new worker whose driver knows the functions
+    only from their stored records finishes it, without running a recorded step again."""
+    run_id = await harness.trigger("test/mixed")
+    await harness.status(run_id, {"sleeping"})
+    await harness.worker.stop()
+    records = await harness.app.runtime.store.list_functions()
+    rebuilt = [f for f in (InngestFunction.from_record(r) for r in records) if f is not None]
+    assert {f.id for f in rebuilt} == set(harness.driver.functions)
+    driver = InngestDriver()
+    driver.functions.update({f.id: f for f in rebuilt})
+    harness.worker = Worker(harness.app.runtime, [driver], lease_seconds=30)
+    await harness.worker.start()
+    info = await harness.ended(run_id)
+    assert output(info) == ["m1", None]
+    assert harness.state.bodies == ["m1"]
+    assert driver.requests == 1  # the discovery after the sleep
