@@ -50,6 +50,7 @@ class InngestDriver:
         self._timeout = httpx.Timeout(call_timeout, connect=CONNECT_TIMEOUT)
         self.requests = 0
         """Call requests made (all runs), for diagnostics and tests."""
+        self._closing: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ functions
 
@@ -100,4 +101,6 @@ class InngestDriver:
         if http is None or not self._own_http:
             return
         with contextlib.suppress(RuntimeError):  # no running loop: nothing left to close on
-            asyncio.get_running_loop().create_task(http.aclose())
+            task = asyncio.get_running_loop().create_task(http.aclose())
+            self._closing.add(task)  # referenced until done (the loop keeps only weak refs)
+            task.add_done_callback(self._closing.discard)

@@ -101,6 +101,8 @@ class Execution:
         self.requests = 0
         self._empty = 0
         self._progress = False
+        self._started: dict[str, float] = {}  # step id called -> when the call started
+        self._answer_started: float | None = None  # of the answer being handled
         self._tasks: dict[asyncio.Task[oc.Response], str] = {}
         attempt.on_abort(self._aborted)
 
@@ -171,6 +173,7 @@ class Execution:
         )
         await attempt.flush()  # earlier results are durable before the app runs a step body
         await attempt.ensure_lease()
+        self._started[step_id] = attempt.now()
         self.requests += 1
         try:
             status, headers, body = await self.post(request)
@@ -229,6 +232,7 @@ class Execution:
     # ------------------------------------------------------------------ answers
 
     async def _handle(self, step_id: str, response: oc.Response) -> None:
+        self._answer_started = self._started.pop(step_id, None)
         if step_id == DISCOVERY:
             self.discovering = False
         else:
@@ -423,7 +427,8 @@ class Execution:
         else:
             seq = rec.seq
         now = self.attempt.now()
-        op = self.attempt.step_write(key, seq, kind, status, started_at=now, **fields)
+        started = now if rec is not None or self._answer_started is None else self._answer_started
+        op = self.attempt.step_write(key, seq, kind, status, started_at=started, **fields)
         self.steps[key] = StoredStep(
             key,
             seq,
@@ -433,7 +438,7 @@ class Execution:
             op.error,
             op.attempts,
             op.wake_at,
-            now,
+            rec.started_at if rec is not None else started,
             now if status in ("completed", "failed") else None,
         )
         return op
