@@ -1,0 +1,103 @@
+"""The call request perdure sends an Inngest SDK to run (part of) a function (protocol §6.1-6.3).
+
+Pure: no I/O. A *discovery* call (``stepId=step``) runs the function from the top with the
+memoized steps; a *targeted* call (``stepId=<hashed id>``) runs only that planned step.
+
+The body holds every field the SDKs read: ``event``, ``events``, ``steps``, ``ctx`` (``run_id``,
+``attempt``, ``max_attempts``, ``stack``, ``disable_immediate_execution``, ``use_api``), the
+request ``version`` and ``use_api``. It is sent with sorted keys and no whitespace (the JCS
+form the SDKs verify signatures over; the numbers perdure stores are already canonical).
+
+Not sent yet (later slices): ``ctx.fn_id`` and ``ctx.qi_id`` (the TS SDK's checkpointing turns
+on with them), ``use_api: true`` with trimmed state for payloads over 4 MiB, signatures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+DISCOVERY = "step"
+#: The name Inngest gives the event that starts an invoked run (perdure's own is renamed).
+INNGEST_INVOKED = "inngest/function.invoked"
+PERDURE_INVOKED = "perdure/function.invoked"
+#: Request version perdure sends before an SDK told it which it speaks ("SDK decides").
+UNKNOWN_VERSION = -1
+
+
+def sdk_event(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored event as the SDKs require it: ``id``, ``name``, ``data``, ``user``, ``ts``."""
+    out = dict(stored)
+    if out.get("name") == PERDURE_INVOKED:
+        out["name"] = INNGEST_INVOKED
+    if not isinstance(out.get("data"), dict):
+        out["data"] = {}
+    if not isinstance(out.get("user"), dict):
+        out["user"] = {}
+    out.setdefault("id", "")
+    out.setdefault("ts", 0)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class CallRequest:
+    """One call: the URL (with its ``stepId``), headers and body."""
+
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+def step_url(url: str, step_id: str) -> str:
+    """The function's step URL with its ``stepId`` query parameter set to ``step_id``."""
+    return str(httpx.URL(url).copy_set_param("stepId", step_id))
+
+
+def build_call(
+    *,
+    url: str,
+    step_id: str,
+    run_id: str,
+    events: Sequence[Mapping[str, Any]],
+    steps: Mapping[str, Any],
+    stack: Sequence[str],
+    attempt: int,
+    max_attempts: int,
+    disable_immediate_execution: bool,
+    version: int,
+    server_kind: str,
+) -> CallRequest:
+    """The call request for ``step_id`` (:data:`DISCOVERY` or a hashed step id)."""
+    sent = [sdk_event(e) for e in events]
+    body = {
+        "event": sent[0] if sent else sdk_event({}),
+        "events": sent,
+        "steps": dict(steps),
+        "defers": {},
+        "ctx": {
+            "run_id": run_id,
+            "env": "",
+            "step_id": DISCOVERY,
+            "attempt": attempt,
+            "max_attempts": max_attempts,
+            "stack": {"stack": list(stack), "current": len(stack)},
+            "disable_immediate_execution": disable_immediate_execution,
+            "use_api": False,
+        },
+        "version": version,
+        "use_api": False,
+    }
+    headers = {
+        "content-type": "application/json",
+        "x-inngest-server-kind": server_kind,
+        "x-inngest-req-version": str(version),
+        "x-run-id": run_id,
+        "x-inngest-step-id": step_id,
+    }
+    return CallRequest(
+        step_url(url, step_id), headers, orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    )
