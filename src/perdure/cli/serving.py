@@ -92,7 +92,7 @@ def _inngest_options(f: F) -> F:
     ``INNGEST_*`` environment names)."""
     f = option(
         "--poll-interval",
-        envvar="INNGEST_POLL_INTERVAL",
+        envvar=["PERDURE_SDK_POLL_INTERVAL", "INNGEST_POLL_INTERVAL"],
         type=click.FloatRange(0.1, 86400, min_open=False),
         default=5.0,
         show_default=True,
@@ -101,13 +101,13 @@ def _inngest_options(f: F) -> F:
     f = option(
         "--no-poll",
         is_flag=True,
-        envvar="INNGEST_NO_POLL",
+        envvar=["PERDURE_SDK_NO_POLL", "INNGEST_NO_POLL"],
         help="Sync the -u apps once; afterwards only retry those whose sync failed.",
     )(f)
     f = option(
         "--no-discovery",
         is_flag=True,
-        envvar="INNGEST_NO_DISCOVERY",
+        envvar=["PERDURE_SDK_NO_DISCOVERY", "INNGEST_NO_DISCOVERY"],
         help="Do not look for apps on local ports (perdure never does; accepted for Inngest "
         "compatibility).",
     )(f)
@@ -116,7 +116,7 @@ def _inngest_options(f: F) -> F:
         "--sdk-url",
         "sdk_urls",
         multiple=True,
-        envvar="INNGEST_SDK_URL",
+        envvar=["PERDURE_SDK_URL", "INNGEST_SDK_URL"],
         metavar="URL",
         help="Serve URL of an Inngest SDK app to sync (repeatable; the environment variable "
         "takes several, separated by spaces or commas).",
