@@ -124,6 +124,62 @@ def _inngest_options(f: F) -> F:
     return f
 
 
+def _key_options(f: F) -> F:
+    """``perdure server``'s keys for apps on the Inngest SDKs in production mode (with the
+    ``INNGEST_*`` names the SDKs and the Inngest server use)."""
+    f = option(
+        "--event-key",
+        "event_keys",
+        multiple=True,
+        envvar=["PERDURE_EVENT_KEY", "INNGEST_EVENT_KEY"],
+        metavar="KEY",
+        help="An event key accepted by POST /e/{key} (repeatable; the environment variable "
+        "takes several, separated by spaces or commas).",
+    )(f)
+    f = option(
+        "--signing-key-fallback",
+        "signing_key_fallbacks",
+        multiple=True,
+        envvar=["PERDURE_SIGNING_KEY_FALLBACK", "INNGEST_SIGNING_KEY_FALLBACK"],
+        metavar="KEY",
+        help="A previous signing key, still accepted from apps while keys rotate (repeatable).",
+    )(f)
+    f = option(
+        "--signing-key",
+        envvar=["PERDURE_SIGNING_KEY", "INNGEST_SIGNING_KEY"],
+        default=None,
+        metavar="KEY",
+        help="Signing key shared with the Inngest SDK apps (hex, optionally 'signkey-<env>-'"
+        " prefixed): calls to apps are signed with it, registration and the Inngest REST "
+        "routes need it as bearer. Prefer the environment variable.",
+    )(f)
+    return f
+
+
+def _inngest_keys(
+    signing_key: str | None, fallbacks: tuple[str, ...], event_keys: tuple[str, ...]
+) -> Any:
+    """The server's :class:`~perdure.inngest.auth.InngestKeys`, or ``None`` without keys."""
+    from perdure.inngest.auth import InngestKeys
+
+    events = [k for value in event_keys for k in value.replace(",", " ").split()]
+    if signing_key is None or not signing_key.strip():
+        if events or any(fb.strip() for fb in fallbacks):
+            raise click.UsageError(
+                "an event key or a fallback signing key needs a signing key: set "
+                "INNGEST_SIGNING_KEY or --signing-key"
+            )
+        return None
+    if not events:
+        raise click.UsageError(
+            "self-hosted mode needs at least one event key: set INNGEST_EVENT_KEY or --event-key"
+        )
+    try:
+        return InngestKeys.create(signing_key, fallbacks, events)
+    except ValueError as exc:  # the message never holds the key
+        raise click.BadParameter(str(exc), param_hint="'--signing-key'") from None
+
+
 def _sdk_urls(values: tuple[str, ...]) -> list[str]:
     """The -u URLs, split on commas, each an absolute http(s) URL."""
     from urllib.parse import urlsplit
@@ -368,6 +424,8 @@ def dev(
     envvar="PERDURE_NO_AUTH",
     help="Serve the API without authentication (only behind something that authenticates).",
 )
+@_key_options
+@_inngest_options
 def server(
     app_spec: str | None,
     host: str,
@@ -377,6 +435,13 @@ def server(
     allowed_hosts: str | None,
     api_token: str | None,
     no_auth: bool,
+    signing_key: str | None,
+    signing_key_fallbacks: tuple[str, ...],
+    event_keys: tuple[str, ...],
+    sdk_urls: tuple[str, ...],
+    no_discovery: bool,
+    no_poll: bool,
+    poll_interval: float,
 ) -> None:
     """Run the HTTP server alone (no worker), for scaling out.
 
@@ -400,17 +465,39 @@ def server(
         )
     if api_token is not None and no_auth:
         raise click.UsageError("--no-auth and an API token exclude each other")
+    keys = _inngest_keys(signing_key, signing_key_fallbacks, event_keys)
+    urls = _sdk_urls(sdk_urls)
+    if urls and keys is None:
+        raise click.UsageError("-u needs a signing key (INNGEST_SIGNING_KEY or --signing-key)")
+    del no_discovery  # perdure does not probe ports for apps; the flag is accepted
     app = load_app(app_spec, "'--app'") if app_spec else App("server", database_url)
     _use_database(app, database_url)
     sock = _bind(host, port)
+    from perdure.inngest.driver import InngestDriver
+    from perdure.inngest.routes import InngestRoutes
+    from perdure.inngest.sync import AppPoller
+    from perdure.runtime import Worker
     from perdure.server import create_app, socket_url
 
     url = socket_url(sock, host)
-    asgi = create_app(app, dev=api_token is None, api_token=api_token, allowed_hosts=allowed_hosts)
+    inngest = InngestDriver(server_kind="cloud", keys=keys)
+    routes = InngestRoutes(app, inngest, server_kind="cloud", keys=keys, keys_required=True)
+    poller = AppPoller(
+        urls, interval=poll_interval, poll=not no_poll, server_kind="cloud", keys=keys
+    )
+    asgi = create_app(
+        app,
+        dev=api_token is None,
+        api_token=api_token,
+        allowed_hosts=allowed_hosts,
+        extra_routes=routes.routes(),
+        response_headers=routes.headers,
+    )
 
     async def main() -> None:
         try:
             await open_app(app)
+            w: Worker | None = None
             try:
                 if app_spec:
                     await app.register()
@@ -419,8 +506,23 @@ def server(
                     f"perdure server: serving at {url} ({auth}), database "
                     f"{redact_url(app.database_url)}; Ctrl+C to stop"
                 ]
+                if keys is not None:
+                    # Runs of Inngest-SDK functions are executed here (the server calls the
+                    # apps); native functions stay with `perdure worker`.
+                    await routes.registry.load()
+                    w = Worker(app.runtime, [inngest])
+                    await w.start()
+                    banner.append(
+                        "self-hosted mode for Inngest SDK apps: signed calls, "
+                        f"{len(keys.event_keys)} event key(s)"
+                        + (f", syncing {', '.join(urls)}" if urls else "")
+                    )
+                poller.start()
                 await _serve(asgi, sock, banner, log_level)
             finally:
+                await poller.stop()
+                if w is not None:
+                    await w.stop()
                 await app.close()
         finally:
             sock.close()

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterable
 
 import httpx
 
+from perdure.inngest.auth import InngestKeys
 from perdure.inngest.call import CallRequest
 from perdure.inngest.executor import Execution
 from perdure.inngest.functions import InngestApp, InngestFunction
@@ -34,7 +36,8 @@ class InngestDriver:
 
     ``server_kind`` is sent as ``X-Inngest-Server-Kind`` (``dev``, or ``cloud`` when
     self-hosted with keys); ``http`` is a client to use instead of the driver's own (not closed
-    by the driver)."""
+    by the driver); ``keys``: self-hosted mode, calls are signed and answers verified (see
+    :mod:`perdure.inngest.auth`)."""
 
     def __init__(
         self,
@@ -42,8 +45,10 @@ class InngestDriver:
         server_kind: str = "dev",
         http: httpx.AsyncClient | None = None,
         call_timeout: float = CALL_TIMEOUT,
+        keys: InngestKeys | None = None,
     ) -> None:
         self.server_kind = server_kind
+        self.keys = keys
         self.functions: dict[str, InngestFunction] = {}
         self._own_http = http is None
         self._http = http
@@ -90,9 +95,17 @@ class InngestDriver:
                 limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
                 follow_redirects=False,
             )
+        body, headers = request.body, request.headers
+        if self.keys is not None:
+            body, signature = self.keys.sign_body(body, time.time())
+            headers = {**headers, "x-inngest-signature": signature}
         response = await self._http.post(
-            request.url, content=request.body, headers=request.headers, timeout=self._timeout
+            request.url, content=body, headers=headers, timeout=self._timeout
         )
+        if self.keys is not None:
+            self.keys.check_response(
+                response.status_code, response.headers, response.content, time.time()
+            )
         return response.status_code, dict(response.headers), response.content
 
     def close(self) -> None:

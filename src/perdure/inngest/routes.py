@@ -22,6 +22,10 @@ What the official SDKs and their test harnesses call (``shared/protocols/inngest
   worker (a protobuf body) is refused: perdure has no Connect gateway.
 
 Every response carries ``X-Inngest-Server-Kind`` (see :func:`server_kind_headers`).
+
+Self-hosted mode (``keys``, server kind ``cloud``): ``/e/{key}`` takes only the event keys, every
+other route here the signing key as bearer (:func:`perdure.inngest.auth.guard_routes`); with
+``keys_required`` and no keys, the routes answer 503.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from perdure import serde
 from perdure._version import __version__
 from perdure.app import App
 from perdure.errors import InvalidInputError, PayloadTooLargeError, RunNotFoundError
+from perdure.inngest.auth import InngestKeys, guard_routes
 from perdure.inngest.driver import InngestDriver
 from perdure.inngest.functions import InngestFunction
 from perdure.inngest.sync import AppRegistry, ConflictError, app_uuid
@@ -161,11 +166,15 @@ class InngestRoutes:
         *,
         server_kind: str = "dev",
         registry: AppRegistry | None = None,
+        keys: InngestKeys | None = None,
+        keys_required: bool = False,
     ) -> None:
         self.app = app
         self.driver = driver
         self.server_kind = server_kind
         self.registry = registry or AppRegistry(app, driver)
+        self.keys = keys
+        self.keys_required = keys_required
 
     @property
     def headers(self) -> dict[str, str]:
@@ -173,6 +182,10 @@ class InngestRoutes:
         return {"X-Inngest-Server-Kind": self.server_kind}
 
     def routes(self) -> list[BaseRoute]:
+        """The Starlette routes, behind the keys in self-hosted mode (see :meth:`guard`)."""
+        return self.guard(self.unguarded_routes())
+
+    def unguarded_routes(self) -> list[BaseRoute]:
         """The Starlette routes."""
         return [
             Route("/fn/register", self.register, methods=["POST"]),
@@ -185,6 +198,10 @@ class InngestRoutes:
             Route("/dev", self.dev, methods=["GET"]),
             Route("/v0/connect/start", self.connect_start, methods=["POST"]),
         ]
+
+    def guard(self, routes: list[BaseRoute]) -> list[BaseRoute]:
+        """``routes`` behind this server's keys (as they are in dev mode)."""
+        return guard_routes(routes, self.keys, required=self.keys_required)
 
     # ------------------------------------------------------------------ sync
 
@@ -328,13 +345,13 @@ class InngestRoutes:
         return JSONResponse(
             {
                 "version": f"perdure-{__version__}",
-                "authed": False,
+                "authed": self.keys is not None,
                 "startOpts": {"dir": None, "autodiscover": False, "urls": []},
                 "functions": [dev_function(f) for f in functions],
                 "handlers": [],
                 "isSingleNodeService": False,
-                "isMissingSigningKey": True,
-                "isMissingEventKeys": True,
+                "isMissingSigningKey": self.keys is None,
+                "isMissingEventKeys": self.keys is None or not self.keys.event_keys,
                 "features": {},
             }
         )

@@ -19,15 +19,18 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import orjson
 
 from perdure.app import App
 from perdure.errors import InvalidInputError, PerdureError
+from perdure.inngest.auth import InngestKeys
 from perdure.inngest.driver import InngestDriver
 from perdure.inngest.functions import InngestApp, InngestFunction, parse_register
 
@@ -194,7 +197,8 @@ class PollState:
 
 class AppPoller:
     """Sends the sync ``PUT`` to app URLs: once at start, then every ``interval`` seconds to
-    every URL (``poll``) or only to those whose last sync failed (``poll=False``)."""
+    every URL (``poll``) or only to those whose last sync failed (``poll=False``). With
+    ``keys`` (self-hosted mode) each ``PUT`` is signed."""
 
     def __init__(
         self,
@@ -204,6 +208,7 @@ class AppPoller:
         poll: bool = True,
         server_kind: str = "dev",
         http: httpx.AsyncClient | None = None,
+        keys: InngestKeys | None = None,
     ) -> None:
         if interval <= 0:
             raise InvalidInputError(f"the poll interval must be positive, got {interval:g}")
@@ -211,6 +216,7 @@ class AppPoller:
         self.interval = interval
         self.poll = poll
         self.server_kind = server_kind
+        self.keys = keys
         self._http = http
         self._own_http = http is None
         self._task: asyncio.Task[None] | None = None
@@ -220,12 +226,13 @@ class AppPoller:
         """One sync ``PUT`` to an app URL; its outcome is kept in ``state``."""
         http = self._client()
         state.attempts += 1
+        body = orjson.dumps({"url": state.url})
+        headers = {"X-Inngest-Server-Kind": self.server_kind, "Content-Type": "application/json"}
+        if self.keys is not None:
+            body, headers["X-Inngest-Signature"] = self.keys.sign_body(body, time.time())
         try:
             response = await http.put(
-                state.url,
-                json={"url": state.url},
-                headers={"X-Inngest-Server-Kind": self.server_kind},
-                timeout=PING_TIMEOUT,
+                state.url, content=body, headers=headers, timeout=PING_TIMEOUT
             )
         except httpx.HTTPError as exc:
             state.ok, state.error, state.last_status = False, f"unreachable: {exc}", None
