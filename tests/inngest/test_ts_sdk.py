@@ -85,6 +85,13 @@ def test_two_steps_run_once_each_and_are_recorded_by_hashed_id(ts: World) -> Non
     # checkpointing: one request runs both steps and ends with RunComplete; without it, one
     # request per step and a last one that returns
     assert ts.state()["calls"]["two-steps"] == (1 if ts.checkpointing else 3)
+    if ts.checkpointing:  # each step was posted to perdure's checkpoint route, and accepted
+        assert ts.state()["checkpoints"] == [
+            {"path": f"/v1/checkpoint/{run_id}/async", "status": 200, "steps": [name]}
+            for name in ("a", "b")
+        ]
+    else:
+        assert ts.state()["checkpoints"] == []
 
 
 def test_repeated_step_ids_get_the_sdks_suffixes(ts: World) -> None:
@@ -107,6 +114,11 @@ def test_a_sleep_suspends_the_run_and_wakes_it(ts: World) -> None:
         "completed",
     )
     assert steps[hashed("before")]["output"] == "before"
+    # checkpointing: "before" is checkpointed, the same request reports the sleep; then one
+    # request after it. Without: one request per step, and the last one returns.
+    checkpointed = [c["steps"] for c in ts.state()["checkpoints"]]
+    assert checkpointed == ([["before"]] if ts.checkpointing else [])
+    assert ts.state()["calls"]["sleeper"] == (2 if ts.checkpointing else 3)
 
 
 def test_wait_for_event_is_fulfilled_by_a_matching_event(ts: World) -> None:

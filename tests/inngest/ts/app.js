@@ -6,7 +6,8 @@
 // the SDK's async checkpointing off for every function; on by default, as in the SDK).
 //
 // Besides the serve handler at /api/inngest it answers:
-//   GET  /state  what the functions saw: calls per function id, step bodies run, attempts
+//   GET  /state  what the functions saw: calls per function id, step bodies run, attempts,
+//                and the checkpoints the SDK posted (path, answer status, steps)
 //   POST /reset  forgets that state (between tests)
 //   POST /send   sends the JSON body with the SDK's own client (inngest.send) -> {ids}
 "use strict";
@@ -19,9 +20,25 @@ const port = Number(process.env.PORT || 3000);
 const appId = process.env.APP_ID || "its";
 const checkpointing = process.env.CHECKPOINTING !== "0";
 
-const inngest = new Inngest({ id: appId, checkpointing });
+const state = { calls: {}, bodies: [], attempts: {}, checkpoints: [] };
 
-const state = { calls: {}, bodies: [], attempts: {} };
+// The SDK's own fetch, watched: every checkpoint it posts to perdure is noted in the state.
+const watchedFetch = async (input, init) => {
+  const res = await fetch(input, init);
+  const url = String(input instanceof Request ? input.url : input);
+  if (url.includes("/v1/checkpoint/")) {
+    const steps = JSON.parse(String((init && init.body) || "{}")).steps || [];
+    state.checkpoints.push({
+      path: new URL(url).pathname,
+      status: res.status,
+      steps: steps.map((s) => s.displayName || s.id),
+    });
+  }
+  return res;
+};
+
+const inngest = new Inngest({ id: appId, checkpointing, fetch: watchedFetch });
+
 const body = (name) => state.bodies.push(name);
 const seen = (fn, attempt) => {
   state.attempts[fn] = state.attempts[fn] || [];
@@ -217,6 +234,7 @@ app.post("/reset", (_req, res) => {
   state.calls = {};
   state.bodies = [];
   state.attempts = {};
+  state.checkpoints = [];
   res.json({ ok: true });
 });
 app.post("/send", async (req, res) => {
