@@ -362,7 +362,7 @@ def dev(
     async def main() -> None:
         try:
             await open_app(app)
-            inngest = InngestDriver(server_kind="dev")
+            inngest = InngestDriver(server_kind="dev", checkpointing=True)
             routes = InngestRoutes(app, inngest, server_kind="dev")
             poller = AppPoller(urls, interval=poll_interval, poll=not no_poll)
             try:

@@ -8,8 +8,9 @@ The body holds every field the SDKs read: ``event``, ``events``, ``steps``, ``ct
 request ``version`` and ``use_api``. It is sent with sorted keys and no whitespace (the JCS
 form the SDKs verify signatures over; the numbers perdure stores are already canonical).
 
-Not sent yet (later slices): ``ctx.fn_id`` and ``ctx.qi_id`` (the TS SDK's checkpointing turns
-on with them), ``use_api: true`` with trimmed state for payloads over 4 MiB, signatures.
+``ctx.fn_id`` and ``ctx.qi_id`` are sent when the server serves the checkpoint routes (the TS
+SDK's checkpointing turns on with them). Not sent yet (later slices): ``use_api: true``
+with trimmed state for payloads over 4 MiB, signatures.
 """
 
 from __future__ import annotations
@@ -70,10 +71,15 @@ def build_call(
     disable_immediate_execution: bool,
     version: int,
     server_kind: str,
+    fn_id: str | None = None,
+    qi_id: str | None = None,
 ) -> CallRequest:
-    """The call request for ``step_id`` (:data:`DISCOVERY` or a hashed step id)."""
+    """The call request for ``step_id`` (:data:`DISCOVERY` or a hashed step id).
+
+    ``fn_id`` and ``qi_id`` (the function's UUID, the claim's queue item) turn the TS SDK's
+    async checkpointing on (:mod:`perdure.inngest.checkpoint`); without them it is off."""
     sent = [sdk_event(e) for e in events]
-    body = {
+    body: dict[str, Any] = {
         "event": sent[0] if sent else sdk_event({}),
         "events": sent,
         "steps": dict(steps),
@@ -91,6 +97,9 @@ def build_call(
         "version": version,
         "use_api": False,
     }
+    if fn_id is not None and qi_id is not None:
+        body["ctx"]["fn_id"] = fn_id
+        body["ctx"]["qi_id"] = qi_id
     headers = {
         "content-type": "application/json",
         "x-inngest-server-kind": server_kind,

@@ -46,9 +46,15 @@ class InngestDriver:
         http: httpx.AsyncClient | None = None,
         call_timeout: float = CALL_TIMEOUT,
         keys: InngestKeys | None = None,
+        checkpointing: bool = False,
     ) -> None:
         self.server_kind = server_kind
         self.keys = keys
+        self.checkpointing = checkpointing
+        """Send ``ctx.fn_id``/``ctx.qi_id`` (the TS SDK checkpoints): only where the server's
+        checkpoint routes (:mod:`perdure.inngest.checkpoint`) run in this process."""
+        self.live: dict[str, Execution] = {}
+        """The executions in progress, by run id (for the checkpoint routes)."""
         self.functions: dict[str, InngestFunction] = {}
         self._own_http = http is None
         self._http = http
@@ -82,10 +88,15 @@ class InngestDriver:
             fn = attempt.function  # type: ignore[assignment]
             if not isinstance(fn, InngestFunction):  # pragma: no cover - claims are filtered
                 return None
-        execution = Execution(attempt, fn, self._post, server_kind=self.server_kind)
+        execution = Execution(
+            attempt, fn, self._post, server_kind=self.server_kind, checkpointing=self.checkpointing
+        )
+        self.live[attempt.run_id] = execution
         try:
             return await execution.run()
         finally:
+            if self.live.get(attempt.run_id) is execution:
+                del self.live[attempt.run_id]
             self.requests += execution.requests
 
     async def _post(self, request: CallRequest) -> tuple[int, dict[str, str], bytes]:

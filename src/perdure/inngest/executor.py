@@ -79,9 +79,16 @@ class Execution:
     """One attempt of a run of ``fn``, calling the app with ``post``."""
 
     def __init__(
-        self, attempt: Attempt, fn: InngestFunction, post: Post, *, server_kind: str
+        self,
+        attempt: Attempt,
+        fn: InngestFunction,
+        post: Post,
+        *,
+        server_kind: str,
+        checkpointing: bool = False,
     ) -> None:
         self.attempt = attempt
+        self.checkpointing = checkpointing
         self.fn = fn
         self.post = post
         self.server_kind = server_kind
@@ -170,6 +177,8 @@ class Execution:
             disable_immediate_execution=bool(self.pending),
             version=self.version,
             server_kind=self.server_kind,
+            fn_id=self.internal_fn_id if self.checkpointing else None,
+            qi_id=self.queue_item_id if self.checkpointing else None,
         )
         await attempt.flush()  # earlier results are durable before the app runs a step body
         await attempt.ensure_lease()
@@ -189,6 +198,26 @@ class Execution:
         if version is not None and version >= 0:
             self.version = version
         return response
+
+    # ------------------------------------------------------------------ checkpoints
+
+    @property
+    def queue_item_id(self) -> str:
+        """``ctx.qi_id``: this claim's lease token (checkpoints of another claim are stale)."""
+        return str(self.attempt.token)
+
+    @property
+    def internal_fn_id(self) -> str:
+        """``ctx.fn_id``: the function's id (the SDK only sends it back with checkpoints)."""
+        return self.fn.id
+
+    def record_checkpointed(self, op: oc.Op) -> None:
+        """A run step the SDK checkpointed while its discovery call goes on: recorded (held,
+        the caller flushes) and memoized as from a 206 answer, without a discovery of its own."""
+        wanted = self.want_discovery
+        self._answer_started = self._started.get(DISCOVERY)
+        self._step_ran(op)
+        self.want_discovery = wanted
 
     # ------------------------------------------------------------------ resuming
 

@@ -236,6 +236,10 @@ def _parse_op(value: Any) -> Op:
     )
 
 
+parse_op = _parse_op
+"""One op object (a checkpointed step, an element of a 206 array) parsed."""
+
+
 def _unwrap_stream(body: bytes) -> tuple[int, dict[str, str], bytes]:
     doc = orjson.loads(body.strip())
     if not isinstance(doc, dict) or not isinstance(doc.get("status"), int):

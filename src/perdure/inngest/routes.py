@@ -45,6 +45,7 @@ from perdure._version import __version__
 from perdure.app import App
 from perdure.errors import InvalidInputError, PayloadTooLargeError, RunNotFoundError
 from perdure.inngest.auth import InngestKeys, guard_routes
+from perdure.inngest.checkpoint import CheckpointRoutes
 from perdure.inngest.driver import InngestDriver
 from perdure.inngest.functions import InngestFunction
 from perdure.inngest.sync import AppRegistry, ConflictError, app_uuid
@@ -197,6 +198,7 @@ class InngestRoutes:
             Route("/v1/runs/{run_id}", self.get_run, methods=["GET"]),
             Route("/dev", self.dev, methods=["GET"]),
             Route("/v0/connect/start", self.connect_start, methods=["POST"]),
+            *CheckpointRoutes(self.driver).routes(),
         ]
 
     def guard(self, routes: list[BaseRoute]) -> list[BaseRoute]:
