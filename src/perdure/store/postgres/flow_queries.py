@@ -8,7 +8,8 @@ from perdure.store.rows import STEP_COLUMNS
 
 _NOW: Final = "perdure_now(%(now)s::float8)"
 
-# One transaction: the time; candidates in queue order,
+# One transaction: the time (perdure_now is the transaction's time: the same in every
+# statement); candidates in queue order,
 # locked, leaving out runs of saturated keys (keyset pagination on the runs_due index); the keys'
 # advisory locks (tried: a key another claimer is deciding is left to it), then, in later
 # statements (READ COMMITTED: after the locks), the live-lease counts and throttle states.
@@ -16,7 +17,7 @@ GATED_NOW: Final = "SELECT " + _NOW
 GATED_DUE: Final = (
     "SELECT id, function_id, status, started_at, available_at, concurrency_key,"
     " concurrency_key2, throttle_key FROM runs"
-    " WHERE available_at <= %(now)s::float8 AND function_id = ANY(%(fids)s::text[])"
+    " WHERE available_at <= " + _NOW + " AND function_id = ANY(%(fids)s::text[])"
     " AND (available_at, id) > (%(after_at)s::float8, %(after_id)s::text)"
     " AND NOT coalesce(concurrency_key = ANY(%(sat)s::text[]), false)"
     " AND NOT coalesce(concurrency_key2 = ANY(%(sat)s::text[]), false)"
