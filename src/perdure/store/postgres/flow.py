@@ -15,8 +15,10 @@ from typing import Any
 
 from perdure.store.base import CreatedRun, NewRun, SentEvent
 from perdure.store.postgres import flow_gates
+from perdure.store.postgres import flow_queries as fq
 from perdure.store.postgres import queries as q
 from perdure.store.postgres import schedule_queries as sq
+from perdure.store.postgres.plan import to_json
 from perdure.store.postgres.pool import Pool, in_transaction
 from perdure.store.postgres.schema import Conn
 
@@ -59,19 +61,47 @@ async def insert_flow_runs(
     gate = flow_gates.Gates(conn, now, wake_channel, origin) if gated else None
     if gate is not None:
         await gate.lock([r for r in runs if id(r) in gated])
+    plain: list[NewRun] = []  # consecutive runs that pass no gate, created in one statement
     for run in runs:
         if gate is not None and id(run) in gated:
+            out += await _insert_plain(conn, plain, now, wake_channel, origin)
+            plain = []
             out.append(await gate.create(run))
             continue
-        params = flow_run_params(run, now, wake_channel, origin)
-        row = await (await conn.execute(q.INSERT_FLOW_RUN, params)).fetchone()
-        if row is not None or run.idempotency_key is None:
-            out.append(CreatedRun(run.id, True))
+        plain.append(run)
+    out += await _insert_plain(conn, plain, now, wake_channel, origin)
+    return out
+
+
+async def _insert_plain(
+    conn: Conn, runs: Sequence[NewRun], now: float | None, wake_channel: str, origin: str
+) -> list[CreatedRun]:
+    """Create runs under flow control that pass no creation-time gate, in order, with one
+    statement (``flow_queries.INSERT_FLOW_RUNS``; an existing idempotency key wins)."""
+    if not runs:
+        return []
+    rows: list[dict[str, Any]] = []
+    for i, run in enumerate(runs):
+        row = flow_run_params(run, now, wake_channel, origin)
+        for name in ("now", "wake_channel", "origin"):
+            del row[name]
+        rows.append({"ord": i, **row})
+    params = {"now": now, "runs": to_json(rows), "wake_channel": wake_channel, "origin": origin}
+    out: list[CreatedRun] = []
+    for run, (run_id, created, existing, _) in zip(
+        runs, await (await conn.execute(fq.INSERT_FLOW_RUNS, params)).fetchall(), strict=True
+    ):
+        if created or run.idempotency_key is None:
+            out.append(CreatedRun(run_id, True))
             continue
-        found = await (
-            await conn.execute(q.RUN_BY_KEY, {"fid": run.function_id, "key": run.idempotency_key})
-        ).fetchone()
-        out.append(CreatedRun(found[0] if found else run.id, False))
+        if existing is None:  # committed by another transaction meanwhile
+            found = await (
+                await conn.execute(
+                    q.RUN_BY_KEY, {"fid": run.function_id, "key": run.idempotency_key}
+                )
+            ).fetchone()
+            existing = found[0] if found else run.id
+        out.append(CreatedRun(existing, False))
     return out
 
 

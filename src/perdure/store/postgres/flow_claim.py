@@ -17,6 +17,9 @@ the others come here, in one transaction:
 4. the decisions (:class:`perdure.engine.flow.admission.Admission`), then the leases, the
    delayed runs and the throttle states, and commit (which releases the locks).
 
+Round trips: ``BEGIN``, (1) and the first page of (2) are one pipeline; (3) is one; (4) with
+its ``COMMIT`` is one: three for a claim whose candidates fit in one page.
+
 Slots are derived from live leases, never counted: a killed worker's slots come back when its
 leases expire.
 """
@@ -29,6 +32,7 @@ from typing import Any
 
 from psycopg.rows import TupleRow
 
+from perdure import faults
 from perdure.engine.flow.admission import (
     Admission,
     Verdict,
@@ -41,7 +45,7 @@ from perdure.engine.flow.options import FlowControl
 from perdure.store.base import Claim, ClaimedRun, KeyLoad
 from perdure.store.postgres import flow_queries as fq
 from perdure.store.postgres import queries as q
-from perdure.store.postgres.pool import Pool, in_transaction
+from perdure.store.postgres.pool import Pool, rollback_quietly
 from perdure.store.postgres.schema import Conn
 from perdure.store.rows import FunctionCache, step_from_row
 
@@ -100,21 +104,38 @@ class FlowClaim:
         manual = self._now_param()
 
         async def body(conn: Conn) -> Claim:
+            # First round trip: the transaction, the time, the registry if it changed, and the
+            # first page of candidates (of the functions gated by the cached registry; the
+            # fresh one can only remove some: a run of a function no longer gated is left).
+            first = _due_params(manual, fids, (float("-inf"), ""), [])
             async with conn.pipeline():
+                await conn.execute(q.BEGIN)
                 c_now = await conn.execute(fq.GATED_NOW, {"now": manual})
                 c_reg = await conn.execute(q.REGISTRY_IF_CHANGED, {"known": self._registry.version})
+                c_due = await conn.execute(fq.GATED_DUE, first)
             row = await c_now.fetchone()
             assert row is not None
             now = float(row[0])
             self._update_registry(await c_reg.fetchall())
             self._registry_read_at = time.monotonic()
+            rows = await c_due.fetchall()
             _, gated = split_gated(self._registry, fids)
             if not gated:
+                faults.hit("before_commit")
+                await conn.execute(q.COMMIT)
                 return Claim([], now)
-            return await _decide_and_lease(conn, now, worker_id, gated, want, lease_seconds)
+            return await _decide_and_lease(
+                conn, now, manual, worker_id, gated, want, lease_seconds, rows
+            )
 
         async def op(conn: Conn) -> Claim:
-            return await in_transaction(conn, body)
+            try:
+                claim = await body(conn)
+            except BaseException:
+                await rollback_quietly(conn)
+                raise
+            faults.hit("after_commit")
+            return claim
 
         return await self._pool.run(op)
 
@@ -125,31 +146,49 @@ class FlowClaim:
         return None if row is None else KeyLoad.from_row(row)
 
 
+def _due_params(
+    manual: float | None, fids: list[str], after: tuple[float, str], sat: list[str]
+) -> dict[str, Any]:
+    return {
+        "now": manual,
+        "fids": fids,
+        "after_at": after[0],
+        "after_id": after[1],
+        "sat": sat,
+        "limit": ROUND_SIZE,
+    }
+
+
 async def _decide_and_lease(
     conn: Conn,
     now: float,
+    manual: float | None,
     worker_id: str,
     gated: dict[str, FlowControl],
     want: int,
     lease_seconds: float,
+    rows: list[TupleRow],
 ) -> Claim:
+    """Decide on the candidates (``rows``: the first page, read in the transaction's first round
+    trip), reading more pages as needed, then lease, delay, write and commit."""
     fids = list(gated)
     adm = Admission(now, want, env_cap=env_cap(gated.values()))
     known: set[str] = set()
     busy: set[str] = set()
-    after: tuple[float, str] = (float("-inf"), "")
     admitted: dict[str, float | None] = {}  # id -> started_at before this claim
     paid: list[str] = []
     delayed: list[tuple[str, float, str]] = []
     exhausted = False
-    for _ in range(MAX_ROUNDS):
-        params = {"now": now, "fids": fids, "after_at": after[0], "after_id": after[1]}
-        params.update(sat=sorted(adm.saturated | busy), limit=ROUND_SIZE)
-        rows = await (await conn.execute(fq.GATED_DUE, params)).fetchall()
+    after = (float("-inf"), "")
+    for round_no in range(MAX_ROUNDS):
+        if round_no:
+            params = _due_params(manual, fids, after, sorted(adm.saturated | busy))
+            rows = await (await conn.execute(fq.GATED_DUE, params)).fetchall()
         exhausted = len(rows) < ROUND_SIZE
         if not rows:
             break
         after = (float(rows[-1][4]), str(rows[-1][0]))
+        rows = [r for r in rows if r[1] in gated]
         await _load_state(conn, now, adm, known, busy, rows, gated)
         for run_id, fid, _status, started_at, _at, ck1, ck2, tkey in rows:
             spec = gated[fid]
@@ -174,7 +213,8 @@ async def _decide_and_lease(
     lease = {"now": now, "worker": worker_id, "lease": float(lease_seconds)}
     lease.update(ids=list(admitted), paid=paid)
     replay = [run_id for run_id, started in admitted.items() if started is not None]
-    async with conn.pipeline():
+    faults.hit("before_commit")
+    async with conn.pipeline():  # the writes and the commit: one round trip
         if moved:
             tats = [adm.tats[k] for k in moved]
             await conn.execute(fq.UPSERT_BUCKETS, {"keys": moved, "tats": tats})
@@ -186,6 +226,7 @@ async def _decide_and_lease(
         c_next = None
         if exhausted and not adm.full and not busy:
             c_next = await conn.execute(fq.NEXT_DUE_AFTER, {"now": now, "fids": fids})
+        await conn.execute(q.COMMIT)
     claimed: list[ClaimedRun] = []
     if c_lease is not None:
         by_id: dict[str, ClaimedRun] = {}

@@ -8,7 +8,8 @@ from perdure.store.rows import STEP_COLUMNS
 
 _NOW: Final = "perdure_now(%(now)s::float8)"
 
-# One transaction: the time; candidates in queue order,
+# One transaction: the time (perdure_now is the transaction's time: the same in every
+# statement); candidates in queue order,
 # locked, leaving out runs of saturated keys (keyset pagination on the runs_due index); the keys'
 # advisory locks (tried: a key another claimer is deciding is left to it), then, in later
 # statements (READ COMMITTED: after the locks), the live-lease counts and throttle states.
@@ -16,7 +17,7 @@ GATED_NOW: Final = "SELECT " + _NOW
 GATED_DUE: Final = (
     "SELECT id, function_id, status, started_at, available_at, concurrency_key,"
     " concurrency_key2, throttle_key FROM runs"
-    " WHERE available_at <= %(now)s::float8 AND function_id = ANY(%(fids)s::text[])"
+    " WHERE available_at <= " + _NOW + " AND function_id = ANY(%(fids)s::text[])"
     " AND (available_at, id) > (%(after_at)s::float8, %(after_id)s::text)"
     " AND NOT coalesce(concurrency_key = ANY(%(sat)s::text[]), false)"
     " AND NOT coalesce(concurrency_key2 = ANY(%(sat)s::text[]), false)"
@@ -79,4 +80,31 @@ KEY_LOAD: Final = (
     " + (" + _LIVE + " AND x.concurrency_key2 = r.concurrency_key2)"
     " FROM runs r, t WHERE r.id = %(id)s AND r.available_at <= t.now"
     " AND (r.concurrency_key IS NOT NULL OR r.concurrency_key2 IS NOT NULL)"
+)
+
+# Create runs under flow control that pass no creation-time gate, in one statement (the many-row
+# form of queries.INSERT_FLOW_RUN, for store/postgres/flow.py): one row per run, in order, with
+# whether it was created and the run holding its idempotency key (one created earlier in the
+# same statement, or one committed before it; NULL when a concurrent transaction committed it
+# meanwhile: the caller looks it up). One notification when any run was created.
+INSERT_FLOW_RUNS: Final = (
+    "WITH t AS (SELECT " + _NOW + " AS now), "
+    "v AS (SELECT * FROM json_to_recordset(%(runs)s::json) AS v(ord int4, id text, fid text,"
+    " input text, event_id text, key text, parent text, parent_step text, priority int4,"
+    " ck1 text, ck2 text, throttle_key text, singleton_key text, start_timeout float8)), "
+    "ins AS (INSERT INTO runs (id, function_id, status, input, event_id, idempotency_key,"
+    " parent_run_id, parent_step, available_at, created_at, priority, concurrency_key,"
+    " concurrency_key2, throttle_key, singleton_key, start_by)"
+    " SELECT v.id, v.fid, 'queued', v.input, v.event_id, v.key, v.parent, v.parent_step,"
+    " t.now - v.priority, t.now, v.priority, v.ck1, v.ck2, v.throttle_key, v.singleton_key,"
+    " t.now + v.start_timeout FROM v, t ORDER BY v.ord"
+    " ON CONFLICT (function_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+    " RETURNING id, function_id, idempotency_key), "
+    "nt AS (SELECT pg_notify(%(wake_channel)s, %(origin)s)"
+    " FROM (SELECT 1 FROM ins LIMIT 1) x) "
+    "SELECT v.id, ins.id IS NOT NULL, coalesce(k.id, e.id), (SELECT count(*) FROM nt) "
+    "FROM v LEFT JOIN ins ON ins.id = v.id "
+    "LEFT JOIN ins k ON k.function_id = v.fid AND k.idempotency_key = v.key "
+    "LEFT JOIN runs e ON e.function_id = v.fid AND e.idempotency_key = v.key "
+    "ORDER BY v.ord"
 )
