@@ -487,7 +487,7 @@ class Execution:
 
     def _run_failed(self, response: oc.Errored, *, final: bool = False) -> NoReturn:
         """The function failed as a whole: retry the run per its policy, or fail it."""
-        error = record_error(response.error)
+        error = record_error(response.error, response.status)
         if not final:
             failure = Failure(
                 ErrorInfo(str(response.error["name"]), str(response.error["message"])),

@@ -182,6 +182,8 @@ class InngestRoutes:
             Route("/e/", self.send_without_key, methods=["POST"]),
             Route("/v1/events", self.list_events, methods=["GET"]),
             Route("/v1/runs/{run_id}", self.get_run, methods=["GET"]),
+            Route("/v1/runs/{run_id}", self.cancel_run, methods=["DELETE"]),
+            Route("/v0/runs/{run_id}", self.cancel_run, methods=["DELETE"]),
             Route("/dev", self.dev, methods=["GET"]),
             Route("/v0/connect/start", self.connect_start, methods=["POST"]),
         ]
@@ -319,6 +321,15 @@ class InngestRoutes:
                 "metadata": _metadata(),
             }
         )
+
+    async def cancel_run(self, request: Request) -> Response:
+        """``DELETE /v1/runs/{run_id}`` (and ``/v0/...``): cancel the run (an ended run is left
+        as it is); the run as ``GET`` shows it."""
+        try:
+            await self.app.cancel(request.path_params["run_id"])
+        except RunNotFoundError as exc:
+            return _error(404, exc.message)
+        return await self.get_run(request)
 
     # ------------------------------------------------------------------ dev server
 
