@@ -118,7 +118,7 @@ def build(seen: Seen, origin: str) -> Any:
         await ctx.step.run("after", after)
         return "not cancelled"
 
-    @client.create_function(fn_id="two", trigger=inngest.TriggerEvent(event="life/two"))
+    @client.create_function(fn_id="two", trigger=inngest.TriggerEvent(event="life/two"), retries=0)
     async def two(ctx: inngest.Context) -> Any:
         seen.called("two")
 
@@ -126,7 +126,7 @@ def build(seen: Seen, origin: str) -> Any:
             return [{"foo": 1}]
 
         async def b() -> None:
-            raise inngest.NonRetriableError("b broke")
+            raise ValueError("b broke")
 
         first = await ctx.step.run("a", a)
         await ctx.step.run("a", a)
@@ -162,6 +162,7 @@ class Life:
     seen: Seen
     worker: Worker
     http: httpx.AsyncClient
+    serve_url: str
 
     async def send(self, name: str, data: dict[str, Any] | None = None) -> list[str]:
         (sent,) = await self.app.send_detailed([Event(name=name, data=data or {})])
@@ -201,8 +202,11 @@ _ENDED = {"completed", "failed", "cancelled"}
 
 
 @asynccontextmanager
-async def life(db_url: str, *, extra: Callable[[App], None] | None = None) -> AsyncIterator[Life]:
-    """Serve the SDK app and perdure; ``extra`` may add native functions to the perdure app."""
+async def life(
+    db_url: str, *, extra: Callable[[App], None] | None = None, synced: bool = True
+) -> AsyncIterator[Life]:
+    """Serve the SDK app and perdure; ``extra`` may add native functions to the perdure app;
+    ``synced``: the app is registered (else the test registers what it wants)."""
     app = App("host", db_url)
     if extra is not None:
         extra(app)
@@ -227,12 +231,13 @@ async def life(db_url: str, *, extra: Callable[[App], None] | None = None) -> As
         while not server.started:
             assert thread.is_alive() and time.monotonic() < end, "the SDK app did not start"
             await asyncio.sleep(0.02)
-        registration = await sync(f"{origin}/api/inngest", sdk)
-        res = await http.post("/fn/register", json=registration)
-        assert res.status_code == 200, res.text
+        if synced:
+            registration = await sync(f"{origin}/api/inngest", sdk)
+            res = await http.post("/fn/register", json=registration)
+            assert res.status_code == 200, res.text
         worker = Worker(app.runtime, [PythonDriver(app.functions), driver], lease_seconds=30)
         await worker.start()
-        yield Life(app, seen, worker, http)
+        yield Life(app, seen, worker, http, f"{origin}/api/inngest")
     finally:
         if worker is not None:
             await worker.stop()

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -79,8 +79,15 @@ class Execution:
     """One attempt of a run of ``fn``, calling the app with ``post``."""
 
     def __init__(
-        self, attempt: Attempt, fn: InngestFunction, post: Post, *, server_kind: str
+        self,
+        attempt: Attempt,
+        fn: InngestFunction,
+        post: Post,
+        *,
+        server_kind: str,
+        names: MutableMapping[str, str] | None = None,
     ) -> None:
+        self.names = names  # hashed step id -> the user's step id, learned from the ops
         self.attempt = attempt
         self.fn = fn
         self.post = post
@@ -254,6 +261,8 @@ class Execution:
             self.pending.update(op.id for op in async_ops if op.id not in self.memos)
             self.race = self.race or any(op.race for op in async_ops)
         for op in response.ops:
+            if self.names is not None and op.id:
+                self.names[op.id] = op.label
             if op.op == oc.RUN_COMPLETE:
                 finished = serde.dumps(op.data)
             elif op.op == oc.DISCOVERY_REQUEST:
