@@ -25,6 +25,7 @@ from perdure.errors import (
     RunNotFoundError,
 )
 from perdure.functions import function_id_of
+from perdure.inngest.lifecycle import LifecycleEmitter
 from perdure.query import Query, run_info
 from perdure.results import ResultWaiter, RunOutcome
 from perdure.runtime.batching import Batcher
@@ -87,6 +88,9 @@ class Client:
         self.functions = functions
         self.bridge = bridge
         self.results = ResultWaiter(runtime)
+        # Lifecycle events (inngest/function.*) of the runs the store announces as ended.
+        self.lifecycle = LifecycleEmitter(runtime, runtime.hub.abort)
+        runtime.hub.on_finished_elsewhere(self.lifecycle.finished)
         self.query = Query(runtime)
         self._starts: Batcher[NewRun, CreatedRun] | None = None
         self._sends: Batcher[EventIn, SentEvent] | None = None
@@ -105,6 +109,7 @@ class Client:
     async def close(self) -> None:
         """Flush queued starts and events; stop the result pollers."""
         await self.results.close()
+        await self.lifecycle.drain()
         if self._starts is not None:
             await self._starts.drain()
         if self._sends is not None:

@@ -153,6 +153,13 @@ class Query:
         more = len(rows) > size
         return Page([event_info(r) for r in page], str(page[-1].seq) if more else None)
 
+    async def get_event(self, event_id: str) -> EventInfo | None:
+        """A received event by id (the newest, if the id was reused after the dedupe window),
+        with the runs it started; ``None`` if unknown."""
+        store = await self._store()
+        row = await store.get_event(event_id)
+        return None if row is None else event_info(row)
+
 
 async def _waiting_reason(store: Store, row: RunRow) -> str | None:
     """Why a due run is not executing, computed now (nothing is written: the claim path stays

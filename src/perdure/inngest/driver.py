@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 
 import httpx
@@ -29,6 +30,22 @@ from perdure.store.base import Outcome
 #: Seconds to connect to an app; seconds a call may take (the step bodies it runs included).
 CONNECT_TIMEOUT = 10.0
 CALL_TIMEOUT = 900.0
+
+
+class StepNames(OrderedDict[str, str]):
+    """Hashed step id -> the user's step id, as the SDKs report it with every op (the hash is
+    SHA-1 of the id, so the mapping holds for every run). Kept in memory, the most recent
+    ``limit`` ids: after a restart, steps not seen again are named by their hashed id."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key: str, value: str) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        if len(self) > self.limit:
+            self.popitem(last=False)
 
 
 class InngestDriver:
@@ -62,6 +79,8 @@ class InngestDriver:
         self.requests = 0
         """Call requests made (all runs), for diagnostics and tests."""
         self._closing: set[asyncio.Task[None]] = set()
+        self.step_names = StepNames()
+        """The user's step ids by hashed id (what GraphQL trace spans are named)."""
 
     # ------------------------------------------------------------------ functions
 
@@ -89,7 +108,12 @@ class InngestDriver:
             if not isinstance(fn, InngestFunction):  # pragma: no cover - claims are filtered
                 return None
         execution = Execution(
-            attempt, fn, self._post, server_kind=self.server_kind, checkpointing=self.checkpointing
+            attempt,
+            fn,
+            self._post,
+            server_kind=self.server_kind,
+            checkpointing=self.checkpointing,
+            names=self.step_names,
         )
         self.live[attempt.run_id] = execution
         try:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -86,7 +86,9 @@ class Execution:
         *,
         server_kind: str,
         checkpointing: bool = False,
+        names: MutableMapping[str, str] | None = None,
     ) -> None:
+        self.names = names  # hashed step id -> the user's step id, learned from the ops
         self.attempt = attempt
         self.checkpointing = checkpointing
         self.fn = fn
@@ -283,6 +285,8 @@ class Execution:
             self.pending.update(op.id for op in async_ops if op.id not in self.memos)
             self.race = self.race or any(op.race for op in async_ops)
         for op in response.ops:
+            if self.names is not None and op.id:
+                self.names[op.id] = op.label
             if op.op == oc.RUN_COMPLETE:
                 finished = serde.dumps(op.data)
             elif op.op == oc.DISCOVERY_REQUEST:
@@ -516,7 +520,7 @@ class Execution:
 
     def _run_failed(self, response: oc.Errored, *, final: bool = False) -> NoReturn:
         """The function failed as a whole: retry the run per its policy, or fail it."""
-        error = record_error(response.error)
+        error = record_error(response.error, response.status)
         if not final:
             failure = Failure(
                 ErrorInfo(str(response.error["name"]), str(response.error["message"])),

@@ -48,6 +48,7 @@ from perdure.inngest.auth import InngestKeys, guard_routes
 from perdure.inngest.checkpoint import CheckpointRoutes
 from perdure.inngest.driver import InngestDriver
 from perdure.inngest.functions import InngestFunction
+from perdure.inngest.gql import GraphQL
 from perdure.inngest.sync import AppRegistry, ConflictError, app_uuid
 from perdure.server.http import ApiError, JSONResponse, parse_json, read_body
 from perdure.types import Event, RunStatus, iso_utc
@@ -156,6 +157,36 @@ def dev_function(fn: InngestFunction) -> dict[str, Any]:
     }
 
 
+def http_function_payload(body: Any) -> dict[str, Any]:
+    """The ``/fn/register`` payload for ``POST /api/v1/functions``: one function, in an app of
+    its own (``app``, else the function's id)."""
+    if not isinstance(body, dict):
+        raise InvalidInputError("the body must be a JSON object")
+    url = body.get("url")
+    if not isinstance(url, str) or not url:
+        raise InvalidInputError("url is required: the address perdure calls the function at")
+    name = body.get("name")
+    fid = body.get("id") or name
+    if not isinstance(fid, str) or not fid:
+        raise InvalidInputError("id or name is required")
+    app_id = body.get("app") or fid
+    if not isinstance(app_id, str):
+        raise InvalidInputError("app must be a string")
+    sep = "&" if "?" in url else "?"
+    step: dict[str, Any] = {
+        "id": "step",
+        "name": name or fid,
+        "runtime": {"type": "http", "url": f"{url}{sep}fnId={fid}&stepId=step"},
+    }
+    retries = body.get("retries")
+    if retries is not None:
+        step["retries"] = {"attempts": retries}
+    fn = {k: v for k, v in body.items() if k not in ("url", "app", "retries")}
+    fn.update(id=fid, name=name or fid, steps=body.get("steps") or {"step": step})
+    fn.setdefault("triggers", [])
+    return {"appName": app_id, "url": url, "framework": "http", "functions": [fn]}
+
+
 class InngestRoutes:
     """The Inngest routes of one server, over its app (store and client), its Inngest driver
     and its app registry."""
@@ -176,6 +207,7 @@ class InngestRoutes:
         self.registry = registry or AppRegistry(app, driver)
         self.keys = keys
         self.keys_required = keys_required
+        self.gql = GraphQL(app, lambda key: driver.step_names.get(key, key))
 
     @property
     def headers(self) -> dict[str, str]:
@@ -195,7 +227,13 @@ class InngestRoutes:
             Route("/e", self.send_without_key, methods=["POST"]),
             Route("/e/", self.send_without_key, methods=["POST"]),
             Route("/v1/events", self.list_events, methods=["GET"]),
+            Route("/v1/events/{event_id}", self.get_event, methods=["GET"]),
+            Route("/v1/events/{event_id}/runs", self.event_runs, methods=["GET"]),
+            Route("/v0/gql", self.graphql, methods=["POST"]),
+            Route("/api/v1/functions", self.register_http_function, methods=["POST"]),
             Route("/v1/runs/{run_id}", self.get_run, methods=["GET"]),
+            Route("/v1/runs/{run_id}", self.cancel_run, methods=["DELETE"]),
+            Route("/v0/runs/{run_id}", self.cancel_run, methods=["DELETE"]),
             Route("/dev", self.dev, methods=["GET"]),
             Route("/v0/connect/start", self.connect_start, methods=["POST"]),
             *CheckpointRoutes(self.driver).routes(),
@@ -311,6 +349,76 @@ class InngestRoutes:
         meta["next_cursor"] = page.next_cursor
         return JSONResponse({"data": data, "metadata": meta})
 
+    def _event_json(self, info: Any) -> dict[str, Any]:
+        event = info.event
+        return {
+            "internal_id": event.get("id"),
+            "id": event.get("id"),
+            "name": event.get("name"),
+            "data": event.get("data", {}),
+            "user": event.get("user", {}),
+            "ts": event.get("ts"),
+            "v": event.get("v"),
+            "received_at": iso_utc(info.received_at),
+            "run_ids": info.run_ids,
+        }
+
+    async def get_event(self, request: Request) -> Response:
+        """``GET /v1/events/{event_id}``."""
+        info = await self.app.query.get_event(request.path_params["event_id"])
+        if info is None:
+            return _error(404, "event not found")
+        return JSONResponse({"data": self._event_json(info), "metadata": _metadata()})
+
+    async def event_runs(self, request: Request) -> Response:
+        """``GET /v1/events/{event_id}/runs``: the runs the event started, oldest first."""
+        event_id = request.path_params["event_id"]
+        info = await self.app.query.get_event(event_id)
+        if info is None:
+            return _error(404, "event not found")
+        data = []
+        for run_id in info.run_ids:
+            try:
+                run = await self.app.query.get_run(run_id, steps=False)
+            except RunNotFoundError:
+                continue  # pruned meanwhile
+            data.append(self._run_json(run))
+        return JSONResponse({"data": data, "metadata": _metadata()})
+
+    async def graphql(self, request: Request) -> Response:
+        """``POST /v0/gql``: the GraphQL subset of :mod:`perdure.inngest.gql`."""
+        try:
+            payload = parse_json(await read_body(request))
+        except ApiError as exc:
+            return JSONResponse({"errors": [{"message": exc.message}]}, status_code=exc.status)
+        if not isinstance(payload, dict):
+            return JSONResponse({"errors": [{"message": "the body must be an object"}]}, 400)
+        result = await self.gql.execute(
+            payload.get("query"), payload.get("variables"), payload.get("operationName")
+        )
+        return JSONResponse(result, status_code=200 if "data" in result else 422)
+
+    async def register_http_function(self, request: Request) -> Response:
+        """``POST /api/v1/functions``: register one HTTP function (an app of one function,
+        called at ``url`` with the Inngest protocol): ``{"id"?, "name", "url", "triggers",
+        "retries"?, "app"?}``, or a whole function config as ``/fn/register`` takes it."""
+        try:
+            body = parse_json(await read_body(request))
+            payload = http_function_payload(body)
+            result = await self.registry.register(payload)
+        except ApiError as exc:
+            return _error(exc.status, exc.message)
+        except ConflictError as exc:
+            return _error(409, exc.message)
+        except InvalidInputError as exc:
+            return _error(400, exc.message)
+        ids = {f["id"] for f in payload["functions"]}
+        functions = [f for f in self.driver.functions.values() if f.id in ids]
+        return JSONResponse(
+            {"app_id": result.app_id, "functions": [dev_function(f) for f in functions]},
+            status_code=201,
+        )
+
     # ------------------------------------------------------------------ runs
 
     async def get_run(self, request: Request) -> Response:
@@ -320,24 +428,31 @@ class InngestRoutes:
             run = await self.app.query.get_run(run_id, steps=False)
         except RunNotFoundError as exc:
             return _error(404, exc.message)
+        return JSONResponse({"data": self._run_json(run), "metadata": _metadata()})
+
+    def _run_json(self, run: Any) -> dict[str, Any]:
         output = run.output if run.status is RunStatus.COMPLETED else run.error
-        return JSONResponse(
-            {
-                "data": {
-                    "run_id": run.id,
-                    "run_started_at": _iso(run.started_at or run.created_at),
-                    "function_id": app_uuid(run.function_id),
-                    "function_slug": run.function_id,
-                    "function_version": 1,
-                    "environment_id": app_uuid("dev"),
-                    "event_id": run.event.id,
-                    "status": _STATUS.get(run.status, run.status.value.capitalize()),
-                    "ended_at": _iso(run.ended_at),
-                    "output": output,
-                },
-                "metadata": _metadata(),
-            }
-        )
+        return {
+            "run_id": run.id,
+            "run_started_at": _iso(run.started_at or run.created_at),
+            "function_id": app_uuid(run.function_id),
+            "function_slug": run.function_id,
+            "function_version": 1,
+            "environment_id": app_uuid("dev"),
+            "event_id": run.event.id,
+            "status": _STATUS.get(run.status, run.status.value.capitalize()),
+            "ended_at": _iso(run.ended_at),
+            "output": output,
+        }
+
+    async def cancel_run(self, request: Request) -> Response:
+        """``DELETE /v1/runs/{run_id}`` (and ``/v0/...``): cancel the run (an ended run is left
+        as it is); the run as ``GET`` shows it."""
+        try:
+            await self.app.cancel(request.path_params["run_id"])
+        except RunNotFoundError as exc:
+            return _error(404, exc.message)
+        return await self.get_run(request)
 
     # ------------------------------------------------------------------ dev server
 

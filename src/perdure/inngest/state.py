@@ -39,17 +39,19 @@ INVOKE_TIMEOUT_ERROR = {
 _RESOLVED = frozenset({"completed", "failed"})
 
 
-def record_error(error: Mapping[str, Any]) -> str:
-    """The JSON recorded for an SDK error object (a failed step, a failed run)."""
+def record_error(error: Mapping[str, Any], status: int | None = None) -> str:
+    """The JSON recorded for an SDK error object (a failed step, a failed run; ``status``: the
+    HTTP status of the answer that reported a run's failure, kept for lifecycle events)."""
     name = error.get("name")
     message = error.get("message")
-    return orjson.dumps(
-        {
-            "type": name if isinstance(name, str) and name else "Error",
-            "message": message if isinstance(message, str) else "",
-            "inngest": dict(error),
-        }
-    ).decode()
+    out: dict[str, Any] = {
+        "type": name if isinstance(name, str) and name else "Error",
+        "message": message if isinstance(message, str) else "",
+        "inngest": dict(error),
+    }
+    if status:
+        out["status"] = status
+    return orjson.dumps(out).decode()
 
 
 def sdk_error(text: str | None) -> dict[str, Any]:

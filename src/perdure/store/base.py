@@ -387,6 +387,10 @@ class Store(Protocol):
         ...
 
     # worker side
+    async def get_event(self, event_id: str) -> EventRow | None:
+        """The newest stored event with this id, with the runs it started."""
+        ...
+
     async def claim(
         self, worker_id: str, function_ids: Sequence[str], limit: int, lease_seconds: float
     ) -> Claim:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from perdure.store import inputs
 from perdure.store.base import EventRow, RunFilter, RunRow, StoredStep
@@ -64,3 +65,20 @@ class Reads:
             EventRow(seq, ev_id, nm, body, at, list(run_ids or ()))
             for seq, ev_id, nm, body, at, run_ids in await self._pool.read_all(stmt, params)
         ]
+
+    async def get_event(self, event_id: str) -> EventRow | None:
+        """The newest stored event with this id, with the runs it started."""
+        if not inputs.storable(event_id):
+            return None
+        row = await self._pool.read_one(_GET_EVENT, {"id": event_id})
+        if row is None:
+            return None
+        seq, ev_id, name, body, at, run_ids = row
+        return EventRow(seq, ev_id, name, body, at, list(run_ids or ()))
+
+
+_GET_EVENT: Final = (
+    "SELECT e.seq, e.id, e.name, e.body, e.received_at, "
+    "ARRAY(SELECT r.id FROM runs r WHERE r.event_id = e.id ORDER BY r.id) "
+    "FROM events e WHERE e.id = %(id)s ORDER BY e.seq DESC LIMIT 1"
+)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from perdure.store import inputs
 from perdure.store.base import EventRow, KeyLoad, RunFilter, RunRow, StoredStep
@@ -93,3 +93,23 @@ class Reads:
             return events
 
         return await self._read(read)
+
+    async def get_event(self, event_id: str) -> EventRow | None:
+        """The newest stored event with this id, with the runs it started."""
+        if not inputs.storable(event_id):
+            return None
+
+        def read(c: sqlite3.Connection) -> EventRow | None:
+            row = c.execute(_GET_EVENT, (event_id,)).fetchone()
+            if row is None:
+                return None
+            event = EventRow(*row)
+            event.run_ids = [r[1] for r in c.execute(q.RUNS_OF_EVENTS.format(ids="?"), (event_id,))]
+            return event
+
+        return await self._read(read)
+
+
+_GET_EVENT: Final = (
+    "SELECT seq, id, name, body, received_at FROM events WHERE id = ? ORDER BY seq DESC LIMIT 1"
+)
