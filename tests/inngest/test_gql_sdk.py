@@ -134,7 +134,7 @@ async def test_post_api_v1_functions_registers_an_http_function(db_url: str) -> 
         info = await h.ended(run_id)
         assert str(info.status) == "completed" and info.output == {"n": 5, "ok": True}
         bad = await h.http.post("/api/v1/functions", json={"name": "x", "triggers": []})
-        assert bad.status_code == 400 and "url" in bad.json()["error"]
+        assert bad.status_code == 400 and "url" in bad.json()["error"]["message"]
 
 
 def test_the_parser_reads_aliases_literals_and_fragments() -> None:

@@ -202,6 +202,7 @@ def test_ts_spellings_and_shorthand_forms() -> None:
         ({"url": "http://h/api", "functions": []}, "app name ('appName' or 'appname')"),
         ({"appName": "", "url": "http://h/api"}, "app name"),
         ({"appName": "a", "url": "ftp://h/api"}, "url must be an absolute http(s) URL"),
+        ({"appName": "a", "url": "http://[::1/api"}, "url must be an absolute http(s) URL"),
         ({"appName": "a", "url": "http://h/api", "functions": {}}, "functions must be an array"),
         (_payload(id=""), "functions[0].id must be a non-empty string"),
         (_payload(triggers=[{"nope": 1}]), "triggers[0] must have 'event' or 'cron'"),

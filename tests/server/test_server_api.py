@@ -101,7 +101,7 @@ def test_openapi_document(client: httpx.Client) -> None:
         "/health": {"get"},
         "/openapi.json": {"get"},
         "/api/v1/events": {"get", "post"},
-        "/api/v1/functions": {"get"},
+        "/api/v1/functions": {"get", "post"},
         "/api/v1/functions/{function_id}": {"get"},
         "/api/v1/functions/{function_id}/runs": {"post"},
         "/api/v1/runs": {"get"},

@@ -74,8 +74,12 @@ def _text(where: str, value: Any, *, limit: int = 2048) -> str:
 
 def _http_url(where: str, value: Any) -> str:
     url = _text(where, value)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        host = None
+    if host is None or parts.scheme not in ("http", "https"):
         raise InvalidInputError(f"{where} must be an absolute http(s) URL, got {url!r}")
     return url
 

@@ -50,7 +50,7 @@ from perdure.inngest.driver import InngestDriver
 from perdure.inngest.functions import InngestFunction
 from perdure.inngest.gql import GraphQL
 from perdure.inngest.sync import AppRegistry, ConflictError, app_uuid
-from perdure.server.http import ApiError, JSONResponse, parse_json, read_body
+from perdure.server.http import ApiError, JSONResponse, error_response, parse_json, read_body
 from perdure.types import Event, RunStatus, iso_utc
 
 __all__ = ["MAX_EVENTS", "InngestRoutes", "seeded_ids"]
@@ -406,12 +406,12 @@ class InngestRoutes:
             body = parse_json(await read_body(request))
             payload = http_function_payload(body)
             result = await self.registry.register(payload)
-        except ApiError as exc:
-            return _error(exc.status, exc.message)
+        except ApiError as exc:  # the REST API's error shape: this is an /api/v1 route
+            return error_response(exc.status, exc.code, exc.message)
         except ConflictError as exc:
-            return _error(409, exc.message)
+            return error_response(409, "function_exists", exc.message)
         except InvalidInputError as exc:
-            return _error(400, exc.message)
+            return error_response(400, exc.code, exc.message)
         ids = {f["id"] for f in payload["functions"]}
         functions = [f for f in self.driver.functions.values() if f.id in ids]
         return JSONResponse(

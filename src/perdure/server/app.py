@@ -8,6 +8,7 @@ import hmac
 import html
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
@@ -240,7 +241,7 @@ def create_app(
         yield
 
     server = Starlette(
-        routes=routes,
+        routes=merge_methods(routes),
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
     )
@@ -251,6 +252,36 @@ def create_app(
         server.add_middleware(ExtraHeaders, headers=response_headers)  # refusals carry them too
     server.state.perdure_app = app
     return server
+
+
+def merge_methods(routes: Sequence[BaseRoute]) -> list[BaseRoute]:
+    """The routes with those of one path (the API's and an extra route's, e.g. ``GET`` and
+    ``POST /api/v1/functions``) joined into one route per path, so that a 405 lists every
+    method the path has in ``Allow``."""
+    groups: dict[str, list[Route]] = {}
+    for route in routes:
+        if isinstance(route, Route) and route.methods:
+            groups.setdefault(route.path, []).append(route)
+    out: list[BaseRoute] = []
+    for route in routes:
+        group = groups.get(route.path) if isinstance(route, Route) else None
+        if group is None or len(group) == 1:
+            out.append(route)
+            continue
+        if route is not group[0]:
+            continue
+        handlers: dict[str, Any] = {}
+        for r in group:
+            for method in sorted(r.methods or ()):
+                handlers.setdefault(method, r.endpoint)
+
+        async def dispatch(request: Request, handlers: dict[str, Any] = handlers) -> Response:
+            handler = handlers.get(request.method) or handlers["GET"]
+            response: Response = await handler(request)
+            return response
+
+        out.append(Route(route.path, dispatch, methods=list(handlers)))
+    return out
 
 
 async def _landing_page(app: App, *, show_data: bool) -> str:

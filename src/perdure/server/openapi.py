@@ -203,6 +203,36 @@ def document(*, auth: bool) -> dict[str, Any]:
                 {"200": _resp(r.FunctionList, "Every registered function.")},
                 auth=auth,
             ),
+            "post": _op(
+                "Register an HTTP function (an app of one function on the Inngest protocol).",
+                {
+                    "201": {
+                        "description": "Registered: the app id and the function.",
+                        "content": {_JSON: {"schema": {"type": "object"}}},
+                    }
+                },
+                auth=auth,
+                errors=("Conflict", *_WRITE),
+                description=(
+                    "Served by `perdure dev` (the Inngest-compatible routes). `url` is where "
+                    "perdure calls the function; `triggers` as in `/fn/register`."
+                ),
+                requestBody=_body(
+                    {
+                        "type": "object",
+                        "required": ["url"],
+                        "properties": {
+                            "id": {"type": "string", "minLength": 1, "pattern": "^\\S+$"},
+                            "name": {"type": "string", "minLength": 1},
+                            "url": {"type": "string", "pattern": "^https?://"},
+                            "app": {"type": "string"},
+                            "retries": {"type": "integer"},
+                            "triggers": {"type": "array", "items": {"type": "object"}},
+                        },
+                    },
+                    required=True,
+                ),
+            ),
         },
         "/api/v1/functions/{function_id}": {
             "get": _op(
