@@ -126,7 +126,7 @@ def claim_gated(
         conn.executemany(q.DELAY_RUN, delayed)
     if paid:
         conn.executemany(q.PAID_RUN, [(run_id,) for run_id in paid])
-    claimed = _lease(tx, worker_id, admitted, lease_seconds)
+    claimed = lease_runs(tx, worker_id, admitted, lease_seconds)
     if adm.full or not exhausted:
         return claimed, now if adm.full else now + RESCAN_SECONDS
     sql = q.NEXT_DUE_AFTER.format(fids=q.marks(len(fids)))
@@ -164,12 +164,14 @@ def _load_state(
     known |= ckeys | tkeys
 
 
-def _lease(
+def lease_runs(
     tx: Tx,
     worker_id: str,
     admitted: list[tuple[str, str, float | None]],
     lease_seconds: float,
 ) -> list[ClaimedRun]:
+    """Lease the admitted runs (``(id, status, started_at)`` rows, in order) to the worker,
+    with the recorded steps of those replayed; used by the plain claim too."""
     conn, now = tx.conn, tx.now
     claimed: list[ClaimedRun] = []
     replay: list[str] = []

@@ -31,7 +31,6 @@ from perdure.store import inputs
 from perdure.store.announce import Announcer
 from perdure.store.base import (
     Claim,
-    ClaimedRun,
     CreatedRun,
     EventIn,
     FireResult,
@@ -46,7 +45,6 @@ from perdure.store.base import (
 from perdure.store.common import runs_for_event, wait_matches
 from perdure.store.migrations import Migrations, split_statements, version_of
 from perdure.store.rows import FunctionCache, function_from_row, function_values, run_from_row
-from perdure.store.rows import step_from_row as _step
 from perdure.store.rules import CANCELLED_ERROR, EVENT_DEDUPE_SECONDS
 from perdure.store.sqlite import commit as cm
 from perdure.store.sqlite import flow_cancel as fc
@@ -497,22 +495,7 @@ def _claim_plain(
     conn, now = tx.conn, tx.now
     select_due = q.SELECT_DUE.format(fids=q.marks(len(fids)))
     due = conn.execute(select_due, (now, *fids, limit)).fetchall()
-    claimed: list[ClaimedRun] = []
-    replay: list[str] = []
-    for run_id, status, started_at in due:
-        crashed = 1 if status == "running" else 0
-        fid, token, run_input, attempt, crashes = conn.execute(
-            q.CLAIM_RUN, (worker_id, now + lease_seconds, now, crashed, run_id)
-        ).fetchone()
-        claimed.append(ClaimedRun(run_id, fid, token, run_input, attempt, {}, crashes))
-        if started_at is not None:
-            replay.append(run_id)
-    if replay:
-        by_id = {c.id: c for c in claimed}
-        sql = q.STEPS_OF_RUNS.format(ids=q.marks(len(replay)))
-        for row in conn.execute(sql, replay):
-            step = _step(row[1:])
-            by_id[row[0]].steps[step.key] = step
+    claimed = flow_claim.lease_runs(tx, worker_id, due, lease_seconds)
     nxt = conn.execute(q.NEXT_DUE.format(fids=q.marks(len(fids))), fids).fetchone()[0]
     return Claim(claimed, nxt)
 
