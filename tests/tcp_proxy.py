@@ -16,20 +16,27 @@ class Proxy:
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
         self.handlers: set[asyncio.Task[None]] = set()
+        self.up = False
 
     async def start(self) -> None:
+        self.up = True
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
         self.port = self.server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        self.up = False
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
             self.server = None
-        for w in list(self.writers):
-            w.transport.abort()
-        self.writers.clear()
-        await asyncio.gather(*self.handlers, return_exceptions=True)
+        # A handler still connecting upstream sees ``up`` false and drops its client; abort
+        # what is open until every handler is gone (one that connected during the first pass
+        # registers its streams after it, which a single pass would leave open for good).
+        while self.handlers:
+            for w in list(self.writers):
+                w.transport.abort()
+            self.writers.clear()
+            await asyncio.wait(set(self.handlers), timeout=0.1)
 
     async def _handle(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -45,6 +52,10 @@ class Proxy:
             sr, sw = await asyncio.open_connection(*self.target)
         except OSError:
             cw.transport.abort()
+            return
+        if not self.up:  # taken down while connecting upstream
+            cw.transport.abort()
+            sw.transport.abort()
             return
         self.writers |= {cw, sw}
 

@@ -7,6 +7,7 @@ Production uses :class:`SystemClock`; tests may use :class:`perdure.testing.Manu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Protocol
 
@@ -42,7 +43,8 @@ class SystemClock:
         if event.is_set() or (timeout is not None and timeout <= 0):
             await asyncio.sleep(0)  # always yield, so a caller's loop can never spin
             return
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            pass
+        with contextlib.suppress(TimeoutError):
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+            # that arrives as the event is set, and a stopping worker would wait forever.
+            async with asyncio.timeout(timeout):
+                await event.wait()

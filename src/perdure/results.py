@@ -105,7 +105,8 @@ class ResultWaiter:
             while self.runtime.is_open and self._waiters and not self._is_closing():
                 poll_now.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(poll_now.wait(), interval)
+                    async with asyncio.timeout(interval):
+                        await poll_now.wait()
                 if self._is_closing():
                     break
                 interval = min(interval * 1.5, _POLL_MAX_SECONDS)

@@ -17,6 +17,7 @@ Both stores honour it (PostgreSQL reads the manual time instead of the database 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import datetime, timedelta
 
@@ -75,9 +76,8 @@ class ManualClock:
             if cap is None:
                 await event.wait()
             else:
-                try:
-                    await asyncio.wait_for(event.wait(), cap)
-                except TimeoutError:
-                    pass
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(cap):  # not wait_for: see SystemClock.wait
+                        await event.wait()
         finally:
             self._events.discard(event)

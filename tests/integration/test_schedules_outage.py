@@ -26,12 +26,6 @@ def pg_url() -> Iterator[str]:
     yield from new_pg_schema_url()
 
 
-@pytest.mark.skip(
-    reason="hung once in a full CI run (120 s timeout, after tests/chaos/test_outage.py had "
-    "restarted PostgreSQL; every wait in the test has its own 60 s deadline, so the hang is in "
-    "an unbounded await such as the worker's shutdown); passes alone, also under CPU load (5/5). "
-    "Skipped until the shutdown path is investigated: see the closing note of issue 7."
-)
 @pytest.mark.timeout(120)
 async def test_a_tick_due_during_an_outage_fires_after_it(
     pg_url: str, caplog: pytest.LogCaptureFixture

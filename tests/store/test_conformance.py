@@ -424,8 +424,10 @@ async def test_cancel_fences_and_is_final(store: Store) -> None:
     assert await store.heartbeat("w", [("r1", run.token)], LEASE) == ["r1"]
     again = await store.cancel_run("r1")
     assert again is not None and again.status == "cancelled"
-    queued = await store.cancel_run("r2")
+    why = '{"option":"sync","decision":"cancelled","message":"the function was removed"}'
+    queued = await store.cancel_run("r2", reason=why)
     assert queued is not None and queued.status == "cancelled"
+    assert queued.reason == why
     assert (await store.claim("w", ["f"], 5, LEASE)).runs == []
     assert await store.cancel_run("missing") is None
 

@@ -369,6 +369,8 @@ def dev(
                 await routes.registry.load()
                 w = Worker(app.runtime, [PythonDriver(app.functions), inngest])
                 await w.start()
+                routes.registry.watcher.listeners.append(w.refresh)
+                routes.registry.watcher.start()
                 banner = [
                     f"perdure dev: serving app {app.name!r} ({len(app.functions)} functions) "
                     f"at {url} with a worker, database {redact_url(app.database_url)}; "
@@ -393,6 +395,7 @@ def dev(
                 await _serve(asgi, sock, banner, log_level)
             finally:
                 await poller.stop()
+                await routes.registry.watcher.stop()
                 await app.close()
         finally:
             sock.close()
@@ -512,6 +515,8 @@ def server(
                     await routes.registry.load()
                     w = Worker(app.runtime, [inngest])
                     await w.start()
+                    routes.registry.watcher.listeners.append(w.refresh)
+                    routes.registry.watcher.start()
                     banner.append(
                         "self-hosted mode for Inngest SDK apps: signed calls, "
                         f"{len(keys.event_keys)} event key(s)"
@@ -521,6 +526,7 @@ def server(
                 await _serve(asgi, sock, banner, log_level)
             finally:
                 await poller.stop()
+                await routes.registry.watcher.stop()
                 if w is not None:
                     await w.stop()
                 await app.close()

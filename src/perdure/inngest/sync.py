@@ -5,8 +5,9 @@ functions are stored through the normal registry (``store.register_functions``),
 process on the database routes events to them, and handed to the server's Inngest driver. A
 re-sync *replaces* the app's function set: functions it no longer declares are deleted from the
 registry (``store.remove_functions``): no event triggers them and their crons stop; their runs
-are kept. A sync whose payload is byte-for-byte the last one of the app answers ``modified:
-false`` without writing (Inngest's checksum rule).
+that have not ended are cancelled with a reason naming the function (they cannot execute any
+more: see :mod:`perdure.inngest.watch`). A sync whose payload is byte-for-byte the last one
+of the app answers ``modified: false`` without writing (Inngest's checksum rule).
 
 :class:`AppPoller` is ``perdure dev -u URL``: it sends the sync ``PUT`` to each URL at start
 and then every poll interval (only to the URLs whose last sync failed with ``--no-poll``), as
@@ -33,6 +34,7 @@ from perdure.errors import InvalidInputError, PerdureError
 from perdure.inngest.auth import InngestKeys
 from perdure.inngest.driver import InngestDriver
 from perdure.inngest.functions import InngestApp, InngestFunction, parse_register
+from perdure.inngest.watch import RegistryWatcher, retire_runs
 
 log = logging.getLogger("perdure.inngest")
 
@@ -73,6 +75,9 @@ class AppRegistry:
         self.driver = driver
         self._checksums: dict[str, str] = {}
         self._lock = asyncio.Lock()
+        self.watcher = RegistryWatcher(app, driver)
+        """Keeps this server's driver current with syncs made through other servers; its
+        listeners hear of every change (see :mod:`perdure.inngest.watch`)."""
 
     async def load(self) -> list[InngestApp]:
         """Rebuild the driver's functions from the registry (a restarted server hosts the
@@ -89,6 +94,7 @@ class AppRegistry:
             app = InngestApp(app_id, url, None, None, tuple(fns))
             self.driver.replace_app(app)
             apps.append(app)
+        self.watcher.changed()
         return apps
 
     async def register(self, payload: Any, body: bytes = b"") -> SyncResult:
@@ -138,6 +144,7 @@ class AppRegistry:
                 if removed:
                     await store.remove_functions(removed)
                 self.driver.replace_app(app)
+                self.watcher.changed()
                 if checksum:
                     self._checksums[app.id] = checksum
                 log.info(
@@ -147,6 +154,8 @@ class AppRegistry:
                     len(app.functions),
                     f", removed {', '.join(removed)}" if removed else "",
                 )
+        if removed:
+            await retire_runs(self.app, removed, app.id)
         return SyncResult(
             app_id=app_uuid(app.id),
             sync_id=str(uuid.uuid4()),
@@ -164,6 +173,7 @@ class AppRegistry:
             await self.app.open()
             gone: list[str] = []
             apps: set[str] = set()
+            owner: dict[str, str] = {}
             for record in await self.app.store.list_functions():
                 fn = InngestFunction.from_record(record)
                 if fn is None:
@@ -171,11 +181,16 @@ class AppRegistry:
                 if (url is not None and _same_url(fn.app_url, url)) or fn.app_id == app_id:
                     gone.append(fn.id)
                     apps.add(fn.app_id)
+                    owner[fn.id] = fn.app_id
             if gone:
                 await self.app.store.remove_functions(gone)
             for name in apps:
                 self.driver.replace_app(InngestApp(name, "", None, None, ()))
                 self._checksums.pop(name, None)
+            if apps:
+                self.watcher.changed()
+        for name in sorted(apps):
+            await retire_runs(self.app, [f for f in gone if owner[f] == name], name)
         return sorted(gone)
 
 

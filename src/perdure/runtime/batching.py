@@ -10,6 +10,7 @@ one lets PostgreSQL overlap transactions on several connections).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -124,7 +125,6 @@ class Batcher(Generic[T, R]):
             self._idle = asyncio.Event()
             if not (self._items or self._inflight or self._scheduled):
                 break
-            try:
-                await asyncio.wait_for(self._idle.wait(), 0.05)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await self._idle.wait()

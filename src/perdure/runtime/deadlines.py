@@ -56,15 +56,21 @@ class DeadlineSweeper:
         self.recheck = recheck
         self.min_gap = min_gap
         self._finish: dict[str, float] = {}
-        for fn in functions:
-            t = fn.record().flow.timeouts
-            if t is not None and t.finish_seconds is not None:
-                self._finish[fn.id] = t.finish_seconds
+        self.set_functions(functions)
         self._wake = asyncio.Event()
         self._woken = False
         self._next: float | None = None
         self.cancelled = 0
         """How many runs this sweeper cancelled (for tests and logs)."""
+
+    def set_functions(self, functions: Sequence[HostedFunction]) -> None:
+        """The functions whose claimed runs get a finish deadline noted (see :meth:`claimed`)."""
+        finish: dict[str, float] = {}
+        for fn in functions:
+            t = fn.record().flow.timeouts
+            if t is not None and t.finish_seconds is not None:
+                finish[fn.id] = t.finish_seconds
+        self._finish = finish
 
     @staticmethod
     def wanted(functions: Sequence[HostedFunction]) -> bool:

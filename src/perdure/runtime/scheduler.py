@@ -80,15 +80,27 @@ class Scheduler:
         poll_interval: float | None = None,
     ) -> None:
         self.runtime = runtime
+        self.triggers: list[tuple[HostedFunction, CronTrigger]] = []
+        self.function_ids: list[str] = []
+        self.schedules = ScheduleFirer(runtime, {})
+        self._poll_interval = poll_interval
+        self._cron_due: dict[tuple[str, str], float] = {}  # (function, trigger key) -> next tick
+        self._wake = asyncio.Event()
+        self._last_prune = 0.0
+        self.set_functions(functions)
+        self._wake.clear()
+
+    def set_functions(self, functions: list[HostedFunction]) -> None:
+        """Fire the triggers and schedules of these functions from now on (functions were
+        synced or removed while the worker runs); a trigger kept keeps its next tick."""
         self.triggers = [
             (f, t) for f in functions for t in f.triggers if isinstance(t, CronTrigger)
         ]
         self.function_ids = [f.id for f in functions]
-        self.schedules = ScheduleFirer(runtime, {f.id: f.record().flow for f in functions})
-        self._poll_interval = poll_interval
-        self._cron_due: dict[int, float] = {}
-        self._wake = asyncio.Event()
-        self._last_prune = 0.0
+        self.schedules = ScheduleFirer(self.runtime, {f.id: f.record().flow for f in functions})
+        keys = {(f.id, trigger_key(t)) for f, t in self.triggers}
+        self._cron_due = {k: v for k, v in self._cron_due.items() if k in keys}
+        self.wake()
 
     @property
     def poll_interval(self) -> float:
@@ -147,11 +159,12 @@ class Scheduler:
     async def _cron_pass(self, now: float) -> float | None:
         """Fire the decorator triggers that are due; the earliest next tick."""
         earliest: float | None = None
-        for index, (fdef, trig) in enumerate(self.triggers):
-            due = self._cron_due.get(index)
+        for fdef, trig in list(self.triggers):
+            key = (fdef.id, trigger_key(trig))
+            due = self._cron_due.get(key)
             if due is None or due <= now:
                 due = await self._fire_trigger(fdef, trig, now)
-                self._cron_due[index] = due
+                self._cron_due[key] = due
             earliest = due if earliest is None else min(earliest, due)
         return earliest
 

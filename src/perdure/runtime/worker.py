@@ -156,10 +156,33 @@ class Worker:
             # recorded, and ticks missed while no worker ran are caught up.
             first = await self.scheduler.tick()
             self._tasks.append(loop.create_task(self.scheduler.run(first), name="perdure-cron"))
-            if DeadlineSweeper.wanted(hosted):
-                self.deadlines = DeadlineSweeper(self.runtime, hosted)
-                store.on_wake(self.deadlines.wake)
-                self._tasks.append(loop.create_task(self.deadlines.run(), name="perdure-deadlines"))
+            self._start_sweeper(hosted)
+
+    def _start_sweeper(self, hosted: list[HostedFunction]) -> None:
+        if self.deadlines is None and DeadlineSweeper.wanted(hosted):
+            self.deadlines = DeadlineSweeper(self.runtime, hosted)
+            self.runtime.store.on_wake(self.deadlines.wake)
+            task = asyncio.get_running_loop().create_task(
+                self.deadlines.run(), name="perdure-deadlines"
+            )
+            self._tasks.append(task)
+
+    def refresh(self) -> None:
+        """The drivers' functions changed while the worker runs (an Inngest app synced, or
+        its functions were removed): claim, schedule and watch the deadlines of what they
+        host now. Functions given explicitly to the worker stay as they are."""
+        if not self._started or self._stopping:
+            return
+        functions = self.functions
+        hosted = [functions[f] for f in self.function_ids if f in functions]
+        self._gated = any(f.record().flow.claim_gated for f in hosted)
+        if self.scheduler is not None:
+            self.scheduler.set_functions(hosted)
+            if self.deadlines is not None:
+                self.deadlines.set_functions(hosted)
+            else:
+                self._start_sweeper(hosted)
+        self.wake()
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming; let running runs finish for up to ``grace`` seconds, then give the

@@ -362,8 +362,10 @@ class Store(Protocol):
         functions they trigger and resume the runs waiting for them, in one transaction."""
         ...
 
-    async def cancel_run(self, run_id: str) -> RunRow | None:
-        """Cancel a non-terminal run; return the run (``None`` if unknown)."""
+    async def cancel_run(self, run_id: str, reason: str | None = None) -> RunRow | None:
+        """Cancel a non-terminal run (``reason``: why, JSON text as
+        :func:`perdure.engine.flow.reasons.reason` makes it, shown with the run); return the
+        run (``None`` if unknown)."""
         ...
 
     async def get_run(self, run_id: str) -> RunRow | None:

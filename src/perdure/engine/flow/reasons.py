@@ -14,7 +14,8 @@ def reason(option: str, decision: str, message: str, **details: Any) -> str:
     """``{"option": "rate_limit", "decision": "skipped", "message": "...", **details}``:
     ``option`` is the option's name as on ``@app.function`` (``concurrency``, ``throttle``,
     ``rate_limit``, ``debounce``, ``batch``, ``singleton``, ``idempotency``, ``cancel_on``,
-    ``timeouts``); ``decision`` what it did (``delayed``, ``skipped``, ``cancelled``,
+    ``timeouts``; and ``sync`` for a run cancelled because a re-sync removed its Inngest
+    function); ``decision`` what it did (``delayed``, ``skipped``, ``cancelled``,
     ``debounced``, ``batched``); ``message`` one sentence for people; ``details`` such as the
     key, the limit, or until when."""
     return serde.dumps({"option": option, "decision": decision, "message": message, **details})

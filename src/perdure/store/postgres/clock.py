@@ -46,4 +46,5 @@ class DbClock:
         if event.is_set() or (timeout is not None and timeout <= 0):
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: see SystemClock.wait
+                await event.wait()

@@ -373,7 +373,7 @@ class PostgresStore(
         self._announce(wake or bool(cancelled), cancelled)
         return out
 
-    async def cancel_run(self, run_id: str) -> RunRow | None:
+    async def cancel_run(self, run_id: str, reason: str | None = None) -> RunRow | None:
         """Cancel a run that has not ended; fence its worker; fail its parent's invoke step."""
         if not inputs.storable(run_id):
             return None
@@ -381,7 +381,7 @@ class PostgresStore(
             "now": self._now_param(),
             "id": run_id,
             "error": CANCELLED_ERROR,
-            "reason": None,
+            "reason": reason,
             "wake_channel": self._wake_channel,
             "done_channel": self._done_channel,
             "origin": self._origin,

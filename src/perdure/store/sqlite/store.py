@@ -261,14 +261,15 @@ class SqliteStore(Reads):
 
         return await self._write(op)
 
-    async def cancel_run(self, run_id: str) -> RunRow | None:
+    async def cancel_run(self, run_id: str, reason: str | None = None) -> RunRow | None:
         """Cancel a run that has not ended; fence its worker; fail its parent's invoke step."""
         if not inputs.storable(run_id):
             return None
 
         def op(tx: Tx) -> RunRow | None:
             conn = tx.conn
-            parent = conn.execute(q.CANCEL_RUN, (tx.now, CANCELLED_ERROR, None, run_id)).fetchone()
+            params = (tx.now, CANCELLED_ERROR, reason, run_id)
+            parent = conn.execute(q.CANCEL_RUN, params).fetchone()
             if parent is not None:
                 cm.end_run(tx, run_id, parent, "failed", None, CANCELLED_ERROR)
             found = conn.execute(q.SELECT_RUN, (run_id,)).fetchone()

@@ -1,0 +1,286 @@
+"""perdure driving an app on the official Inngest Python SDK: the server's share of a step
+(issue 8).
+
+    python bench/inngest_bench.py [--backend sqlite|postgres] [--runs 200] [--concurrent 200]
+                                  [--repeat N] [--pg-url URL] [--profile DIR]
+
+The app (``bench/inngest_app.py``: a function of 3 steps whose bodies return ``None``, on
+FastAPI + uvicorn) runs in its own process. perdure runs in this one as ``perdure dev`` does:
+its HTTP server on uvicorn (the app syncs itself through ``/fn/register``), a worker with the
+Python and the Inngest drivers, a SQLite file (or a PostgreSQL schema).
+
+Measured:
+
+- **sequential**: one run at a time, from the event sent to the result awaited; per step =
+  per run / 3. The run's 4 call requests (one per step and the final one) are recorded and
+  replayed straight to the app by a plain HTTP client: the **baseline** is the same requests
+  with no engine between them, so ``perdure's share = per run - replay`` is the time perdure
+  adds to each step (the HTTP client, the checkpoints, the scheduling); the target is 1 ms.
+  The time the app spent inside its handler (its own middleware) is printed too.
+- **concurrent**: ``--concurrent`` runs started at once; runs/s, and the CPU seconds per run
+  of each process (perdure's and the app's) with each one's utilisation of a core: the
+  throughput is limited by whichever side is near one core (both are single event loops).
+- ``--profile DIR``: the concurrent phase again under pyinstrument (perdure's process), text
+  and HTML reports in DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+import perdure
+from perdure import Event
+
+PG_URL = os.environ.get("PERDURE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+HERE = Path(__file__).resolve().parent
+STEPS = 3
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+@dataclass
+class Recorded:
+    """Call requests perdure sent (url, body, headers), while recording is on."""
+
+    on: bool = False
+    calls: list[tuple[str, bytes, dict[str, str]]] | None = None
+
+    async def hook(self, request: httpx.Request) -> None:
+        if self.on and self.calls is not None:
+            headers = {k: v for k, v in request.headers.items() if k.lower().startswith("x-")}
+            headers["content-type"] = "application/json"
+            self.calls.append((str(request.url), request.content, headers))
+
+
+class Bench:
+    """perdure (server, worker, driver) in this process; the SDK app in a child process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.app = perdure.App("bench-host", url)
+        self.recorded = Recorded()
+
+    async def __aenter__(self) -> Bench:
+        import uvicorn
+
+        from perdure.drivers.python import PythonDriver
+        from perdure.inngest.driver import InngestDriver
+        from perdure.inngest.routes import InngestRoutes
+        from perdure.runtime import Worker
+        from perdure.server import create_app
+
+        await self.app.open()
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(900, connect=10),
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+            event_hooks={"request": [self.recorded.hook]},
+        )
+        self.driver = InngestDriver(server_kind="dev", checkpointing=True, http=self.http)
+        routes = InngestRoutes(self.app, self.driver, server_kind="dev")
+        await routes.registry.load()
+        asgi = create_app(
+            self.app,
+            dev=True,
+            api_token=None,
+            extra_routes=routes.routes(),
+            response_headers=routes.headers,
+        )
+        port = free_port()
+        self.origin = f"http://127.0.0.1:{port}"
+        self.server = uvicorn.Server(
+            uvicorn.Config(asgi, host="127.0.0.1", port=port, log_level="warning")
+        )
+        self.serving = asyncio.create_task(self.server.serve())
+        app_port = free_port()
+        self.app_origin = f"http://127.0.0.1:{app_port}"
+        self.child = subprocess.Popen(  # noqa: ASYNC220 - once, before anything is measured
+            [sys.executable, str(HERE / "inngest_app.py"), str(app_port), self.origin]
+        )
+        async with httpx.AsyncClient() as c:
+            end = time.monotonic() + 60
+            while True:
+                try:
+                    if (await c.get(f"{self.app_origin}/stats")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > end or self.child.poll() is not None:
+                    raise SystemExit("the SDK app did not start")
+                await asyncio.sleep(0.05)
+            res = await c.put(f"{self.app_origin}/api/inngest", timeout=30)
+            res.raise_for_status()
+        self.worker = Worker(self.app.runtime, [PythonDriver(self.app.functions), self.driver])
+        await self.worker.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.worker.stop()
+        self.server.should_exit = True
+        await self.serving
+        await self.http.aclose()
+        self.child.terminate()
+        self.child.wait(10)
+        await self.app.close()
+
+    async def stats(self) -> dict[str, float]:
+        res = await self.http.get(f"{self.app_origin}/stats")
+        data: dict[str, float] = res.json()
+        return data
+
+    async def run_one(self) -> float:
+        began = time.perf_counter()
+        (sent,) = await self.app.send_detailed([Event(name="bench/three", data={})])
+        (run_id,) = sent.run_ids
+        out = await self.app.handle(run_id).result(timeout=120)
+        assert out == 1, out
+        return time.perf_counter() - began
+
+    async def sequential(self, runs: int, warmup: int) -> dict[str, float]:
+        for _ in range(warmup):
+            await self.run_one()
+        # The requests of one run, for the replay.
+        self.recorded.calls, self.recorded.on = [], True
+        await self.run_one()
+        self.recorded.on = False
+        calls = self.recorded.calls
+        before = await self.stats()
+        times = [await self.run_one() for _ in range(runs)]
+        after = await self.stats()
+        replay = []
+        for _ in range(runs):
+            began = time.perf_counter()
+            for url, body, headers in calls:
+                res = await self.http.post(url, content=body, headers=headers)
+                assert res.status_code in (200, 206), (res.status_code, res.text)
+            replay.append(time.perf_counter() - began)
+        per_run = statistics.median(times)
+        base = statistics.median(replay)
+        inside = (after["seconds"] - before["seconds"]) / runs
+        return {
+            "requests_per_run": (after["requests"] - before["requests"]) / runs,
+            "calls_replayed": len(calls),
+            "per_run_ms": per_run * 1000,
+            "p99_run_ms": sorted(times)[min(len(times) - 1, int(len(times) * 0.99))] * 1000,
+            "replay_run_ms": base * 1000,
+            "app_inside_run_ms": inside * 1000,
+            "per_step_ms": per_run / STEPS * 1000,
+            "share_per_step_ms": (per_run - base) / STEPS * 1000,
+        }
+
+    async def concurrent(self, n: int) -> dict[str, float]:
+        before, cpu0, began = await self.stats(), cpu_seconds(), time.perf_counter()
+        sent = await self.app.send_detailed([Event(name="bench/three", data={}) for _ in range(n)])
+        ids = [r for s in sent for r in s.run_ids]
+        outs = await asyncio.gather(*(self.app.handle(r).result(timeout=600) for r in ids))
+        wall = time.perf_counter() - began
+        cpu, after = cpu_seconds() - cpu0, await self.stats()
+        assert outs == [1] * n
+        app_cpu = after["cpu"] - before["cpu"]
+        return {
+            "runs_per_s": n / wall,
+            "wall_s": wall,
+            "perdure_cpu_ms_per_run": cpu / n * 1000,
+            "app_cpu_ms_per_run": app_cpu / n * 1000,
+            "perdure_core_use": cpu / wall,
+            "app_core_use": app_cpu / wall,
+        }
+
+
+async def measure(args: argparse.Namespace, url: str) -> tuple[dict[str, float], dict[str, float]]:
+    async with Bench(url) as b:
+        seq = await b.sequential(args.runs, args.warmup)
+        await b.concurrent(min(args.concurrent, 50))  # warm the connection pool
+        conc = await b.concurrent(args.concurrent)
+        if args.profile:
+            from pyinstrument import Profiler
+
+            out = Path(args.profile)
+            profiler = Profiler(async_mode="disabled")
+            profiler.start()
+            await b.concurrent(args.concurrent)
+            profiler.stop()
+            (out / "inngest_concurrent.txt").write_text(profiler.output_text(show_all=False))
+            (out / "inngest_concurrent.html").write_text(profiler.output_html())
+            print(f"profile: {out}/inngest_concurrent.txt (.html)")
+    return seq, conc
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
+    p.add_argument("--runs", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--concurrent", type=int, default=200)
+    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--pg-url", default=PG_URL)
+    p.add_argument("--profile", default=None, metavar="DIR")
+    args = p.parse_args()
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+    seqs, concs = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.repeat):
+            if args.backend == "sqlite":
+                url = f"sqlite:///{tmp}/{uuid.uuid4().hex}.db"
+            else:
+                url = f"{args.pg_url}?schema=ibench_{uuid.uuid4().hex[:8]}"
+            seq, conc = asyncio.run(measure(args, url))
+            print(f"repeat {i + 1}: {fmt(seq)}\n          {fmt(conc)}")
+            seqs.append(seq)
+            concs.append(conc)
+            args.profile = None  # profile once
+    seq = {k: statistics.median(s[k] for s in seqs) for k in seqs[0]}
+    conc = {k: statistics.median(c[k] for c in concs) for k in concs[0]}
+    print(f"\n{args.backend}, Inngest Python SDK app (FastAPI + uvicorn), 3 steps, medians:")
+    print(
+        f"  sequential: {seq['per_run_ms']:.2f} ms/run (p99 {seq['p99_run_ms']:.2f}), "
+        f"{seq['requests_per_run']:.0f} requests/run; the same requests replayed with no "
+        f"engine: {seq['replay_run_ms']:.2f} ms/run (the app inside its handler: "
+        f"{seq['app_inside_run_ms']:.2f} ms/run)"
+    )
+    ratio = seq["per_run_ms"] / seq["replay_run_ms"]
+    verdict = "ok" if seq["share_per_step_ms"] <= 1.0 else "MISSED"
+    print(
+        f"  per step {seq['per_step_ms']:.2f} ms = {ratio:.2f}x the replay; perdure's share "
+        f"{seq['share_per_step_ms']:.2f} ms/step (target <= 1 ms: {verdict})"
+    )
+    busier = "the app" if conc["app_core_use"] >= conc["perdure_core_use"] else "perdure"
+    print(
+        f"  {args.concurrent} at once: {conc['runs_per_s']:.0f} runs/s; CPU per run: perdure "
+        f"{conc['perdure_cpu_ms_per_run']:.2f} ms, app {conc['app_cpu_ms_per_run']:.2f} ms; "
+        f"core use: perdure {conc['perdure_core_use']:.2f}, app {conc['app_core_use']:.2f} "
+        f"(the busier side: {busier})"
+    )
+
+
+def fmt(d: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.2f}" for k, v in d.items())
+
+
+if __name__ == "__main__":
+    main()
