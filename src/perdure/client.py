@@ -264,6 +264,11 @@ class Client:
         body = serde.dumps_limited(obj, f"event {event.name!r}", self.runtime.limits.event)
         return EventIn(obj["id"], obj["name"], obj, body)
 
+    async def recover(self) -> None:
+        """The lifecycle events a crash may have lost are sent (see
+        :meth:`~perdure.inngest.lifecycle.LifecycleEmitter.recover`)."""
+        await self.lifecycle.recover()
+
     async def send(self, events: Event | Sequence[Event]) -> list[str]:
         """Send events; return their ids. Each starts the runs of the functions it triggers
         and resumes the runs waiting for it. Everything is validated before anything is

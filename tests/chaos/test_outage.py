@@ -52,7 +52,7 @@ from chaos_harness import (
 
 from conftest import PG_URL, REQUIRE_PG, new_pg_schema_url
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.exclusive]
 
 OUTAGE = 3.5
 """Seconds between the end of the stop and the start command (PostgreSQL answers again about

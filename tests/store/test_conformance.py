@@ -415,6 +415,19 @@ async def test_invoke_children_resolve_their_parent(store: Store) -> None:
     assert resumed[0].steps["c"].output == '{"v":1}'
 
 
+async def test_ended_since_lists_ended_runs_by_end_time(store: Store, clock: ManualClock) -> None:
+    await store.create_runs([new_run("r1"), new_run("r2"), new_run("r3")])
+    start = clock.now()
+    assert await store.ended_since(start, 10) == []
+    await clock.advance(1)
+    await store.cancel_run("r2")
+    await clock.advance(1)
+    await store.cancel_run("r1")
+    assert await store.ended_since(start, 10) == ["r2", "r1"]
+    assert await store.ended_since(start, 1) == ["r2"]
+    assert await store.ended_since(start + 1.5, 10) == ["r1"]
+
+
 async def test_cancel_fences_and_is_final(store: Store) -> None:
     await store.create_runs([new_run("r1"), new_run("r2")])
     run = (await store.claim("w", ["f"], 1, LEASE)).runs[0]

@@ -5,13 +5,15 @@ them (the Inngest SDKs' ``on_failure`` handlers are functions triggered by
 ``inngest/function.failed`` with an ``if`` on ``event.data.function_id``).
 
 When
-    Right after the run's end is committed: the store announces every run that ended (its own
-    commits: a worker's outcome, a cancel by API or by a ``cancel`` event, a flow-control or
-    timeout cancel; on PostgreSQL other processes' too), and :class:`LifecycleEmitter` turns
-    the ids it is told into events sent through the ordinary event path (routing, waits,
-    cancel-on, flow control). The ids are derived from the run (``failed``/``cancelled``: the
-    run id, as Inngest does; ``finished``: ``<run id>:finished``), so a run announced twice,
-    or by two processes, yields each event once (the store's event dedupe).
+    Right after the run's end is committed (and again by a starting worker for the runs that
+    ended around a crash: :meth:`LifecycleEmitter.recover`): the store announces every run
+    that ended (its own commits: a worker's outcome, a cancel by API or by a ``cancel``
+    event, a flow-control or timeout cancel; on PostgreSQL other processes' too), and
+    :class:`LifecycleEmitter` turns the ids it is told into events sent through the ordinary
+    event path (routing, waits, cancel-on, flow control). The ids are derived from the run
+    (``failed``/``cancelled``: the run id, as Inngest does; ``finished``: ``<run id>:finished``),
+    so a run announced twice, or by two processes, yields each event once (the store's event
+    dedupe).
 
 Cost when nothing listens
     Nothing is read or written unless some registered function triggers on one of these names
@@ -58,6 +60,11 @@ LIFECYCLE_EVENTS = (FINISHED, FAILED, CANCELLED)
 _STATUS = {"completed": "Completed", "failed": "Failed", "cancelled": "Cancelled"}
 #: Seconds the knowledge "some function listens" is trusted before the registry is read again.
 REGISTRY_TTL = 1.0
+#: Recovery: runs that ended up to this many seconds before the newest lifecycle event stored
+#: are announced again (their events may have been pending when the process died).
+RECOVERY_MARGIN = 60.0
+#: Recovery: at most this many runs are announced again.
+RECOVERY_LIMIT = 10_000
 
 
 def listens(records: Iterable[FunctionRecord]) -> bool:
@@ -184,6 +191,33 @@ class LifecycleEmitter:
                 self._task = asyncio.get_running_loop().create_task(
                     self._flush(), name="perdure-lifecycle"
                 )
+
+    async def recover(self) -> int:
+        """Announce again the runs whose lifecycle events a crash may have lost; how many.
+
+        The events of a run are sent after its end is committed, so a process killed in
+        between never sends them. A starting worker therefore takes the newest
+        ``function.finished`` event stored, and announces again every run that ended after it
+        (less :data:`RECOVERY_MARGIN`, at most :data:`RECOVERY_LIMIT`): the events' ids are
+        derived from the runs, so those already sent are dropped by the store's dedupe."""
+        store = self._runtime.store
+        self._listening = listens(await store.list_functions())
+        self._checked = time.monotonic()
+        if not self._listening:
+            return 0
+        newest = await store.list_events(FINISHED, None, 1)
+        since = (newest[0].received_at if newest else store.now()) - RECOVERY_MARGIN
+        run_ids = await store.ended_since(since, RECOVERY_LIMIT)
+        if len(run_ids) >= RECOVERY_LIMIT:
+            log.warning(
+                "lifecycle recovery: more than %d runs ended since the last lifecycle event; "
+                "the %d earliest are announced again",
+                RECOVERY_LIMIT,
+                RECOVERY_LIMIT,
+            )
+        if run_ids:
+            self.finished(run_ids)
+        return len(run_ids)
 
     async def drain(self) -> None:
         """Wait until every announced run's events were sent."""

@@ -54,3 +54,8 @@ class ClientOps(Protocol):
     async def send(self, events: Event | Sequence[Event]) -> list[str]:
         """Send events; return their ids."""
         ...
+
+    async def recover(self) -> None:
+        """Redo what a crash of some process may have cut short: the lifecycle events of the
+        runs that ended just before it (a starting worker calls it)."""
+        ...

@@ -148,6 +148,7 @@ class Worker:
         self._tasks = [
             loop.create_task(self._claim_loop(), name="perdure-claim"),
             loop.create_task(self._heartbeat_loop(), name="perdure-heartbeat"),
+            loop.create_task(self._recover(), name="perdure-recover"),
         ]
         if self.schedule:
             hosted = [functions[f] for f in self.function_ids]
@@ -157,6 +158,15 @@ class Worker:
             first = await self.scheduler.tick()
             self._tasks.append(loop.create_task(self.scheduler.run(first), name="perdure-cron"))
             self._start_sweeper(hosted)
+
+    async def _recover(self) -> None:
+        client = self.runtime.client
+        if client is None:
+            return
+        try:
+            await client.recover()
+        except Exception as exc:  # the store is away: the next worker to start tries again
+            log.warning("recovery after a crash failed (%s)", exc)
 
     def _start_sweeper(self, hosted: list[HostedFunction]) -> None:
         if self.deadlines is None and DeadlineSweeper.wanted(hosted):

@@ -384,6 +384,11 @@ class Store(Protocol):
         """Runs, newest first, filtered."""
         ...
 
+    async def ended_since(self, since: float, limit: int) -> list[str]:
+        """The ids of the runs that ended at or after ``since`` (store time), the earliest
+        end first, at most ``limit`` (an indexed read)."""
+        ...
+
     async def list_events(self, name: str | None, before: int | None, limit: int) -> list[EventRow]:
         """Events, newest first; ``before`` is a sequence-number cursor."""
         ...

@@ -130,6 +130,10 @@ RUN_BY_KEY: Final = "SELECT id FROM runs WHERE function_id = %(fid)s AND idempot
 
 SELECT_RUN: Final = "SELECT " + RUN_COLUMNS + " FROM runs WHERE id = %(id)s"
 SELECT_RUNS: Final = "SELECT " + RUN_COLUMNS + " FROM runs WHERE id = ANY(%(ids)s::text[])"
+ENDED_SINCE: Final = (
+    "SELECT id FROM runs WHERE ended_at IS NOT NULL AND ended_at >= %(since)s "
+    "ORDER BY ended_at, id LIMIT %(limit)s"
+)
 STEPS_OF_RUN: Final = (
     "SELECT " + STEP_COLUMNS + " FROM steps WHERE run_id = %(id)s ORDER BY seq, key"
 )

@@ -32,6 +32,11 @@ class Reads:
             return []
         return [run_from_row(row) for row in await self._pool.read_all(q.SELECT_RUNS, {"ids": ids})]
 
+    async def ended_since(self, since: float, limit: int) -> list[str]:
+        """Ids of the runs that ended at or after ``since``, the earliest end first."""
+        rows = await self._pool.read_all(q.ENDED_SINCE, {"since": since, "limit": limit})
+        return [str(row[0]) for row in rows]
+
     async def get_steps(self, run_id: str) -> list[StoredStep]:
         """The recorded steps of a run, in call order."""
         if not inputs.storable(run_id):

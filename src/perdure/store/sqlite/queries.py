@@ -176,6 +176,9 @@ CANCEL_RUN: Final[LiteralString] = (
 )
 
 SELECT_RUN: Final[LiteralString] = "SELECT " + RUN_COLUMNS + " FROM runs WHERE id = ?"
+ENDED_SINCE: Final[LiteralString] = (
+    "SELECT id FROM runs WHERE ended_at IS NOT NULL AND ended_at >= ? ORDER BY ended_at, id LIMIT ?"
+)
 SELECT_RUNS: Final[LiteralString] = "SELECT " + RUN_COLUMNS + " FROM runs WHERE id IN ({ids})"
 
 

@@ -39,6 +39,11 @@ class Reads:
         now = self.now()
         return await self._read(lambda c: flow_claim.concurrency_load(c, run_id, now))
 
+    async def ended_since(self, since: float, limit: int) -> list[str]:
+        """Ids of the runs that ended at or after ``since``, the earliest end first."""
+        rows = await self._read(lambda c: c.execute(q.ENDED_SINCE, (since, limit)).fetchall())
+        return [str(row[0]) for row in rows]
+
     async def get_runs(self, run_ids: Sequence[str]) -> list[RunRow]:
         """Several runs."""
         ids = [i for i in run_ids if inputs.storable(i)]
