@@ -134,7 +134,8 @@ class DevServer:
         return {f["id"] for f in r.json()["functions"] if f["app"] == app_id}
 
     def synced(self, app_id: str, count: int) -> None:
-        eventually(f"{count} functions of {app_id} to sync", lambda: len(self.functions(app_id)) >= count)
+        what = f"{count} functions of {app_id} to sync"
+        eventually(what, lambda: len(self.functions(app_id)) >= count)
 
     def send(self, name: str, data: dict[str, Any] | None = None) -> str:
         """``POST /e/{key}``: the event's id."""

@@ -117,14 +117,15 @@ def fastapi_app(seen: Seen, origin: str) -> fastapi.FastAPI:
     @c.create_function(fn_id="call-native", trigger=inngest.TriggerEvent(event="kinds/call-native"))
     async def call_native(ctx: inngest.Context) -> Any:
         data = ctx.event.data
-        timeout = data.get("timeout")
+        seconds = data.get("timeout")
+        timeout = None if seconds is None else datetime.timedelta(seconds=float(str(seconds)))
         try:
             out = await ctx.step.invoke_by_id(
                 "call",
                 app_id=NATIVE_PREFIX,
                 function_id=str(data["target"]),
                 data={"n": data["n"], "from": ctx.run_id},
-                timeout=None if timeout is None else datetime.timedelta(seconds=float(timeout)),
+                timeout=timeout,
             )
         except inngest.StepError as err:
             return {"caught": {"name": err.name, "message": err.message}}
@@ -202,9 +203,7 @@ def flask_app(seen: Seen, origin: str) -> flask.Flask:
         ctx.step.sleep("nap", datetime.timedelta(seconds=1))
         return "woke"
 
-    @c.create_function(
-        fn_id="flaky", trigger=inngest.TriggerEvent(event="flask/flaky"), retries=2
-    )
+    @c.create_function(fn_id="flaky", trigger=inngest.TriggerEvent(event="flask/flaky"), retries=2)
     def flaky(ctx: inngest.ContextSync) -> Any:
         seen.called("flaky")
 

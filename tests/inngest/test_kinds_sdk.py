@@ -17,7 +17,6 @@ import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from dev_world import DevServer, FlaskServed
@@ -64,8 +63,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             seen.close()
 
 
-
-
 # ---------------------------------------------------------------------- SDK -> native
 
 
@@ -87,9 +84,7 @@ def test_an_sdk_function_gets_a_native_functions_output(world: World) -> None:
 def test_a_native_failure_is_a_step_error_in_the_sdk_function(world: World) -> None:
     run = world.dev.ended(world.dev.trigger("kinds/call-native", {"target": "fails", "n": 5}))
     assert run["status"] == "completed", run["error"]
-    assert run["output"] == {
-        "caught": {"name": "ValueError", "message": "native says no to 5"}
-    }
+    assert run["output"] == {"caught": {"name": "ValueError", "message": "native says no to 5"}}
 
 
 def test_an_invoke_of_a_native_function_times_out_in_the_sdk_function(world: World) -> None:
