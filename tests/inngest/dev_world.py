@@ -59,8 +59,8 @@ class FlaskServed:
 
 class DevServer:
     """``perdure dev`` on ``port`` and ``database_url``, syncing ``sdk_urls`` (``-u``, no
-    polling), with the native functions of ``app_spec``; a short lease, so that the runs of a
-    killed server resume soon after a restart."""
+    polling), with the native functions of ``app_spec``; ``lease``: the worker's (short, so
+    that the runs of a killed server resume soon after a restart; default: perdure's)."""
 
     def __init__(
         self,
@@ -70,14 +70,15 @@ class DevServer:
         sdk_urls: Sequence[str],
         *,
         app_spec: str | None = None,
-        lease: float = 2.0,
+        lease: float | None = None,
     ) -> None:
         self.tmp = tmp
         self.origin = f"http://127.0.0.1:{port}"
         self.args = [
             sys.executable, "-m", "perdure.cli", "dev", "--port", str(port),
-            "--database-url", database_url, "--log-level", "warning", "--lease", str(lease),
-            "--no-poll", *(a for u in sdk_urls for a in ("-u", u)),
+            "--database-url", database_url, "--log-level", "warning", "--no-poll",
+            *(a for u in sdk_urls for a in ("-u", u)),
+            *(("--lease", str(lease)) if lease is not None else ()),
             *(("--app", app_spec) if app_spec else ()),
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PERDURE_", "INNGEST_"))}

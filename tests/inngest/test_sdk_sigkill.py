@@ -25,6 +25,8 @@ from sdk_apps import Served, free_port
 
 pytestmark = pytest.mark.timeout(180)
 
+LEASE = 2.0  # seconds: the restarted server takes the run over after this long
+
 
 def hashed(step_id: str) -> str:
     return hashlib.sha1(step_id.encode()).hexdigest()
@@ -34,7 +36,7 @@ def test_a_run_survives_a_sigkill_of_the_server_mid_step(db_url: str, tmp_path: 
     port = free_port()
     seen = Seen()
     with Served(fastapi_app(seen, f"http://127.0.0.1:{port}")) as served:
-        dev = DevServer(tmp_path, port, db_url, [f"{served.url}/api/inngest"])
+        dev = DevServer(tmp_path, port, db_url, [f"{served.url}/api/inngest"], lease=LEASE)
         try:
             dev.start()
             dev.synced(FAST_APP, 4)
@@ -47,7 +49,7 @@ def test_a_run_survives_a_sigkill_of_the_server_mid_step(db_url: str, tmp_path: 
             seen.release.set()  # the body returns now; its answer finds no server
             assert seen.bodies == ["first", "second"]
 
-            dev.start()  # the same database; the app's functions come from it
+            dev.start()  # on the same database
             run = dev.ended(run_id)
             assert run["status"] == "completed", run["error"]
             assert run["output"] == [1, {"two": 2}, "three"]
