@@ -87,6 +87,19 @@ def _server_options(f: F) -> F:
     return f
 
 
+def _lease_option(f: F) -> F:
+    """``--lease``: how long a worker holds a run it executes without renewing the lease; a
+    worker that dies (SIGKILL, a lost machine) leaves its runs to others after that long."""
+    return option(
+        "--lease",
+        "lease_seconds",
+        type=click.FloatRange(1, 3600),
+        default=30.0,
+        show_default=True,
+        help="Lease length in seconds (a killed worker's runs resume elsewhere after it).",
+    )(f)
+
+
 def _inngest_options(f: F) -> F:
     """``perdure dev``'s options for apps on the Inngest SDKs (with the Inngest dev server's
     ``INNGEST_*`` environment names)."""
@@ -238,14 +251,7 @@ async def _serve(asgi: Any, sock: socket.socket, banner: list[str], log_level: s
     show_default=True,
     help="Runs executed at once.",
 )
-@option(
-    "--lease",
-    "lease_seconds",
-    type=click.FloatRange(1, 3600),
-    default=30.0,
-    show_default=True,
-    help="Lease length in seconds.",
-)
+@_lease_option
 @option("--functions", default=None, help="Comma-separated function ids to host [default: all].")
 @log_option
 def worker(
@@ -313,6 +319,7 @@ def worker(
     help=f"The app to serve and run [default: the bundled demo, {DEMO_APP}].",
 )
 @_server_options
+@_lease_option
 @_inngest_options
 def dev(
     app_spec: str | None,
@@ -321,6 +328,7 @@ def dev(
     database_url: str | None,
     log_level: str,
     allowed_hosts: str | None,
+    lease_seconds: float,
     sdk_urls: tuple[str, ...],
     no_discovery: bool,
     no_poll: bool,
@@ -367,7 +375,11 @@ def dev(
             poller = AppPoller(urls, interval=poll_interval, poll=not no_poll)
             try:
                 await routes.registry.load()
-                w = Worker(app.runtime, [PythonDriver(app.functions), inngest])
+                w = Worker(
+                    app.runtime,
+                    [PythonDriver(app.functions), inngest],
+                    lease_seconds=lease_seconds,
+                )
                 await w.start()
                 routes.registry.watcher.listeners.append(w.refresh)
                 routes.registry.watcher.start()
@@ -428,6 +440,7 @@ def dev(
     help="Serve the API without authentication (only behind something that authenticates).",
 )
 @_key_options
+@_lease_option
 @_inngest_options
 def server(
     app_spec: str | None,
@@ -441,6 +454,7 @@ def server(
     signing_key: str | None,
     signing_key_fallbacks: tuple[str, ...],
     event_keys: tuple[str, ...],
+    lease_seconds: float,
     sdk_urls: tuple[str, ...],
     no_discovery: bool,
     no_poll: bool,
@@ -513,7 +527,7 @@ def server(
                     # Runs of Inngest-SDK functions are executed here (the server calls the
                     # apps); native functions stay with `perdure worker`.
                     await routes.registry.load()
-                    w = Worker(app.runtime, [inngest])
+                    w = Worker(app.runtime, [inngest], lease_seconds=lease_seconds)
                     await w.start()
                     routes.registry.watcher.listeners.append(w.refresh)
                     routes.registry.watcher.start()
