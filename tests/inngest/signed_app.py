@@ -52,8 +52,26 @@ async def echo(ctx: inngest.Context) -> Any:
     return {"echo": ctx.event.data}
 
 
+@client.create_function(
+    fn_id="big-state", trigger=inngest.TriggerEvent(event=f"test/signed-big-{APP_ID}")
+)
+async def big_state(ctx: inngest.Context) -> Any:
+    # two steps of 2.5 MiB: the state is over 4 MiB, the SDK fetches it with its signing key
+    size = 5 * 512 * 1024
+
+    async def a() -> str:
+        return "a" * size
+
+    async def b() -> str:
+        return "b" * size
+
+    first = await ctx.step.run("a", a)
+    second = await ctx.step.run("b", b)
+    return [len(first), len(second), first == "a" * size and second == "b" * size]
+
+
 app = fastapi.FastAPI()
-inngest.fast_api.serve(app, client, [two_steps, sender, echo])
+inngest.fast_api.serve(app, client, [two_steps, sender, echo, big_state])
 
 if __name__ == "__main__":
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")

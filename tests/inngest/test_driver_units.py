@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 import pytest
@@ -12,7 +13,14 @@ from hypothesis import strategies as st
 
 from perdure.errors import InvalidInputError
 from perdure.inngest import opcodes as oc
-from perdure.inngest.call import DISCOVERY, build_call, sdk_event, step_url
+from perdure.inngest.call import (
+    DISCOVERY,
+    MAX_INLINE_STATE,
+    MAX_REQUEST_BODY,
+    build_call,
+    sdk_event,
+    step_url,
+)
 from perdure.inngest.state import (
     INVOKE_TIMEOUT_ERROR,
     memo,
@@ -210,6 +218,66 @@ def test_the_call_request_has_every_field_the_sdks_read() -> None:
     assert call.body == orjson.dumps(body, option=orjson.OPT_SORT_KEYS)  # sorted, compact
     assert call.headers["x-inngest-server-kind"] == "dev"
     assert call.headers["x-inngest-step-id"] == "abc"
+
+
+def _sized_call(events: list[dict[str, Any]], steps: dict[str, Any]) -> tuple[bytes, Any]:
+    call = build_call(
+        url="http://app/api/inngest?fnId=app-fn&stepId=step",
+        step_id=DISCOVERY,
+        run_id="01RUN",
+        events=events,
+        steps=steps,
+        stack=list(steps),
+        attempt=0,
+        max_attempts=1,
+        disable_immediate_execution=False,
+        version=2,
+        server_kind="dev",
+    )
+    return call.body, orjson.loads(call.body)
+
+
+def _event(i: int, size: int) -> dict[str, Any]:
+    return {"id": f"e{i}", "name": "big", "data": {"s": "x" * size}, "ts": 5, "user": {}}
+
+
+def test_the_call_sends_state_over_4_mib_through_the_api_as_the_go_server_does() -> None:
+    small = [_event(0, 10)]
+    # Steps of exactly the state limit (4 MiB less 1 KiB) are inline; one byte more are not.
+    pad = MAX_INLINE_STATE - len(orjson.dumps({"h": {"data": ""}}))
+    raw, body = _sized_call(small, {"h": {"data": "x" * pad}})
+    assert body["use_api"] is False and body["ctx"]["use_api"] is False
+    assert len(body["steps"]["h"]["data"]) == pad and len(body["events"]) == 1
+    assert len(raw) <= MAX_REQUEST_BODY
+    steps = {"h": {"data": "x" * (pad + 1)}}
+    raw, body = _sized_call(small, steps)
+    assert body["use_api"] is True and body["ctx"]["use_api"] is True
+    assert body["steps"] == {} and len(body["events"]) == 1  # the events stay: they fit
+    assert body["ctx"]["stack"] == {"stack": ["h"], "current": 1}  # the stack is still sent
+    assert len(raw) < 2048
+
+    # A whole body of exactly 4 MiB is sent as it is; one byte more and the state goes.
+    base = len(_sized_call([_event(0, 0), _event(1, 0)], {"h": {"data": 1}})[0])
+    fits = [_event(0, 0), _event(1, MAX_REQUEST_BODY - base)]
+    raw, body = _sized_call(fits, {"h": {"data": 1}})
+    assert len(raw) == MAX_REQUEST_BODY and body["use_api"] is False
+    assert len(body["events"]) == 2 and body["steps"] == {"h": {"data": 1}}
+    over = [_event(0, 0), _event(1, MAX_REQUEST_BODY - base + 1)]
+    raw, body = _sized_call(over, {"h": {"data": 1}})
+    assert body["use_api"] is True and body["ctx"]["use_api"] is True
+    assert body["events"] == [] and body["steps"] == {} and body["event"]["id"] == "e0"
+
+    # Big events, small steps: the body is over 4 MiB, both are left out; event stays.
+    events = [_event(i, 1024 * 1024) for i in range(5)]
+    raw, body = _sized_call(events, {"h": {"data": 1}})
+    assert body["use_api"] is True and body["ctx"]["use_api"] is True
+    assert body["events"] == [] and body["steps"] == {}
+    assert body["event"]["id"] == "e0" and len(raw) < 1024 * 1024 + 2048  # event is still sent
+    assert raw == orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+
+    # Big steps and big events together: both out.
+    _, body = _sized_call(events, steps)
+    assert body["events"] == [] and body["steps"] == {} and body["use_api"] is True
 
 
 def test_step_url_replaces_only_the_step_id() -> None:

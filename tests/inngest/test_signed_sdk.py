@@ -175,7 +175,11 @@ def _client(event_key: str, origin: str) -> inngest.Inngest:
     )
 
 
-SYNCED = {f"{a}-{f}" for a in ("current", "old", "ahead") for f in ("two-steps", "sender", "echo")}
+SYNCED = {
+    f"{a}-{f}"
+    for a in ("current", "old", "ahead")
+    for f in ("two-steps", "sender", "echo", "big-state")
+}
 
 
 def test_apps_sync_with_the_signing_key_or_its_fallback(world: dict[str, Any]) -> None:
@@ -209,6 +213,18 @@ def test_runs_execute_end_to_end_with_signed_calls(world: dict[str, Any]) -> Non
         assert run["status"] == "completed", run
     echoes = _finished(http, "current-echo", count=3)  # one echo event per sender, 3 senders
     assert all(r["status"] == "completed" for r in echoes)
+
+
+def test_state_over_4_mib_is_fetched_with_the_apps_signing_key(world: dict[str, Any]) -> None:
+    # "old" signs with K1, the server's fallback: its fetches of the run state are accepted too
+    http: httpx.Client = world["http"]
+    eventually("the three apps to sync", lambda: _functions(http) >= SYNCED)
+    world["send"][EVENT_KEYS[0]].send_sync(inngest.Event(name="test/signed-big-old"))
+    (run,) = _finished(http, "old-big-state")
+    assert run["status"] == "completed", run
+    got = http.get(f"/api/v1/runs/{run['id']}", headers=API).json()
+    size = 5 * 512 * 1024
+    assert got["output"] == [size, size, True]
 
 
 def test_perdure_refuses_wrong_keys(world: dict[str, Any]) -> None:

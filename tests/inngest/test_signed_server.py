@@ -133,6 +133,17 @@ async def test_routes_need_the_keys(app: perdure.App) -> None:
         assert (await c.post("/e/ek-1", json={"name": "a/b"})).json()["status"] == 200
         runs = (await c.get("/api/v1/runs")).json()["runs"]
         assert [r["function_id"] for r in runs] == ["signed-app-f"]
+        # The run state an SDK fetches on the use_api path: the signing key as bearer too.
+        run_id = runs[0]["id"]
+        for what in ("batch", "actions"):
+            r = await c.get(f"/v0/runs/{run_id}/{what}")
+            assert r.status_code == 401 and "signing key" in r.json()["error"]
+        r = await c.get(f"/v0/runs/{run_id}/batch", headers=bearer)
+        assert r.status_code == 200 and [e["name"] for e in r.json()] == ["a/b"]
+        r = await c.get(f"/v0/runs/{run_id}/actions", headers=bearer)
+        assert r.status_code == 200 and r.json() == {}
+        r = await c.get("/v0/runs/01HNOSUCHRUN0000000000000/actions", headers=bearer)
+        assert r.status_code == 404 and r.json()["status"] == 404
 
 
 async def test_a_server_without_keys_refuses_inngest_apps(app: perdure.App) -> None:

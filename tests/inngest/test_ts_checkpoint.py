@@ -21,7 +21,7 @@ import orjson
 import pytest
 from starlette.applications import Starlette
 
-from perdure import App
+from perdure import App, Limits
 from perdure.engine.backoff import RetryPolicy
 from perdure.functions import EventTrigger
 from perdure.inngest.checkpoint import CheckpointRoutes
@@ -200,3 +200,36 @@ async def test_without_checkpointing_the_call_carries_no_fn_id(app: App) -> None
 
     info = await harness.run(script)
     assert info.status == "completed"
+
+
+async def test_a_checkpoint_may_carry_a_step_over_4_mib_and_the_state_then_goes_by_api(
+    db_url: str,
+) -> None:
+    """A step output over 4 MiB (with a larger ``Limits.step_output``) is checkpointed (bodies up
+    to 8 MiB, what an answer may carry); a bigger body is a 413 (the SDK then reports the step
+    in its answer); the next call leaves the 5 MiB state out (``use_api``)."""
+    big = "x" * (5 * 1024 * 1024)
+    app = App("host", db_url, limits=Limits(step_output=6 * 1024 * 1024))
+    await app.open()
+    try:
+        harness = Harness(app)
+
+        async def script(body: dict[str, Any], step: str) -> httpx.Response:
+            if h("b") not in body["steps"] and not body["use_api"]:
+                r = await harness.checkpoint(body, [step_run("a", big)])
+                assert r.status_code == 200 and r.json()["recorded"] == 1, r.text
+                r = await harness.checkpoint(body, [step_run("b", big + big)])
+                assert r.status_code == 413 and "over the limit" in r.json()["error"], r.text
+                return ops(step_run("b", 2))
+            assert body["use_api"] is True and body["ctx"]["use_api"] is True
+            assert body["steps"] == {} and body["events"][0]["data"] == {"k": 1}
+            assert body["ctx"]["stack"]["stack"] == [h("a"), h("b")]
+            return httpx.Response(200, headers=SDK, content=b'"done"')
+
+        info = await harness.run(script)
+        assert info.output == "done", info.error
+        assert len(harness.calls) == 2
+        steps = {s.id: s for s in info.steps}
+        assert steps[h("a")].output == big and steps[h("b")].output == 2
+    finally:
+        await app.close()

@@ -51,7 +51,7 @@ def test_the_app_synced_every_function(ts: World) -> None:
         f"{APP_ID}-{name}"
         for name in (
             "no-steps", "two-steps", "repeated", "sleeper", "waiter", "child", "invoker",
-            "sender", "on-sent", "parallel", "flaky-step", "saga", "non-retriable",
+            "sender", "on-sent", "parallel", "big-state", "flaky-step", "saga", "non-retriable",
             "retry-after", "crash",
         )
     }  # fmt: skip
@@ -92,6 +92,22 @@ def test_two_steps_run_once_each_and_are_recorded_by_hashed_id(ts: World) -> Non
         ]
     else:
         assert ts.state()["checkpoints"] == []
+
+
+def test_state_over_4_mib_is_fetched_by_the_sdk_from_the_api(ts: World) -> None:
+    run_id = ts.trigger("ts/big-state")
+    run = ts.ended(run_id)
+    size = 5 * 512 * 1024
+    assert run["status"] == "Completed", run
+    assert run["output"] == [size, size, True]
+    assert ts.state()["bodies"] == ["big-a", "big-b", "read"]
+    fetched = ts.state()["fetched"]
+    if ts.checkpointing:  # one request ran the three steps: no call carried the state
+        assert fetched == []
+    else:  # the calls after big-b (to run "read", then to finish) left the state out
+        paths = sorted(f["path"] for f in fetched)
+        assert paths == [f"/v0/runs/{run_id}/actions"] * 2 + [f"/v0/runs/{run_id}/batch"] * 2
+        assert {f["status"] for f in fetched} == {200}
 
 
 def test_repeated_step_ids_get_the_sdks_suffixes(ts: World) -> None:

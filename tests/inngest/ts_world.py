@@ -194,7 +194,7 @@ def ts_world(tmp: Path, *, checkpointing: bool) -> Iterator[World]:
             try:
                 with httpx.Client(base_url=origin, timeout=30) as http:
                     world = World(http, node_http, checkpointing, dev_log, node_log)
-                    eventually("the TS app to sync", lambda: len(world.functions()) >= 15)
+                    eventually("the TS app to sync", lambda: len(world.functions()) >= 16)
                     yield world
             finally:
                 _stop(dev)

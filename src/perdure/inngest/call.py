@@ -9,8 +9,14 @@ request ``version`` and ``use_api``. It is sent with sorted keys and no whitespa
 form the SDKs verify signatures over; the numbers perdure stores are already canonical).
 
 ``ctx.fn_id`` and ``ctx.qi_id`` are sent when the server serves the checkpoint routes (the TS
-SDK's checkpointing turns on with them). Not sent yet (later slices): ``use_api: true``
-with trimmed state for payloads over 4 MiB, signatures.
+SDK's checkpointing turns on with them).
+
+Large payloads (§6.3), decided as the Go server does: when the memoized steps are over
+:data:`MAX_INLINE_STATE` they are left out (``steps: {}``), and when the whole body is still
+over :data:`MAX_REQUEST_BODY` the events are left out too (``events: []``; ``event`` is always
+sent). Either way ``use_api`` is true, at the top level (read by the Python SDK) and in ``ctx``
+(read by the TS SDK), and the SDK fetches both from ``GET /v0/runs/{run_id}/batch`` and
+``GET /v0/runs/{run_id}/actions`` (:mod:`perdure.inngest.run_state`).
 """
 
 from __future__ import annotations
@@ -28,6 +34,10 @@ INNGEST_INVOKED = "inngest/function.invoked"
 PERDURE_INVOKED = "perdure/function.invoked"
 #: Request version perdure sends before an SDK told it which it speaks ("SDK decides").
 UNKNOWN_VERSION = -1
+#: The largest call body sent with the run's state inline (Inngest's ``MaxSDKRequestBodySize``).
+MAX_REQUEST_BODY = 4 * 1024 * 1024
+#: Memoized steps over this many bytes of JSON are never inlined (room for the rest of the body).
+MAX_INLINE_STATE = MAX_REQUEST_BODY - 1024
 
 
 def sdk_event(stored: Mapping[str, Any]) -> dict[str, Any]:
@@ -100,6 +110,9 @@ def build_call(
     if fn_id is not None and qi_id is not None:
         body["ctx"]["fn_id"] = fn_id
         body["ctx"]["qi_id"] = qi_id
+    encoded = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    if len(encoded) > MAX_INLINE_STATE:
+        encoded = _trimmed(body, encoded)
     headers = {
         "content-type": "application/json",
         "x-inngest-server-kind": server_kind,
@@ -107,6 +120,18 @@ def build_call(
         "x-run-id": run_id,
         "x-inngest-step-id": step_id,
     }
-    return CallRequest(
-        step_url(url, step_id), headers, orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
-    )
+    return CallRequest(step_url(url, step_id), headers, encoded)
+
+
+def _trimmed(body: dict[str, Any], encoded: bytes) -> bytes:
+    """``body`` (encoded: ``encoded``) with the state the SDK must fetch left out (see the
+    module docstring); ``encoded`` itself when everything fits."""
+    if len(orjson.dumps(body["steps"])) > MAX_INLINE_STATE:
+        body["steps"] = {}
+        body["use_api"] = body["ctx"]["use_api"] = True
+        encoded = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    if len(encoded) > MAX_REQUEST_BODY:
+        body["steps"], body["events"] = {}, []
+        body["use_api"] = body["ctx"]["use_api"] = True
+        encoded = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    return encoded

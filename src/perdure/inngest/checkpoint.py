@@ -50,8 +50,10 @@ log = logging.getLogger("perdure.inngest")
 
 #: Ops of the TS SDK's ``defer`` feature that may ride along a checkpoint; not supported yet.
 LAZY_OPS = frozenset({"DeferAdd", "DeferAbort"})
-#: The largest checkpoint body accepted (the SDKs' request limit).
-MAX_BODY = 4 * 1024 * 1024
+#: The largest checkpoint body accepted: what a 206 answer may carry (Inngest's
+#: ``MaxSDKResponseBodySize``, a step's output and input of 4 MiB each). Over it: 413, and the
+#: SDK reports the step in its answer instead.
+MAX_BODY = 8 * 1024 * 1024
 
 
 class CheckpointError(Exception):

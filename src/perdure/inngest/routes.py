@@ -18,6 +18,8 @@ What the official SDKs and their test harnesses call (``shared/protocols/inngest
 - ``GET /v1/runs/{id}``: ``{"data": {"run_id", "status": "Running|Completed|...", "output",
   ...}, "metadata": {...}}``.
 - ``GET /dev``: the dev-server description the TS harness reads (functions with their slugs).
+- ``GET /v0/runs/{id}/batch`` and ``GET /v0/runs/{id}/actions``: the run's events and memoized
+  steps, fetched by an SDK sent a call with ``use_api`` (:mod:`perdure.inngest.run_state`).
 - ``POST /v0/connect/start``: 200 for the harnesses' bodiless readiness probe; a Connect
   worker (a protobuf body) is refused: perdure has no Connect gateway.
 
@@ -49,6 +51,7 @@ from perdure.inngest.checkpoint import CheckpointRoutes
 from perdure.inngest.driver import InngestDriver
 from perdure.inngest.functions import InngestFunction
 from perdure.inngest.gql import GraphQL
+from perdure.inngest.run_state import RunStateRoutes
 from perdure.inngest.sync import AppRegistry, ConflictError, app_uuid
 from perdure.server.http import ApiError, JSONResponse, error_response, parse_json, read_body
 from perdure.types import Event, RunStatus, iso_utc
@@ -234,6 +237,7 @@ class InngestRoutes:
             Route("/v1/runs/{run_id}", self.get_run, methods=["GET"]),
             Route("/v1/runs/{run_id}", self.cancel_run, methods=["DELETE"]),
             Route("/v0/runs/{run_id}", self.cancel_run, methods=["DELETE"]),
+            *RunStateRoutes(self.app).routes(),
             Route("/dev", self.dev, methods=["GET"]),
             Route("/v0/connect/start", self.connect_start, methods=["POST"]),
             *CheckpointRoutes(self.driver).routes(),

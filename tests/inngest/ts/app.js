@@ -20,12 +20,16 @@ const port = Number(process.env.PORT || 3000);
 const appId = process.env.APP_ID || "its";
 const checkpointing = process.env.CHECKPOINTING !== "0";
 
-const state = { calls: {}, bodies: [], attempts: {}, checkpoints: [] };
+const state = { calls: {}, bodies: [], attempts: {}, checkpoints: [], fetched: [] };
 
-// The SDK's own fetch, watched: every checkpoint it posts to perdure is noted in the state.
+// The SDK's own fetch, watched: every checkpoint it posts to perdure is noted in the state,
+// and so is every run state it fetches (the use_api path: /v0/runs/{id}/batch and /actions).
 const watchedFetch = async (input, init) => {
   const res = await fetch(input, init);
   const url = String(input instanceof Request ? input.url : input);
+  if (url.includes("/v0/runs/")) {
+    state.fetched.push({ path: new URL(url).pathname, status: res.status });
+  }
   if (url.includes("/v1/checkpoint/")) {
     const steps = JSON.parse(String((init && init.body) || "{}")).steps || [];
     state.checkpoints.push({
@@ -156,6 +160,27 @@ const parallel = inngest.createFunction(
   },
 );
 
+// Two steps of 2.5 MiB: the memoized state is over 4 MiB, so perdure leaves it out of the
+// next call and the SDK fetches it (use_api).
+const bigState = inngest.createFunction(
+  { id: "big-state", triggers: [{ event: "ts/big-state" }] },
+  async ({ step }) => {
+    const size = 5 * 512 * 1024;
+    const a = await step.run("big-a", () => {
+      body("big-a");
+      return "a".repeat(size);
+    });
+    const b = await step.run("big-b", () => {
+      body("big-b");
+      return "b".repeat(size);
+    });
+    return step.run("read", () => {
+      body("read");
+      return [a.length, b.length, a === "a".repeat(size) && b === "b".repeat(size)];
+    });
+  },
+);
+
 const flaky = inngest.createFunction(
   { id: "flaky-step", retries: 2, triggers: [{ event: "ts/flaky-step" }] },
   async ({ step, attempt }) => {
@@ -216,7 +241,7 @@ const crash = inngest.createFunction(
 
 const functions = [
   noSteps, twoSteps, repeated, sleeper, waiter, child, invoker, sender, onSent, parallel,
-  flaky, saga, nonRetriable, retryAfter, crash,
+  bigState, flaky, saga, nonRetriable, retryAfter, crash,
 ];
 
 const app = express();
@@ -235,6 +260,7 @@ app.post("/reset", (_req, res) => {
   state.bodies = [];
   state.attempts = {};
   state.checkpoints = [];
+  state.fetched = [];
   res.json({ ok: true });
 });
 app.post("/send", async (req, res) => {
