@@ -43,6 +43,12 @@ async def native_double(ctx: perdure.Context) -> Any:
     return {"doubled": ctx.event.data["n"] * 2, "name": ctx.event.name, "data": ctx.event.data}
 
 
+@app.function(id="halve", retries=0)
+async def halve(ctx: perdure.Context) -> Any:
+    """An id without its app's name: the SDKs reach it as ``kinds-halve``."""
+    return {"halved": ctx.event.data["n"] / 2}
+
+
 @app.function(id="native-fails", retries=0)
 async def native_fails(ctx: perdure.Context) -> Any:
     raise ValueError(f"native says no to {ctx.event.data.get('n')}")
@@ -122,7 +128,7 @@ def fastapi_app(seen: Seen, origin: str) -> fastapi.FastAPI:
         try:
             out = await ctx.step.invoke_by_id(
                 "call",
-                app_id=NATIVE_PREFIX,
+                app_id=str(data.get("app", NATIVE_PREFIX)),
                 function_id=str(data["target"]),
                 data={"n": data["n"], "from": ctx.run_id},
                 timeout=timeout,

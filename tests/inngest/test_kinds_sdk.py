@@ -81,6 +81,15 @@ def test_an_sdk_function_gets_a_native_functions_output(world: World) -> None:
     assert (step["id"], step["kind"], step["status"]) == (hashed("call"), "invoke", "completed")
 
 
+def test_an_sdk_reaches_a_native_function_by_its_app_name_and_id(world: World) -> None:
+    run_id = world.dev.trigger("kinds/call-native", {"app": "kinds", "target": "halve", "n": 9})
+    run = world.dev.ended(run_id)
+    assert run["status"] == "completed", run["error"]
+    assert run["output"] == {"got": {"halved": 4.5}}
+    (child,) = world.dev.children(run_id)
+    assert child["function_id"] == "halve"
+
+
 def test_a_native_failure_is_a_step_error_in_the_sdk_function(world: World) -> None:
     run = world.dev.ended(world.dev.trigger("kinds/call-native", {"target": "fails", "n": 5}))
     assert run["status"] == "completed", run["error"]

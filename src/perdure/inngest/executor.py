@@ -435,9 +435,17 @@ class Execution:
                 raise InvalidInputError(f"invoke {op.label!r}: no function_id")
             timeout = oc.duration(op.opts.get("timeout"), f"invoke {op.label!r}: timeout")
             async with self.attempt.store_call():
-                child: NewRun = await self.attempt.runtime.ops.child_run(
-                    fid, data if data is not None else {}, self.run_id, op.id
-                )
+                try:
+                    child: NewRun = await self.attempt.runtime.ops.child_run(
+                        fid, data if data is not None else {}, self.run_id, op.id
+                    )
+                except FunctionNotFoundError:
+                    native = await self._native_id(fid)
+                    if native is None:
+                        raise
+                    child = await self.attempt.runtime.ops.child_run(
+                        native, data if data is not None else {}, self.run_id, op.id
+                    )
         except (FunctionNotFoundError, InvalidInputError) as exc:
             # The step fails (the SDK raises it in the caller), as Inngest does.
             self._record_failure(op.id, {"name": type(exc).__name__, "message": str(exc)})
@@ -445,6 +453,14 @@ class Execution:
         deadline = None if timeout is None else self.attempt.now() + timeout
         await self._write(op.id, "invoke", "invoking", wake_at=deadline, child=child)
         self._park(op.id, deadline, "waiting", watch=True)
+
+    async def _native_id(self, fid: str) -> str | None:
+        """The native function an SDK means by ``<app>-<id>`` (the SDKs always invoke by
+        ``<app id>-<function id>``; a native function's id need not carry its app's name)."""
+        for record in await self.attempt.runtime.store.list_functions():
+            if InngestFunction.from_record(record) is None and f"{record.app}-{record.id}" == fid:
+                return record.id
+        return None
 
     # ------------------------------------------------------------------ bookkeeping
 
