@@ -155,11 +155,10 @@ class _Server(uvicorn.Server):
 
 
 @dataclass
-class Life:
-    """The harness: the perdure app and worker, the SDK app, perdure's HTTP server."""
+class Host:
+    """The harness: the perdure app and worker, an SDK app, perdure's HTTP server."""
 
     app: App
-    seen: Seen
     worker: Worker
     http: httpx.AsyncClient
     serve_url: str
@@ -198,50 +197,82 @@ class Life:
             await asyncio.sleep(0.02)
 
 
+@dataclass
+class Life(Host):
+    """The lifecycle harness: what its SDK app's functions saw, too."""
+
+    seen: Seen = field(default_factory=Seen)
+
+
 _ENDED = {"completed", "failed", "cancelled"}
+
+
+@asynccontextmanager
+async def hosted(
+    db_url: str,
+    build_sdk: Callable[[str], Any],
+    *,
+    extra: Callable[[App], None] | None = None,
+    synced: bool = True,
+    sync_after_start: bool = False,
+) -> AsyncIterator[Host]:
+    """Serve the SDK app ``build_sdk(origin)`` and perdure; ``extra`` may add native functions
+    to the perdure app; ``synced``: the app is registered (else the test registers what it
+    wants), before the worker starts or, with ``sync_after_start``, after (as ``perdure dev``
+    meets an app that syncs once it runs)."""
+    app = App("host", db_url)
+    if extra is not None:
+        extra(app)
+    await app.open()
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    sdk = build_sdk(origin)
+    server = _Server(uvicorn.Config(sdk, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="inngest-sdk-app", daemon=True)
+    thread.start()
+    from perdure.drivers.python import PythonDriver
+
+    calls = httpx.AsyncClient()  # the driver's calls to the app; closed here, on this loop
+    driver = InngestDriver(http=calls)
+    routes = InngestRoutes(app, driver)
+    asgi = create_app(app, dev=True, api_token=None, extra_routes=routes.routes())
+    transport = httpx.ASGITransport(app=asgi)
+    http = httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8288")
+    worker: Worker | None = None
+
+    async def register() -> None:
+        registration = await sync(f"{origin}/api/inngest", sdk)
+        res = await http.post("/fn/register", json=registration)
+        assert res.status_code == 200, res.text
+
+    try:
+        end = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < end, "the SDK app did not start"
+            await asyncio.sleep(0.02)
+        if synced and not sync_after_start:
+            await register()
+        worker = Worker(app.runtime, [PythonDriver(app.functions), driver], lease_seconds=30)
+        await worker.start()
+        routes.registry.watcher.listeners.append(worker.refresh)  # as `perdure dev` does
+        if synced and sync_after_start:
+            await register()
+        yield Host(app, worker, http, f"{origin}/api/inngest")
+    finally:
+        if worker is not None:
+            await worker.stop()
+        await http.aclose()
+        await calls.aclose()
+        server.should_exit = True
+        thread.join(10)
+        await app.close()
 
 
 @asynccontextmanager
 async def life(
     db_url: str, *, extra: Callable[[App], None] | None = None, synced: bool = True
 ) -> AsyncIterator[Life]:
-    """Serve the SDK app and perdure; ``extra`` may add native functions to the perdure app;
-    ``synced``: the app is registered (else the test registers what it wants)."""
-    app = App("host", db_url)
-    if extra is not None:
-        extra(app)
-    await app.open()
+    """Serve the lifecycle SDK app and perdure (see :func:`hosted`)."""
     seen = Seen()
-    port = free_port()
-    origin = f"http://127.0.0.1:{port}"
-    sdk = build(seen, origin)
-    server = _Server(uvicorn.Config(sdk, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="inngest-life-app", daemon=True)
-    thread.start()
-    from perdure.drivers.python import PythonDriver
-
-    driver = InngestDriver()
-    routes = InngestRoutes(app, driver)
-    asgi = create_app(app, dev=True, api_token=None, extra_routes=routes.routes())
-    transport = httpx.ASGITransport(app=asgi)
-    http = httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8288")
-    worker: Worker | None = None
-    try:
-        end = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < end, "the SDK app did not start"
-            await asyncio.sleep(0.02)
-        if synced:
-            registration = await sync(f"{origin}/api/inngest", sdk)
-            res = await http.post("/fn/register", json=registration)
-            assert res.status_code == 200, res.text
-        worker = Worker(app.runtime, [PythonDriver(app.functions), driver], lease_seconds=30)
-        await worker.start()
-        yield Life(app, seen, worker, http, f"{origin}/api/inngest")
-    finally:
-        if worker is not None:
-            await worker.stop()
-        await http.aclose()
-        server.should_exit = True
-        thread.join(10)
-        await app.close()
+    async with hosted(db_url, lambda origin: build(seen, origin), extra=extra, synced=synced) as h:
+        yield Life(h.app, h.worker, h.http, h.serve_url, seen)
