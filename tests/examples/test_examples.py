@@ -264,10 +264,8 @@ async def test_fan_out_runs_the_quotes_in_parallel(sqlite_url: str) -> None:
     app = fan_out.make_app(sqlite_url)
     n, latency = len(fan_out.SUPPLIERS), 1.0
     async with app, app.worker():
-        started = time.monotonic()
         handle = await app.start(fan_out.BEST_PRICE, {"product": "kettle", "latency": latency})
-        result = await handle.result(timeout=20)
-        elapsed = time.monotonic() - started
+        result = await handle.result(timeout=60)
         run = await app.get_run(handle.run_id)
 
     assert result == {
@@ -275,14 +273,13 @@ async def test_fan_out_runs_the_quotes_in_parallel(sqlite_url: str) -> None:
         "best": {"supplier": "umbrella", "product": "kettle", "price": 99.9},
         "quotes": n,
     }
-    # Sequentially this takes n * latency = 5 s; in parallel about 1 s.
-    assert elapsed < n * latency / 2, elapsed
     steps = steps_by_position(run)
     assert [s.id for s in steps] == [f"quote-{s}" for s in fan_out.SUPPLIERS]
     starts = [s.started_at for s in steps]
     ends = [s.ended_at for s in steps]
     assert all(t is not None for t in starts + ends)
-    # Every quote started before any finished: they all overlapped.
+    # Every quote started before any finished: they all overlapped (not a wall-clock bound,
+    # which a loaded machine breaks).
     assert max(t for t in starts if t) < min(t for t in ends if t)
 
 
