@@ -232,8 +232,7 @@ async def hosted(
     thread.start()
     from perdure.drivers.python import PythonDriver
 
-    calls = httpx.AsyncClient()  # the driver's calls to the app; closed here, on this loop
-    driver = InngestDriver(http=calls)
+    driver = InngestDriver()  # its HTTP session is closed by the worker's stop
     routes = InngestRoutes(app, driver)
     asgi = create_app(app, dev=True, api_token=None, extra_routes=routes.routes())
     transport = httpx.ASGITransport(app=asgi)
@@ -262,7 +261,6 @@ async def hosted(
         if worker is not None:
             await worker.stop()
         await http.aclose()
-        await calls.aclose()
         server.should_exit = True
         thread.join(10)
         await app.close()

@@ -6,6 +6,7 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from hypothesis import given
@@ -284,3 +285,27 @@ def test_step_url_replaces_only_the_step_id() -> None:
     assert step_url("http://h:1/x?fnId=a&stepId=step", DISCOVERY).endswith("fnId=a&stepId=step")
     assert step_url("http://h:1/x?fnId=a", "h1") == "http://h:1/x?fnId=a&stepId=h1"
     assert sdk_event({"name": "n", "data": None})["data"] == {}
+
+
+_PARAM = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=12
+)
+
+
+@given(
+    step_id=_PARAM,
+    params=st.dictionaries(_PARAM, st.text(max_size=8), max_size=4).map(lambda d: list(d.items())),
+    old=st.booleans(),
+)
+def test_the_step_url_sets_step_id_and_keeps_every_other_parameter(
+    step_id: str, params: list[tuple[str, str]], old: bool
+) -> None:
+    kept = [(k, v) for k, v in params if k != "stepId"]
+    base = httpx.URL(
+        "http://127.0.0.1:3000/api/inngest", params=[*kept, *([("stepId", "x")] if old else [])]
+    )
+    got = httpx.URL(step_url(str(base), step_id))
+    assert got.params["stepId"] == step_id
+    assert got.params.get_list("stepId") == [step_id]
+    assert [(k, v) for k, v in got.params.multi_items() if k != "stepId"] == kept
+    assert got.path == "/api/inngest"

@@ -97,7 +97,7 @@ class ScriptedDriver:
     def functions(self) -> Mapping[str, ScriptedFunction]:
         return self.scripts
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.closed = True
 
     async def execute(self, attempt: Attempt) -> Outcome | None:

@@ -21,11 +21,12 @@ sent). Either way ``use_api`` is true, at the top level (read by the Python SDK)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
-import httpx
 import orjson
 
 DISCOVERY = "step"
@@ -64,8 +65,21 @@ class CallRequest:
 
 
 def step_url(url: str, step_id: str) -> str:
-    """The function's step URL with its ``stepId`` query parameter set to ``step_id``."""
-    return str(httpx.URL(url).copy_set_param("stepId", step_id))
+    """The function's step URL with its ``stepId`` query parameter set to ``step_id`` (the
+    other parameters kept as they are)."""
+    head, tail = _split_url(url)
+    return f"{head}stepId={quote(step_id, safe='')}{tail}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _split_url(url: str) -> tuple[str, str]:
+    """``url`` as the text before and after its ``stepId`` parameter's place (parsed once per
+    function URL: parsing it for every call cost more than building the body)."""
+    base, _, fragment = url.partition("#")
+    path, _, query = base.partition("?")
+    kept = [p for p in query.split("&") if p and p.split("=", 1)[0] != "stepId"]
+    head = f"{path}?{'&'.join(kept)}&" if kept else f"{path}?"
+    return head, f"#{fragment}" if fragment else ""
 
 
 def build_call(

@@ -42,6 +42,6 @@ class Driver(Protocol):
         """Execute one attempt of a claimed run; see the module docstring."""
         ...
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Release the driver's resources (the worker stopped)."""
         ...

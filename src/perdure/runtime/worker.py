@@ -223,7 +223,8 @@ class Worker:
             await self.runtime.committer.drain()
         self.runtime.hub.detach(self)
         for driver in self.drivers:
-            driver.close()
+            with contextlib.suppress(Exception):  # a driver failing to close stops nothing else
+                await driver.close()
 
     async def __aenter__(self) -> Worker:
         await self.start()

@@ -42,7 +42,7 @@ class PythonDriver:
         """The functions this driver executes."""
         return self._functions
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Stop the thread pools (threads still running finish on their own)."""
         self.step_pool.shutdown(wait=False, cancel_futures=True)
         self.sync_pool.shutdown(wait=False, cancel_futures=True)
