@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys
@@ -121,8 +122,8 @@ def _inngest_options(f: F) -> F:
         "--no-discovery",
         is_flag=True,
         envvar=["PERDURE_SDK_NO_DISCOVERY", "INNGEST_NO_DISCOVERY"],
-        help="Do not look for apps on local ports (perdure never does; accepted for Inngest "
-        "compatibility).",
+        help="perdure dev: do not look for Inngest SDK apps on local ports (3000-3010, 8000, "
+        "8080, ... and $PORT) while none is synced. perdure server never looks.",
     )(f)
     f = option(
         "-u",
@@ -365,14 +366,23 @@ def dev(
     from perdure.server import create_app, socket_url
 
     url = socket_url(sock, host)
-    del no_discovery  # perdure does not probe ports for apps; the flag is accepted
+    from perdure.inngest.discovery import candidate_ports
+
+    own_port = sock.getsockname()[1]
+    discover = [] if no_discovery else candidate_ports(os.environ.get("PORT"), own_port)
 
     async def main() -> None:
         try:
             await open_app(app)
             inngest = InngestDriver(server_kind="dev", checkpointing=True)
             routes = InngestRoutes(app, inngest, server_kind="dev")
-            poller = AppPoller(urls, interval=poll_interval, poll=not no_poll)
+            poller = AppPoller(
+                urls,
+                interval=poll_interval,
+                poll=not no_poll,
+                discover_ports=discover,
+                has_apps=lambda: bool(inngest.functions),
+            )
             try:
                 await routes.registry.load()
                 w = Worker(
@@ -486,7 +496,7 @@ def server(
     urls = _sdk_urls(sdk_urls)
     if urls and keys is None:
         raise click.UsageError("-u needs a signing key (INNGEST_SIGNING_KEY or --signing-key)")
-    del no_discovery  # perdure does not probe ports for apps; the flag is accepted
+    del no_discovery  # self-hosted: apps are named with -u, never looked for
     app = load_app(app_spec, "'--app'") if app_spec else App("server", database_url)
     _use_database(app, database_url)
     sock = _bind(host, port)

@@ -11,7 +11,8 @@ of the app answers ``modified: false`` without writing (Inngest's checksum rule)
 
 :class:`AppPoller` is ``perdure dev -u URL``: it sends the sync ``PUT`` to each URL at start
 and then every poll interval (only to the URLs whose last sync failed with ``--no-poll``), as
-the Inngest dev server does.
+the Inngest dev server does; in ``perdure dev`` it also looks for apps on local ports while
+none is synced (:mod:`perdure.inngest.discovery`, off with ``--no-discovery``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ import orjson
 from perdure.app import App
 from perdure.errors import InvalidInputError, PerdureError
 from perdure.inngest.auth import InngestKeys
+from perdure.inngest.discovery import discover
 from perdure.inngest.driver import InngestDriver
 from perdure.inngest.functions import InngestApp, InngestFunction, parse_register
 from perdure.inngest.watch import RegistryWatcher, retire_runs
@@ -224,10 +226,16 @@ class AppPoller:
         server_kind: str = "dev",
         http: httpx.AsyncClient | None = None,
         keys: InngestKeys | None = None,
+        discover_ports: Sequence[int] = (),
+        has_apps: Callable[[], bool] | None = None,
     ) -> None:
         if interval <= 0:
             raise InvalidInputError(f"the poll interval must be positive, got {interval:g}")
         self.states = {u: PollState(u) for u in dict.fromkeys(urls)}
+        self.discover_ports = list(discover_ports)
+        """Local ports probed for SDK apps while ``has_apps()`` is false (autodiscovery,
+        :mod:`perdure.inngest.discovery`; empty: off)."""
+        self.has_apps = has_apps or (lambda: False)
         self.interval = interval
         self.poll = poll
         self.server_kind = server_kind
@@ -269,8 +277,13 @@ class AppPoller:
             state.ok, state.error = True, None
 
     async def tick(self) -> None:
-        """One pass over the URLs due a ping."""
-        due = [s for s in self.states.values() if self.poll or not s.ok or self.passes == 0]
+        """One pass: discover apps (while none is synced), then ping the URLs due one."""
+        if self.discover_ports and not self.has_apps():
+            for url in await discover(self._client(), self.discover_ports):
+                if url not in self.states:
+                    log.info("discovered an Inngest SDK app at %s", url)
+                    self.states[url] = PollState(url)
+        due = [s for s in self.states.values() if self.poll or not s.ok or s.attempts == 0]
         await asyncio.gather(*(self.ping(s) for s in due))
         self.passes += 1
         for s in due:
@@ -285,7 +298,7 @@ class AppPoller:
 
     def start(self) -> None:
         """Run in the background of the running loop."""
-        if self._task is None and self.states:
+        if self._task is None and (self.states or self.discover_ports):
             self._task = asyncio.get_running_loop().create_task(self.run(), name="inngest-poll")
 
     async def stop(self) -> None:
