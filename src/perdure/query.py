@@ -192,6 +192,7 @@ def step_info(step: StoredStep) -> StepInfo:
         started_at=to_datetime(step.started_at),
         ended_at=to_datetime(step.ended_at),
         wake_at=to_datetime(step.wake_at),
+        name=step.name,
     )
 
 

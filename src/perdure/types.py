@@ -250,6 +250,9 @@ class StepInfo:
     started_at: datetime | None
     ended_at: datetime | None
     wake_at: datetime | None
+    name: str | None = None
+    """The step's name as written in the code, when ``id`` is derived from it (the steps of
+    apps on the Inngest SDKs: ``id`` is the SHA-1 of the step id)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,8 +40,8 @@ def when_text(value: datetime | None) -> str:
 
 def step_json(step: StepInfo) -> dict[str, Any]:
     """A recorded step: ``id``, ``kind``, ``status``, ``output``, ``error``, ``attempts``,
-    ``position`` and its times."""
-    return {
+    ``position``, its times and, when ``id`` is derived from it, its ``name``."""
+    out: dict[str, Any] = {
         "id": step.id,
         "kind": step.kind,
         "status": step.status,
@@ -53,6 +53,9 @@ def step_json(step: StepInfo) -> dict[str, Any]:
         "ended_at": iso(step.ended_at),
         "wake_at": iso(step.wake_at),
     }
+    if step.name is not None:
+        out["name"] = step.name
+    return out
 
 
 def run_json(run: RunInfo, *, steps: bool = True) -> dict[str, Any]:

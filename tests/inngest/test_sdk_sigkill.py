@@ -61,6 +61,10 @@ def test_a_run_survives_a_sigkill_of_the_server_mid_step(db_url: str, tmp_path: 
                 hashed("third"): "completed",
             }
             assert steps[hashed("second")]["output"] == {"two": 2}
+            # The restarted server knew no step by name: the names come from the database.
+            assert {k: s.get("name") for k, s in steps.items()} == {
+                hashed(name): name for name in ("first", "second", "third")
+            }
         finally:
             dev.close()
             seen.close()

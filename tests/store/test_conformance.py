@@ -104,6 +104,31 @@ async def test_create_runs_and_idempotency(store: Store) -> None:
     assert {r.id for r in await store.get_runs(["r1", "r2", "nope"])} == {"r1", "r2"}
 
 
+async def test_a_step_keeps_its_name_through_writes_and_claims(
+    store: Store, clock: ManualClock
+) -> None:
+    await store.create_runs([new_run("r1")])
+    (run,) = (await store.claim("w", ["f"], 1, LEASE)).runs
+    one = StepWrite("r1", run.token, "h1", 0, "run", "retrying", attempts=1, name="charge card")
+    two = StepWrite("r1", run.token, "h2", 1, "run", "completed", output="2", name="ship")
+    assert await store.commit([one]) == [True]
+    assert await store.commit([two]) == [True]  # a batch of one (the lean statements)
+    # A later write without a name keeps it (the retry's outcome), in a batch of two.
+    again = StepWrite("r1", run.token, "h1", 0, "run", "completed", output="1", attempts=2)
+    plain = StepWrite("r1", run.token, "h3", 2, "run", "completed", output="3")
+    assert await store.commit([again, plain]) == [True, True]
+    steps = {s.key: s for s in await store.get_steps("r1")}
+    assert {k: s.name for k, s in steps.items()} == {"h1": "charge card", "h2": "ship", "h3": None}
+    assert steps["h1"].output == "1"
+    await clock.advance(LEASE + 1)  # the lease lapses: the next claim brings the names back
+    (taken,) = (await store.claim("w2", ["f"], 1, LEASE)).runs
+    assert {k: s.name for k, s in taken.steps.items()} == {
+        "h1": "charge card",
+        "h2": "ship",
+        "h3": None,
+    }
+
+
 async def test_runs_created_already_leased(store: Store, clock: ManualClock) -> None:
     leased = new_run("r1", key="k")
     leased.lease_owner, leased.lease_seconds = "w1", LEASE

@@ -96,6 +96,10 @@ class Execution:
         self.server_kind = server_kind
         self.run_id = attempt.run_id
         self.steps: dict[str, StoredStep] = dict(attempt.steps)
+        if names is not None:  # the names recorded before (another process, a restart)
+            for key, step in self.steps.items():
+                if step.name is not None and key not in names:
+                    names[key] = step.name
         self.memos: dict[str, Any] = {k: memo(s) for k, s in self.steps.items() if is_resolved(s)}
         self.stack = stack_order(self.steps.values())
         self._next_seq = max((s.seq for s in self.steps.values()), default=-1) + 1
@@ -477,6 +481,8 @@ class Execution:
             seq = rec.seq
         now = self.attempt.now()
         started = now if rec is not None or self._answer_started is None else self._answer_started
+        if self.names is not None and "name" not in fields:
+            fields["name"] = self.names.get(key)
         op = self.attempt.step_write(key, seq, kind, status, started_at=started, **fields)
         self.steps[key] = StoredStep(
             key,
@@ -489,6 +495,7 @@ class Execution:
             op.wake_at,
             rec.started_at if rec is not None else started,
             now if status in ("completed", "failed") else None,
+            op.name if op.name is not None else (rec.name if rec is not None else None),
         )
         return op
 

@@ -435,7 +435,7 @@ class GraphQL:
         op = _STEP_OP.get(step.kind, step.kind.upper())
         return {
             "__typename": "RunTraceSpan",
-            "name": self._name(step.id),
+            "name": step.name or self._name(step.id),
             "status": _STEP_STATUS.get(step.status, step.status.upper()),
             "stepType": op,
             "stepOp": op,

@@ -163,6 +163,10 @@ class Step(_Open):
     started_at: datetime | None
     ended_at: datetime | None
     wake_at: datetime | None
+    name: str | None = Field(
+        default=None,
+        description="The step's name in the code when id is derived from it (Inngest SDK steps).",
+    )
 
 
 class FlowReason(_Open):

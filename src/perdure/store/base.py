@@ -68,6 +68,9 @@ class StoredStep:
     wake_at: float | None
     started_at: float | None = None
     ended_at: float | None = None
+    name: str | None = None
+    """The step's name as the user wrote it, when the key is a derived one (an Inngest SDK
+    step's key is the SHA-1 of its id)."""
 
 
 @dataclass(slots=True)
@@ -120,6 +123,8 @@ class StepWrite:
     started_at: float | None = None
     wait: WaitSpec | None = None
     child: NewRun | None = None
+    name: str | None = None
+    """The step's name when ``key`` is derived from it (kept by later writes without one)."""
 
 
 OutcomeKind = Literal["complete", "fail", "retry", "suspend", "release"]

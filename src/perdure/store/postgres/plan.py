@@ -62,7 +62,7 @@ def claim_from_rows(rows: list[TupleRow]) -> tuple[float, Claim]:
         run_id, fid, token, run_input, attempt, crashes, due_at = row[2:9]
         steps: dict[str, StoredStep] = {}
         if row[9] is not None:
-            for step in zip(*row[9:19], strict=True):
+            for step in zip(*row[9:20], strict=True):
                 steps[step[0]] = StoredStep(*step)
         ordered.append(
             (due_at, run_id, ClaimedRun(run_id, fid, token, run_input, attempt, steps, crashes))
@@ -132,6 +132,8 @@ class CommitPlan:
                 row["attempts"] = op.attempts
                 row["wake_at"] = op.wake_at
                 row["done"] = op.status in DONE_STATUSES
+                if op.name is not None:
+                    row["name"] = op.name
                 if op.wait is not None:
                     w = op.wait
                     wait_rows[k] = {
@@ -295,6 +297,7 @@ def _step_params(op: StepWrite) -> dict[str, Any]:
         "wake_at": op.wake_at,
         "started_at": op.started_at,
         "done": op.status in DONE_STATUSES,
+        "name": op.name,
     }
 
 

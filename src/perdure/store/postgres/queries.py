@@ -275,13 +275,14 @@ CLAIM: Final = (
     " (SELECT min(until) FROM claimed)) AS next_due) "
     "SELECT t.now, nxt.next_due, c.id, c.function_id, c.lease_token, c.input, c.attempt,"
     " c.crashes, c.due_at, s.keys, s.seqs, s.kinds, s.statuses, s.outputs, s.errors,"
-    " s.attempts, s.wake_ats, s.started_ats, s.ended_ats "
+    " s.attempts, s.wake_ats, s.started_ats, s.ended_ats, s.names "
     "FROM t CROSS JOIN nxt LEFT JOIN claimed c ON true "
     "LEFT JOIN LATERAL (SELECT array_agg(st.key) AS keys, array_agg(st.seq) AS seqs,"
     " array_agg(st.kind) AS kinds, array_agg(st.status) AS statuses,"
     " array_agg(st.output) AS outputs, array_agg(st.error) AS errors,"
     " array_agg(st.attempts) AS attempts, array_agg(st.wake_at) AS wake_ats,"
-    " array_agg(st.started_at) AS started_ats, array_agg(st.ended_at) AS ended_ats"
+    " array_agg(st.started_at) AS started_ats, array_agg(st.ended_at) AS ended_ats,"
+    " array_agg(st.name) AS names"
     " FROM steps st WHERE c.prev_started IS NOT NULL AND st.run_id = c.id) s ON true"
 )
 NEXT_DUE: Final = (
@@ -301,16 +302,18 @@ _LOCK_RUNS_AND_PARENTS: Final = (
 _UPSERT_STEPS: Final = (
     "live AS (SELECT id, lease_token FROM lk WHERE status = 'running'), "
     "sw AS (INSERT INTO steps (run_id, key, seq, kind, status, output, error, attempts,"
-    " wake_at, started_at, ended_at)"
+    " wake_at, started_at, ended_at, name)"
     " SELECT w.run_id, w.key, w.seq, w.kind, w.status, w.output, w.error, w.attempts,"
-    " w.wake_at, coalesce(nullif(w.started_at, 0), t.now), CASE WHEN w.done THEN t.now END"
+    " w.wake_at, coalesce(nullif(w.started_at, 0), t.now), CASE WHEN w.done THEN t.now END,"
+    " w.name"
     " FROM json_to_recordset(%(steps)s::json) AS w(run_id text, token int8, key text,"
     " seq int4, kind text, status text, output text, error text, attempts int4,"
-    " wake_at float8, started_at float8, done bool), live, t"
+    " wake_at float8, started_at float8, done bool, name text), live, t"
     " WHERE live.id = w.run_id AND live.lease_token = w.token"
     " ON CONFLICT (run_id, key) DO UPDATE SET status = excluded.status,"
     " output = excluded.output, error = excluded.error, attempts = excluded.attempts,"
-    " wake_at = excluded.wake_at, ended_at = excluded.ended_at)"
+    " wake_at = excluded.wake_at, ended_at = excluded.ended_at,"
+    " name = coalesce(excluded.name, steps.name))"
 )
 _WAITS_AND_CHILDREN: Final = (
     ", wi AS (INSERT INTO waits (run_id, step_key, event_name, match_path, match_value,"
@@ -454,12 +457,13 @@ EXPIRE_APPLY: Final = (
     " FROM f, t WHERE s.run_id = f.id AND s.key = %(key)s"
     " AND s.status IN ('waiting', 'invoking')"
     " RETURNING s.key, s.seq, s.kind, s.status, s.output, s.error, s.attempts, s.wake_at,"
-    " s.started_at, s.ended_at), "
+    " s.started_at, s.ended_at, s.name), "
     "dw AS (DELETE FROM waits w USING upd WHERE w.run_id = %(run)s AND w.step_key = upd.key"
     " AND upd.status = 'completed') "
     "SELECT * FROM upd UNION ALL "
     "SELECT s.key, s.seq, s.kind, s.status, s.output, s.error, s.attempts, s.wake_at,"
-    " s.started_at, s.ended_at FROM steps s, f WHERE s.run_id = f.id AND s.key = %(key)s"
+    " s.started_at, s.ended_at, s.name FROM steps s, f WHERE s.run_id = f.id"
+    " AND s.key = %(key)s"
     " AND NOT EXISTS (SELECT 1 FROM upd)"
 )
 
@@ -488,18 +492,19 @@ PRUNE_EVENTS: Final = "DELETE FROM events WHERE received_at < %(before)s::float8
 
 _STEP_COLUMNS_IN: Final = (
     "INSERT INTO steps (run_id, key, seq, kind, status, output, error, attempts,"
-    " wake_at, started_at, ended_at)"
+    " wake_at, started_at, ended_at, name)"
 )
 _STEP_VALUES: Final = (
     " %(key)s::text, %(seq)s::int4, %(kind)s::text, %(status)s::text, %(output)s::text,"
     " %(error)s::text, %(attempts)s::int4, %(wake_at)s::float8,"
     " coalesce(nullif(%(started_at)s::float8, 0), t.now),"
-    " CASE WHEN %(done)s::bool THEN t.now END"
+    " CASE WHEN %(done)s::bool THEN t.now END, %(name)s::text"
 )
 _STEP_CONFLICT: Final = (
     " ON CONFLICT (run_id, key) DO UPDATE SET status = excluded.status,"
     " output = excluded.output, error = excluded.error, attempts = excluded.attempts,"
-    " wake_at = excluded.wake_at, ended_at = excluded.ended_at"
+    " wake_at = excluded.wake_at, ended_at = excluded.ended_at,"
+    " name = coalesce(excluded.name, steps.name)"
 )
 
 # One step checkpoint without wait or child: lock the run's row, write the step if the lease

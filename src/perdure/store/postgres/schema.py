@@ -28,6 +28,7 @@ MIGRATIONS = Migrations(
         "0003_schedules.sql",
         "0004_flow_gates.sql",
         "0005_flow_cancel.sql",
+        "0006_step_names.sql",
     ),
 )
 SCHEMA_FILE = "schema.sql"

@@ -139,6 +139,7 @@ def _step_row(op: StepWrite, now: float) -> tuple[Any, ...]:
         op.wake_at,
         op.started_at or now,
         now if op.status in DONE_STATUSES else None,
+        op.name,
     )
 
 

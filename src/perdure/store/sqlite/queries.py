@@ -113,19 +113,21 @@ FENCE: Final[LiteralString] = (
 )
 UPSERT_STEP: Final[LiteralString] = (
     "INSERT INTO steps (run_id, key, seq, kind, status, output, error, attempts, wake_at, "
-    "started_at, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "started_at, ended_at, name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (run_id, key) DO UPDATE SET status = excluded.status, "
     "output = excluded.output, error = excluded.error, attempts = excluded.attempts, "
-    "wake_at = excluded.wake_at, ended_at = excluded.ended_at"
+    "wake_at = excluded.wake_at, ended_at = excluded.ended_at, "
+    "name = coalesce(excluded.name, steps.name)"
 )
 # A checkpoint fenced in the statement itself (a batch of one run: no separate FENCE read).
 UPSERT_STEP_FENCED: Final[LiteralString] = (
     "INSERT INTO steps (run_id, key, seq, kind, status, output, error, attempts, wake_at, "
-    "started_at, ended_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 "
-    "FROM runs WHERE id = ? AND lease_token = ? AND status = 'running') "
+    "started_at, ended_at, name) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS ("
+    "SELECT 1 FROM runs WHERE id = ? AND lease_token = ? AND status = 'running') "
     "ON CONFLICT (run_id, key) DO UPDATE SET status = excluded.status, "
     "output = excluded.output, error = excluded.error, attempts = excluded.attempts, "
-    "wake_at = excluded.wake_at, ended_at = excluded.ended_at"
+    "wake_at = excluded.wake_at, ended_at = excluded.ended_at, "
+    "name = coalesce(excluded.name, steps.name)"
 )
 UPSERT_WAIT: Final[LiteralString] = (
     "INSERT OR REPLACE INTO waits (run_id, step_key, event_name, match_path, match_value, "

@@ -80,6 +80,7 @@ CREATE TABLE steps (
     wake_at    double precision,
     started_at double precision,
     ended_at   double precision,
+    name       text,
     PRIMARY KEY (run_id, key)
 );
 
