@@ -152,3 +152,24 @@ def test_the_parser_reads_aliases_literals_and_fragments() -> None:
         except GqlError:
             continue
         raise AssertionError(f"{bad!r} parsed")
+
+
+async def test_post_functions_refuses_fields_of_the_wrong_type(db_url: str) -> None:
+    async with life(db_url) as h:
+        good = {"name": "x", "url": "http://127.0.0.1:9/api/inngest"}
+        for bad in (
+            {"triggers": None},
+            {"triggers": ["e"]},
+            {"id": None},
+            {"id": ""},
+            {"id": "a b"},
+            {"name": ""},
+            {"retries": "3"},
+            {"retries": True},
+            {"app": 7},
+            {"url": "ftp://x"},
+        ):
+            res = await h.http.post("/api/v1/functions", json={**good, **bad})
+            assert res.status_code == 400, (bad, res.text)
+            assert res.json()["error"]["code"] == "invalid_input", res.text
+        assert (await h.http.post("/api/v1/functions", json=good)).status_code == 201

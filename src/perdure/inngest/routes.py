@@ -165,6 +165,22 @@ def http_function_payload(body: Any) -> dict[str, Any]:
     its own (``app``, else the function's id)."""
     if not isinstance(body, dict):
         raise InvalidInputError("the body must be a JSON object")
+    for field, kind in (("id", str), ("name", str), ("app", str), ("url", str)):
+        if field in body and not isinstance(body[field], kind):
+            raise InvalidInputError(f"{field} must be a string")
+    if "id" in body and (not body["id"] or any(c.isspace() for c in body["id"])):
+        raise InvalidInputError("id must be a non-empty string without whitespace")
+    if "name" in body and not body["name"]:
+        raise InvalidInputError("name must not be empty")
+    if "url" in body and not body["url"].startswith(("http://", "https://")):
+        raise InvalidInputError("url must be an http:// or https:// address")
+    if "retries" in body and (
+        not isinstance(body["retries"], int) or isinstance(body["retries"], bool)
+    ):
+        raise InvalidInputError("retries must be an integer")
+    triggers = body.get("triggers", [])
+    if not isinstance(triggers, list) or not all(isinstance(t, dict) for t in triggers):
+        raise InvalidInputError("triggers must be an array of objects")
     url = body.get("url")
     if not isinstance(url, str) or not url:
         raise InvalidInputError("url is required: the address perdure calls the function at")
