@@ -10,31 +10,18 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
+from polling import eventually
 from sdk_apps import free_port
 from werkzeug.serving import make_server
 
 HERE = Path(__file__).resolve().parent
 DEADLINE = 60.0
 ENDED = ("completed", "failed", "cancelled")
-T = TypeVar("T")
-
-
-def eventually(what: str, check: Callable[[], T | None], deadline: float = DEADLINE) -> T:
-    """Poll ``check`` until it returns something truthy; fail after ``deadline`` seconds."""
-    end = time.monotonic() + deadline
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 class FlaskServed:

@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 import fastapi
+from sdk_apps import capture_registrations
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -221,12 +222,5 @@ def build(seen: Seen, origin: str) -> Any:
     ]
     app = fastapi.FastAPI()
     inngest.fast_api.serve(app, client, functions)
-    registrations: list[dict[str, Any]] = []
-
-    @app.post("/fn/register")
-    async def register(request: fastapi.Request) -> dict[str, Any]:
-        registrations.append(await request.json())
-        return {"ok": True, "modified": True}
-
-    app.state.registrations = registrations
+    capture_registrations(app)
     return app

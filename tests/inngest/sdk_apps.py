@@ -22,6 +22,20 @@ def free_port() -> int:
         return port
 
 
+def capture_registrations(api: fastapi.FastAPI) -> None:
+    """Serve ``POST /fn/register`` on the app itself: the registration bodies the SDK sends when
+    its serve URL gets the sync ``PUT`` (with ``api_base_url`` = the app's own origin) are kept
+    in ``api.state.registrations``, for a test to post to perdure (``sdk_app.sync``)."""
+    registrations: list[dict[str, Any]] = []
+
+    @api.post("/fn/register")
+    async def register(request: fastapi.Request) -> dict[str, Any]:
+        registrations.append(await request.json())
+        return {"ok": True, "modified": True}
+
+    api.state.registrations = registrations
+
+
 def client(app_id: str, origin: str) -> inngest.Inngest:
     """A dev-mode SDK client talking to ``origin`` (both the API and the event API)."""
     return inngest.Inngest(

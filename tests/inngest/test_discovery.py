@@ -13,7 +13,8 @@ from typing import Any
 import fastapi
 import httpx
 import uvicorn
-from dev_world import DevServer, eventually
+from dev_world import DevServer
+from polling import eventually
 from sdk_apps import client, free_port
 
 from perdure.inngest.discovery import candidate_ports, discover

@@ -23,6 +23,7 @@ import httpx
 import pytest
 import uvicorn
 from sdk_app import free_port, sync
+from sdk_apps import capture_registrations
 
 from perdure import App, Event
 from perdure.inngest.driver import InngestDriver
@@ -62,14 +63,7 @@ def build(origin: str) -> Any:
 
     app = fastapi.FastAPI()
     inngest.fast_api.serve(app, client, [hello, hourly, sleepy])
-    registrations: list[dict[str, Any]] = []
-
-    @app.post("/fn/register")
-    async def register(request: fastapi.Request) -> dict[str, Any]:
-        registrations.append(await request.json())
-        return {"ok": True, "modified": True}
-
-    app.state.registrations = registrations
+    capture_registrations(app)
     return app
 
 

@@ -16,14 +16,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 from inngest._internal import transforms
 from inngest._internal.errors import SendEventsError  # the SDK does not export it
+from polling import eventually
 from sdk_apps import free_port
 
 import inngest
@@ -35,18 +36,6 @@ HERE = Path(__file__).parent
 K1, K2, K3, K9 = ("signkey-prod-" + c * 64 for c in "1239")
 TOKEN = "api-token-for-the-test"
 EVENT_KEYS = ("ek-main", "ek-second")
-T = TypeVar("T")
-
-
-def eventually(what: str, check: Callable[[], T | None], deadline: float = DEADLINE) -> T:
-    end = time.monotonic() + deadline
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _clean_env() -> dict[str, str]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import fastapi
 from life_app import hosted
-from sdk_apps import client
+from sdk_apps import capture_registrations, client
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -65,16 +65,9 @@ def build(origin: str, tries: dict[str, int], statuses: list[Statuses]) -> Any:
 
     api = fastapi.FastAPI()
     inngest.fast_api.serve(api, c, [two, broken], streaming=Streaming.FORCE)
-    registrations: list[dict[str, Any]] = []
-
-    @api.post("/fn/register")
-    async def register(request: fastapi.Request) -> dict[str, Any]:
-        registrations.append(await request.json())
-        return {"ok": True, "modified": True}
-
+    capture_registrations(api)
     wrapped = Statuses(api)
     wrapped.state = api.state  # type: ignore[attr-defined]  # the harness reads registrations
-    api.state.registrations = registrations
     statuses.append(wrapped)
     return wrapped
 

@@ -9,31 +9,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 from inngest._internal.errors import SendEventsError  # the SDK does not export it
+from polling import eventually
 from sdk_apps import Served, client, fastapi_app, free_port, simple_functions
 
 import inngest
 
 DEADLINE = 30.0
-T = TypeVar("T")
-
-
-def eventually(what: str, check: Callable[[], T | None]) -> T:
-    end = time.monotonic() + DEADLINE
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from ts_world import APP_ID, World, eventually, ts_world
+from polling import eventually
+from ts_world import APP_ID, World, ts_world
 
 
 def hashed(step_id: str) -> str:

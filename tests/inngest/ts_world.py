@@ -13,21 +13,20 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
+from polling import eventually
 from sdk_apps import free_port
 
 TS_DIR = Path(__file__).parent / "ts"
 APP_ID = "its"
 DEADLINE = 60.0
-T = TypeVar("T")
 
 
 def ts_sdk_problem() -> str | None:
@@ -46,17 +45,6 @@ def require_ts_sdk() -> None:
     if os.environ.get("CI") or os.environ.get("PERDURE_REQUIRE_TS_SDK") == "1":
         pytest.fail(f"the Inngest TypeScript SDK is required here: {problem}")
     pytest.skip(f"Inngest TypeScript SDK tests skipped: {problem}")
-
-
-def eventually(what: str, check: Callable[[], T | None], deadline: float = DEADLINE) -> T:
-    end = time.monotonic() + deadline
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
