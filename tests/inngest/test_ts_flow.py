@@ -21,7 +21,7 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -32,11 +32,12 @@ from flow_app import APP_ID as PY_APP_ID
 from flow_app import Seen
 from flow_app import build as build_py_app
 from sdk_app import free_port, sync
+from sdk_apps import Served, client, every_option_functions, fastapi_app
 from ts_world import World, ts_world
 
 from conftest import new_pg_schema_url
 from perdure.engine.flow.options import Concurrency, FlowControl, Throttle
-from perdure.inngest.functions import parse_register
+from perdure.inngest.functions import InngestFunction, parse_register
 
 APP_ID = "itsflow"
 DEADLINE = 60.0
@@ -46,10 +47,7 @@ FUNCTIONS = (
     "debounced", "rated", "throttled", "per-user", "single-skip", "single-cancel", "batched",
     "prioritized", "idempotent", "timed",
 )  # fmt: skip
-
-
-def _no_url() -> Iterator[str | None]:
-    yield None  # perdure dev's own SQLite file in the world's directory
+OPTIONS = ("opt-limited", "opt-windowed", "opt-debounced", "opt-batched")  # never triggered
 
 
 @pytest.fixture(
@@ -59,22 +57,23 @@ def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp(f"ts-flow-{request.param}")
-    urls = new_pg_schema_url() if request.param == "postgres" else _no_url()
-    database_url = next(urls)
-    try:
-        with ts_world(
-            tmp,
-            checkpointing=True,
-            script="flow.js",
-            app_id=APP_ID,
-            functions=len(FUNCTIONS),
-            database_url=database_url,
-        ) as w:
-            yield w
-            log = w.dev_log.read_text()
-            assert "Traceback" not in log, log
-    finally:
-        urls.close()  # drops the PostgreSQL schema
+    with ExitStack() as stack:
+        database_url = None  # perdure dev's own SQLite file in the world's directory
+        if request.param == "postgres":  # a fresh schema, dropped afterwards
+            database_url = stack.enter_context(contextmanager(new_pg_schema_url)())
+        w = stack.enter_context(
+            ts_world(
+                tmp,
+                checkpointing=True,
+                script="flow.js",
+                app_id=APP_ID,
+                functions=len(FUNCTIONS) + len(OPTIONS) + 1,  # and opt-limited's on-failure
+                database_url=database_url,
+            )
+        )
+        yield w
+        log = w.dev_log.read_text()
+        assert "Traceback" not in log, log
 
 
 class Flow:
@@ -167,6 +166,21 @@ class Flow:
         """Let the bodies held under ``name`` return."""
         res = await self.node.post(f"/release/{name}")
         assert res.status_code == 200, res.text
+
+    async def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
+        """The checkpoints the SDK posted for the run, once there is one and 0.3 s passed
+        (a retry of the SDK's would come within 0.2 s)."""
+
+        async def mine() -> list[dict[str, Any]]:
+            return [c for c in (await self.state())["checkpoints"] if f"/{run_id}/" in c["path"]]
+
+        end = time.monotonic() + DEADLINE
+        while not await mine():
+            if time.monotonic() > end:
+                pytest.fail(f"the SDK posted no checkpoint for run {run_id}")
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        return await mine()
 
     async def calls(self, fn: str) -> list[list[dict[str, Any]]]:
         """The ``data`` of the events of each call of ``fn``'s handler."""
@@ -362,6 +376,10 @@ async def timeouts(f: Flow) -> None:
     assert cancelled["status"] == "cancelled", cancelled
     assert _reason(cancelled, "option", "timeout") == ("timeouts", "finish")
     assert _seconds(cancelled["started_at"], cancelled["ended_at"]) >= 0.95
+    # The released step's checkpoint comes too late: 409, and the SDK halts (no retries).
+    posts = await f.checkpoints(run["id"])
+    assert [(c["status"], c["steps"]) for c in posts] == [(409, ["slow"])], posts
+    assert (await f.run(run["id"]))["status"] == "cancelled"
 
 
 SCENARIOS: dict[str, Callable[[Flow], Awaitable[None]]] = {
@@ -388,7 +406,8 @@ async def _flow(world: World) -> AsyncIterator[Flow]:
 
 
 async def test_every_flow_control_option_of_the_typescript_sdk(world: World) -> None:
-    assert world.functions() == {f"{APP_ID}-{fn}" for fn in FUNCTIONS}
+    synced = {f"{APP_ID}-{fn}" for fn in (*FUNCTIONS, *OPTIONS, "opt-limited-failure")}
+    assert world.functions() == synced
     async with _flow(world) as f:
         names = list(SCENARIOS)
         try:
@@ -409,15 +428,20 @@ async def test_every_flow_control_option_of_the_typescript_sdk(world: World) -> 
 # ---------------------------------------------------------------------- the two SDKs
 
 
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # the test's process owns the signals
+        pass
+
+
 @contextmanager
-def _python_twin() -> Iterator[dict[str, Any]]:
-    """Serve the Python SDK's twin app (``flow_app.py``) and make it sync; the registration
-    body it sent."""
+def _python_twins() -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """Serve the Python SDK's twins of the TS app (``flow_app.py``, and the app of
+    ``sdk_apps.every_option_functions``) and make them sync; the two registration bodies they
+    sent (both to ``flow_app``'s own ``/fn/register``, which keeps them: no server is needed)."""
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
-    app = build_py_app(Seen(), origin)  # it registers with itself: no server is needed
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    flow = build_py_app(Seen(), origin)
+    server = _Server(uvicorn.Config(flow, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="python-twin", daemon=True)
     thread.start()
     try:
@@ -425,24 +449,29 @@ def _python_twin() -> Iterator[dict[str, Any]]:
         while not server.started:
             assert thread.is_alive() and time.monotonic() < end, "the Python app did not start"
             time.sleep(0.02)
-        yield asyncio.run(sync(f"{origin}/api/inngest", app))
+        flow_body = asyncio.run(sync(f"{origin}/api/inngest", flow))
+        shop = client("shop", origin)
+        with Served(fastapi_app({"/a": (shop, every_option_functions(shop))})) as served:
+            options_body = asyncio.run(sync(f"{served.url}/a/api/inngest", flow))
+        assert options_body["appname"] == "shop", options_body
+        yield flow_body, options_body
     finally:
         server.should_exit = True
         thread.join(10)
 
 
-def _flows(body: dict[str, Any], app_id: str) -> dict[str, FlowControl]:
-    return {f.id.removeprefix(f"{app_id}-"): f.flow for f in parse_register(body).functions}
+def _functions(body: dict[str, Any], prefix: str) -> dict[str, InngestFunction]:
+    return {f.id.removeprefix(prefix): f for f in parse_register(body).functions}
 
 
 def test_both_sdks_register_the_same_flow_control(world: World) -> None:
-    """The same options, declared with each SDK, make the same FlowControl, though the two
-    registration bodies spell some of them differently."""
+    """The same options, declared with each SDK, make the same functions (FlowControl,
+    triggers, retries), though the two registration bodies spell some of them differently."""
     ts_body = world.state()["registrations"][-1]
-    with _python_twin() as py_body:
+    with _python_twins() as (py_flow, py_options):
         pass
     ts_raw = {f["id"].removeprefix(f"{APP_ID}-"): f for f in ts_body["functions"]}
-    py_raw = {f["id"].removeprefix(f"{PY_APP_ID}-"): f for f in py_body["functions"]}
+    py_raw = {f["id"].removeprefix(f"{PY_APP_ID}-"): f for f in py_flow["functions"]}
     # What differs on the wire: TS sends the options as the user wrote them, Python normalizes.
     assert ts_raw["per-user"]["concurrency"] == {"limit": 1, "key": "event.data.user"}
     assert py_raw["per-user"]["concurrency"] == [{"limit": 1, "key": "event.data.user"}]
@@ -450,12 +479,32 @@ def test_both_sdks_register_the_same_flow_control(world: World) -> None:
     assert py_raw["prioritized"]["concurrency"] == [{"limit": 1}]
     assert "burst" not in ts_raw["throttled"]["throttle"]
     assert py_raw["throttled"]["throttle"]["burst"] == 1
+    # TS's cancelOn `match: "data.id"` arrives as the same `if` as Python's if_exp.
+    assert ts_raw["opt-limited"]["cancel"] == [
+        {"event": "shop/order.cancelled", "timeout": "1d", "if": "event.data.id == async.data.id"}
+    ]
 
-    ts_flows, py_flows = _flows(ts_body, APP_ID), _flows(py_body, PY_APP_ID)
-    assert set(ts_flows) == set(py_flows) == set(FUNCTIONS)
-    for fn in FUNCTIONS:
-        assert ts_flows[fn] == py_flows[fn], fn
-        assert ts_flows[fn] != FlowControl(), fn  # each declares an option
-    assert ts_flows["per-user"].concurrency == (Concurrency(1, "event.data.user"),)
-    assert ts_flows["prioritized"].concurrency == (Concurrency(1),)
-    assert ts_flows["throttled"].throttle == Throttle(1, "1s", 1)
+    ts_fns = _functions(ts_body, f"{APP_ID}-")
+    py_fns = {
+        **_functions(py_flow, f"{PY_APP_ID}-"),
+        **{f"opt-{k}": f for k, f in _functions(py_options, "shop-").items()},
+    }
+    assert set(ts_fns) == set(py_fns) == {*FUNCTIONS, *OPTIONS, "opt-limited-failure"}
+    for fn in (*FUNCTIONS, *OPTIONS):
+        ts, py = ts_fns[fn], py_fns[fn]
+        assert ts.flow == py.flow, fn
+        assert ts.flow != FlowControl(), fn  # each declares an option
+        assert ts.triggers == py.triggers, fn
+        assert ts.retry.retries == py.retry.retries, fn
+    assert ts_fns["per-user"].flow.concurrency == (Concurrency(1, "event.data.user"),)
+    assert ts_fns["prioritized"].flow.concurrency == (Concurrency(1),)
+    assert ts_fns["throttled"].flow.throttle == Throttle(1, "1s", 1)
+    assert ts_fns["opt-limited"].flow.throttle == Throttle(5, "1m", 2, "event.data.user")
+    assert ts_fns["opt-limited"].flow.concurrency == (
+        Concurrency(2, "event.data.user", "fn"),
+        Concurrency(5, "event.data.tenant", "env"),
+    )
+    # The on-failure handlers differ by SDK, as their registrations say: Python declares no
+    # retry for them, TS one.
+    failure = "opt-limited-failure"
+    assert (ts_fns[failure].retry.retries, py_fns[failure].retry.retries) == (1, 0)

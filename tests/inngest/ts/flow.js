@@ -20,7 +20,7 @@ const port = Number(process.env.PORT || 3000);
 const appId = process.env.APP_ID || "itsflow";
 const HOLD_MS = 20000; // a held body waits this long for its release at most
 
-const state = { calls: {}, bodies: {}, order: [], flags: [], registrations: [] };
+const state = { calls: {}, bodies: {}, order: [], flags: [], registrations: [], checkpoints: [] };
 const flags = new Set();
 
 const flag = (name) => {
@@ -47,13 +47,23 @@ const called = (fn, events) => {
   state.calls[fn].push(events.map((e) => e.data));
 };
 
-// The SDK's own fetch, watched: the registration bodies it posts to perdure are kept.
+// The SDK's own fetch, watched: the registration bodies it posts to perdure are kept, and so
+// is every checkpoint it posts (path, answer status, the ids of its steps).
 const watchedFetch = async (input, init) => {
-  const url = String(input instanceof Request ? input.url : input);
-  if (new URL(url).pathname === "/fn/register" && init && init.body) {
+  const url = new URL(String(input instanceof Request ? input.url : input));
+  if (url.pathname === "/fn/register" && init && init.body) {
     state.registrations.push(JSON.parse(String(init.body)));
   }
-  return fetch(input, init);
+  const res = await fetch(input, init);
+  if (url.pathname.startsWith("/v1/checkpoint/")) {
+    const steps = JSON.parse(String((init && init.body) || "{}")).steps || [];
+    state.checkpoints.push({
+      path: url.pathname,
+      status: res.status,
+      steps: steps.map((s) => s.displayName || s.id),
+    });
+  }
+  return res;
 };
 
 const inngest = new Inngest({ id: appId, fetch: watchedFetch });
@@ -203,9 +213,59 @@ const timed = inngest.createFunction(
   },
 );
 
+// Never triggered by the tests: the twins of every_option_functions in sdk_apps.py (Python),
+// each option spelled as a TS user writes it, for the comparison of the registration bodies.
+const optLimited = inngest.createFunction(
+  {
+    id: "opt-limited",
+    name: "Limited",
+    retries: 2,
+    triggers: [{ event: "shop/order.placed", if: "event.data.n > 1" }],
+    concurrency: [
+      { limit: 2, key: "event.data.user", scope: "fn" },
+      { limit: 5, key: "event.data.tenant", scope: "account" },
+    ],
+    throttle: { limit: 5, period: "1m", key: "event.data.user", burst: 2 },
+    priority: { run: "event.data.vip ? 120 : 0" },
+    timeouts: { start: "30s", finish: "10m" },
+    cancelOn: [{ event: "shop/order.cancelled", match: "data.id", timeout: "1d" }],
+    singleton: { key: "event.data.user", mode: "cancel" },
+    onFailure: async () => null,
+  },
+  async () => "ok",
+);
+
+const optWindowed = inngest.createFunction(
+  {
+    id: "opt-windowed",
+    triggers: [{ event: "shop/*" }, { cron: "TZ=Europe/Paris 0 9 * * *" }],
+    rateLimit: { limit: 10, period: "1h", key: "event.data.user" },
+    idempotency: "event.data.order",
+  },
+  async () => null,
+);
+
+const optDebounced = inngest.createFunction(
+  {
+    id: "opt-debounced",
+    triggers: [{ event: "shop/search" }],
+    debounce: { period: "5s", key: "event.data.user", timeout: "1m" },
+  },
+  async () => null,
+);
+
+const optBatched = inngest.createFunction(
+  {
+    id: "opt-batched",
+    triggers: [{ event: "shop/click" }],
+    batchEvents: { maxSize: 10, timeout: "5s", key: "event.data.user" },
+  },
+  async ({ events }) => events.length,
+);
+
 const functions = [
   debounced, rated, throttled, perUser, single("skip"), single("cancel"), batched, prioritized,
-  idempotent, timed,
+  idempotent, timed, optLimited, optWindowed, optDebounced, optBatched,
 ];
 
 const app = express();
