@@ -23,12 +23,13 @@ from starlette.applications import Starlette
 
 from perdure import App, Limits
 from perdure.engine.backoff import RetryPolicy
+from perdure.errors import RunNotFoundError
 from perdure.functions import EventTrigger
-from perdure.inngest.checkpoint import CheckpointRoutes
+from perdure.inngest.checkpoint import CheckpointRoutes, StatusOf
 from perdure.inngest.driver import InngestDriver
 from perdure.inngest.functions import InngestFunction
 from perdure.runtime import Worker
-from perdure.types import RunInfo
+from perdure.types import RunInfo, RunStatus
 
 SDK = {"x-inngest-sdk": "inngest-js:v4.24.0", "x-inngest-req-version": "2"}
 URL = "http://app.invalid/api/inngest?fnId=c-fn&stepId=step"
@@ -61,7 +62,9 @@ def ops(*items: dict[str, Any]) -> httpx.Response:
 
 
 class Harness:
-    def __init__(self, app: App, *, checkpointing: bool = True) -> None:
+    def __init__(
+        self, app: App, *, checkpointing: bool = True, status_of: StatusOf | None = None
+    ) -> None:
         self.app = app
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.script: Script
@@ -70,7 +73,7 @@ class Harness:
             checkpointing=checkpointing,
         )
         self.driver.functions["c-fn"] = fn()
-        server = Starlette(routes=CheckpointRoutes(self.driver).routes())
+        server = Starlette(routes=CheckpointRoutes(self.driver, status_of).routes())
         self.api = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=server), base_url="http://perdure"
         )
@@ -233,3 +236,32 @@ async def test_a_checkpoint_may_carry_a_step_over_4_mib_and_the_state_then_goes_
         assert steps[h("a")].output == big and steps[h("b")].output == 2
     finally:
         await app.close()
+
+
+async def test_a_checkpoint_of_a_run_that_ended_is_stale_and_of_an_unknown_run_not_found(
+    app: App,
+) -> None:
+    """A run cancelled (or else ended) while its call was in flight: 409, so that the SDK halts
+    at once instead of retrying; with no such run: 404."""
+
+    async def status_of(run_id: str) -> RunStatus | None:
+        try:
+            return (await app.get_run(run_id)).status
+        except RunNotFoundError:
+            return None
+
+    harness = Harness(app, status_of=status_of)
+
+    async def script(body: dict[str, Any], step: str) -> httpx.Response:
+        return ops({"op": "RunComplete", "id": COMPLETE, "data": "done"})
+
+    info = await harness.run(script)
+    assert info.status == "completed"
+    ((_, body),) = harness.calls
+    late = await harness.checkpoint(body, [step_run("a", 1)])
+    assert late.status_code == 409, late.text
+    assert "has ended (completed)" in late.json()["error"]
+    nobody = "01H00000000000000000000000"
+    unknown = await harness.checkpoint(body, [step_run("a", 1)], run_id=nobody)
+    assert unknown.status_code == 404, unknown.text
+    assert list((await app.get_run(info.id)).steps) == []  # nothing recorded late

@@ -68,6 +68,7 @@ class World:
     checkpointing: bool
     dev_log: Path
     node_log: Path
+    app_id: str = APP_ID
 
     def send(self, name: str, data: dict[str, Any] | None = None) -> str:
         """Send an event with ``POST /e/{key}``; its id."""
@@ -132,14 +133,24 @@ class World:
             return set()
         if r.status_code != 200:
             return set()
-        return {f["id"] for f in r.json()["functions"] if f["app"] == APP_ID}
+        return {f["id"] for f in r.json()["functions"] if f["app"] == self.app_id}
 
 
 @contextmanager
-def ts_world(tmp: Path, *, checkpointing: bool) -> Iterator[World]:
-    """Start the Node app (``INNGEST_DEV=1``, ``INNGEST_BASE_URL`` at perdure) and ``perdure
-    dev -u <app>``; wait until the app synced."""
+def ts_world(
+    tmp: Path,
+    *,
+    checkpointing: bool,
+    script: str = "app.js",
+    app_id: str = APP_ID,
+    functions: int = 16,
+    database_url: str | None = None,
+) -> Iterator[World]:
+    """Start the Node app ``ts/<script>`` (``INNGEST_DEV=1``, ``INNGEST_BASE_URL`` at perdure)
+    and ``perdure dev -u <app>`` on ``database_url`` (a fresh SQLite file by default); wait
+    until the app synced its ``functions`` functions."""
     require_ts_sdk()
+    database_url = database_url or f"sqlite:///{tmp}/dev.db"
     perdure_port, node_port = free_port(), free_port()
     origin = f"http://127.0.0.1:{perdure_port}"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PERDURE_", "INNGEST_"))}
@@ -148,13 +159,13 @@ def ts_world(tmp: Path, *, checkpointing: bool) -> Iterator[World]:
         "INNGEST_DEV": "1",
         "INNGEST_BASE_URL": origin,
         "PORT": str(node_port),
-        "APP_ID": APP_ID,
+        "APP_ID": app_id,
         "CHECKPOINTING": "1" if checkpointing else "0",
     }
     node_log, dev_log = tmp / "node.log", tmp / "dev.log"
     with node_log.open("wb") as out:
         node = subprocess.Popen(
-            ["node", str(TS_DIR / "app.js")], cwd=TS_DIR, env=node_env,
+            ["node", str(TS_DIR / script)], cwd=TS_DIR, env=node_env,
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
@@ -174,15 +185,15 @@ def ts_world(tmp: Path, *, checkpointing: bool) -> Iterator[World]:
                 dev = subprocess.Popen(
                     [
                         sys.executable, "-m", "perdure.cli", "dev", "--port", str(perdure_port),
-                        "--database-url", f"sqlite:///{tmp}/dev.db", "--log-level", "info",
+                        "--database-url", database_url, "--log-level", "info",
                         "-u", f"{app_url}/api/inngest",
                     ],
                     cwd=tmp, env=dev_env, stdout=subprocess.DEVNULL, stderr=err,
                 )  # fmt: skip
             try:
                 with httpx.Client(base_url=origin, timeout=30) as http:
-                    world = World(http, node_http, checkpointing, dev_log, node_log)
-                    eventually("the TS app to sync", lambda: len(world.functions()) >= 16)
+                    world = World(http, node_http, checkpointing, dev_log, node_log, app_id)
+                    eventually("the TS app to sync", lambda: len(world.functions()) >= functions)
                     yield world
             finally:
                 _stop(dev)

@@ -19,8 +19,13 @@ written through the lease of the attempt that made the call, and durable before 
   attempt's lease token (perdure's queue item), ``fn_id`` the function's id;
 - ``qi_id`` naming another claim of the run (an older one), or the lease lost meanwhile:
   ``409`` (the SDK's *stale dispatch*: it halts, its answer is ignored);
-- the run not executing in this process: ``503``; the SDK retries a few times and then falls
-  back to reporting the buffered steps in its 206 answer, which the executor records as usual;
+- the run ended meanwhile (cancelled by a ``timeouts.finish``, a singleton of mode ``cancel``,
+  a ``cancel`` event or the API, while its call was in flight): ``409``, so that the SDK halts
+  at once (the call's answer is not wanted) instead of retrying for ~1.7 s and answering with
+  the steps anyway; an unknown run: ``404``;
+- the run not executing in this process otherwise: ``503``; the SDK retries a few times and
+  then falls back to reporting the buffered steps in its 206 answer, which the executor
+  records as usual;
 - anything but run steps (``StepRun``, legacy ``Step``) in ``steps``: ``400`` (the same
   fallback). ``DeferAdd``/``DeferAbort`` (lazy ops of the TS ``defer`` feature) are ignored.
 
@@ -30,6 +35,7 @@ Re-posted steps (a retried checkpoint whose answer was lost) are recorded once.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -39,6 +45,7 @@ from starlette.routing import BaseRoute, Route
 from perdure._signals import LeaseLost
 from perdure.inngest import opcodes as oc
 from perdure.server.http import ApiError, JSONResponse, parse_json, read_body
+from perdure.types import RunStatus
 
 if TYPE_CHECKING:
     from perdure.inngest.driver import InngestDriver
@@ -111,11 +118,18 @@ async def apply_checkpoint(execution: Execution, payload: Any) -> int:
     return new
 
 
-class CheckpointRoutes:
-    """The checkpoint routes of a server whose worker runs ``driver`` in the same process."""
+StatusOf = Callable[[str], Awaitable[RunStatus | None]]
+"""The status of a run by id (``None``: no such run)."""
 
-    def __init__(self, driver: InngestDriver) -> None:
+
+class CheckpointRoutes:
+    """The checkpoint routes of a server whose worker runs ``driver`` in the same process;
+    ``status_of`` tells a run that ended from one executing elsewhere (without it, every run
+    not executing here gets the ``503``)."""
+
+    def __init__(self, driver: InngestDriver, status_of: StatusOf | None = None) -> None:
         self.driver = driver
+        self.status_of = status_of
 
     def routes(self) -> list[BaseRoute]:
         """The Starlette routes."""
@@ -132,12 +146,20 @@ class CheckpointRoutes:
             return _error(400, "run_id in the body is not the run of the URL")
         execution = self.driver.live.get(run_id)
         if execution is None:
-            return _error(503, f"run {run_id} is not executing on this server")
+            return await self._not_live(run_id)
         try:
             new = await apply_checkpoint(execution, payload)
         except CheckpointError as exc:
             return _error(exc.status, exc.message)
         return JSONResponse({"ok": True, "recorded": new})
+
+    async def _not_live(self, run_id: str) -> JSONResponse:
+        status = None if self.status_of is None else await self.status_of(run_id)
+        if status is not None and status.terminal:
+            return _error(409, f"stale dispatch: run {run_id} has ended ({status.value})")
+        if status is None and self.status_of is not None:
+            return _error(404, f"no run with id {run_id!r}")
+        return _error(503, f"run {run_id} is not executing on this server")
 
 
 def _error(status: int, text: str) -> JSONResponse:

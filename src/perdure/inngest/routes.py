@@ -256,8 +256,14 @@ class InngestRoutes:
             *RunStateRoutes(self.app).routes(),
             Route("/dev", self.dev, methods=["GET"]),
             Route("/v0/connect/start", self.connect_start, methods=["POST"]),
-            *CheckpointRoutes(self.driver).routes(),
+            *CheckpointRoutes(self.driver, self._run_status).routes(),
         ]
+
+    async def _run_status(self, run_id: str) -> RunStatus | None:
+        try:
+            return (await self.app.query.get_run(run_id, steps=False)).status
+        except RunNotFoundError:
+            return None
 
     def guard(self, routes: list[BaseRoute]) -> list[BaseRoute]:
         """``routes`` behind this server's keys (as they are in dev mode)."""
