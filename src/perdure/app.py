@@ -305,6 +305,21 @@ class App:
         recorded). Cancelling an ended run changes nothing."""
         return await self.client.cancel(run_id)
 
+    async def rerun(self, run_id: str) -> RunHandle:
+        """Start a new run of the same function with the same input (the event or events
+        that triggered ``run_id``); the new run records ``rerun_of``. Any run may be rerun,
+        ended or not. Raises :class:`~perdure.errors.RunNotFoundError` for an unknown run."""
+        return await self.client.rerun(run_id)
+
+    async def replay(self, run_id: str, *, from_step: str) -> RunHandle:
+        """Start a new run from an ended run that keeps the recorded results of the steps
+        before ``from_step`` (a step's id, or its name as written) and executes from that step
+        on; the new run records ``replay_of`` and ``replay_from_step``. Raises
+        :class:`~perdure.errors.RunNotFoundError` (unknown run),
+        :class:`~perdure.errors.RunNotEndedError` (the run has not ended) or
+        :class:`~perdure.errors.InvalidInputError` (the run recorded no such step)."""
+        return await self.client.replay(run_id, from_step=from_step)
+
     async def send(self, events: Event | Sequence[Event]) -> list[str]:
         """Send events; return their ids. Each starts the runs of the functions it triggers
         and resumes the runs waiting for it. Everything is validated before anything is
@@ -338,6 +353,14 @@ class App:
     def cancel_sync(self, run_id: str) -> RunInfo:
         """:meth:`cancel` for code outside asyncio."""
         return self.bridge.call(self.cancel(run_id))
+
+    def rerun_sync(self, run_id: str) -> RunHandle:
+        """:meth:`rerun` for code outside asyncio."""
+        return self.bridge.call(self.rerun(run_id))
+
+    def replay_sync(self, run_id: str, *, from_step: str) -> RunHandle:
+        """:meth:`replay` for code outside asyncio."""
+        return self.bridge.call(self.replay(run_id, from_step=from_step))
 
     def close_sync(self) -> None:
         """:meth:`close` for code outside asyncio."""

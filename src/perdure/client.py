@@ -1,4 +1,5 @@
-"""Client operations on runs and events, embedded: start, send, get, list, cancel, results.
+"""Client operations on runs and events, embedded: start, send, get, list, cancel, rerun,
+replay, results.
 
 Any process on the database can use them; workers execute the runs. Starts and events are group
 committed (:class:`~perdure.runtime.batching.Batcher`): many concurrent callers share one
@@ -8,6 +9,7 @@ transaction, and each returns only once its own write is durable.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -15,13 +17,15 @@ from typing import Any
 
 from perdure import ids, serde
 from perdure.engine.durations import to_seconds
-from perdure.engine.flow.keys import run_flow
+from perdure.engine.flow.gates import input_events
+from perdure.engine.flow.keys import RunFlow, run_flow
 from perdure.engine.flow.options import FlowControl
 from perdure.errors import (
     FunctionNotFoundError,
     InvalidInputError,
     RunCancelledError,
     RunFailedError,
+    RunNotEndedError,
     RunNotFoundError,
 )
 from perdure.functions import function_id_of
@@ -35,7 +39,9 @@ from perdure.store.base import (
     CreatedRun,
     EventIn,
     NewRun,
+    RunOrigin,
     SentEvent,
+    StoredStep,
 )
 from perdure.types import Event, RunInfo, RunStatus
 
@@ -248,6 +254,49 @@ class Client:
             self.results.finished(run_id, "cancelled", None, row.error)
         return run_info(row, await store.get_steps(run_id))
 
+    async def rerun(self, run_id: str) -> RunHandle:
+        """Start a new run of the same function with the same input (the event or events
+        that triggered ``run_id``); it records ``rerun_of``. Any run may be rerun, ended or
+        not. Raises :class:`RunNotFoundError` for an unknown run."""
+        return await self._derive(run_id, None)
+
+    async def replay(self, run_id: str, *, from_step: str) -> RunHandle:
+        """Start a new run of an ended run's function with the same input that keeps the
+        recorded results of the steps before ``from_step`` (a step's id, or its name as
+        written) and executes from it on; it records ``replay_of`` and ``replay_from_step``.
+        Raises :class:`RunNotFoundError` for an unknown run, :class:`RunNotEndedError` for a
+        run that has not ended, and :class:`InvalidInputError` for a step the run did not
+        record."""
+        if not isinstance(from_step, str) or not from_step:
+            raise InvalidInputError("from_step must be a non-empty string (a step id)")
+        return await self._derive(run_id, from_step)
+
+    async def _derive(self, run_id: str, from_step: str | None) -> RunHandle:
+        """A rerun (``from_step=None``) or a replay of ``run_id``."""
+        if not isinstance(run_id, str) or not run_id:
+            raise InvalidInputError("a run id must be a non-empty string")
+        await self.open()
+        store = self.runtime.store
+        row = await store.get_run(run_id)
+        if row is None:
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        origin = RunOrigin(row.id, "rerun")
+        if from_step is not None:
+            if not RunStatus(row.status).terminal:
+                raise RunNotEndedError(
+                    f"run {row.id} is {row.status}: only an ended run can be replayed "
+                    "(rerun starts any run again)"
+                )
+            step = _step_named(await store.get_steps(row.id), from_step, row.id)
+            origin = RunOrigin(row.id, "replay", step.key, step.seq)
+        spec = await self._check_function(row.function_id)
+        run = NewRun(ids.new_id(), row.function_id, row.input, event_id=row.event_id)
+        run.flow = _derived_flow(run_flow(row.function_id, spec, _first_event(row.input)))
+        created = await store.create_derived_run(run, origin)
+        if created is None:  # pruned meanwhile
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        return RunHandle(self, created.id, fresh=True)
+
     async def wait_outcome(
         self, run_id: str, timeout: float | None, *, check_first: bool
     ) -> RunOutcome:
@@ -295,3 +344,47 @@ class Client:
         sent = await self.runtime.store.send_events(prepared)
         self._abort_cancelled(sent)
         return sent
+
+
+def _step_named(steps: Sequence[StoredStep], wanted: str, run_id: str) -> StoredStep:
+    """The recorded step a replay starts from: the one whose id is ``wanted``, else the one
+    whose name as written is (an Inngest SDK step's id is a hash of its name)."""
+    for s in steps:
+        if s.key == wanted:
+            return s
+    named = [s for s in steps if s.name == wanted]
+    if len(named) == 1:
+        return named[0]
+    if named:
+        keys = ", ".join(s.key for s in named)
+        raise InvalidInputError(
+            f"run {run_id} recorded several steps named {wanted!r} (ids {keys}): name one by id"
+        )
+    known = ", ".join(repr(s.name or s.key) for s in steps[:20]) or "none"
+    raise InvalidInputError(
+        f"run {run_id} recorded no step {wanted!r} to replay from (its steps: {known})"
+    )
+
+
+def _first_event(stored_input: str) -> dict[str, Any]:
+    """The (first) triggering event of a run's stored input."""
+    events = input_events(serde.loads(stored_input))
+    first = events[0] if events else {}
+    return first if isinstance(first, dict) else {}
+
+
+def _derived_flow(flow: RunFlow | None) -> RunFlow | None:
+    """A rerun's or replay's flow control: the limits the claim enforces (concurrency,
+    throttle, priority, the start timeout) apply; the decisions taken when a run is created
+    from an event (idempotency, rate limit, debounce, batch, singleton) do not: an explicit
+    rerun is not a duplicate event, nor one to batch or debounce."""
+    if flow is None:
+        return None
+    return dataclasses.replace(
+        flow,
+        rate_key=None,
+        idempotency_key=None,
+        debounce_key=None,
+        batch_key=None,
+        singleton_key=None,
+    )

@@ -61,6 +61,12 @@ class RunNotFoundError(PerdureError, LookupError):
     code = "run_not_found"
 
 
+class RunNotEndedError(PerdureError):
+    """The run has not ended (a replay starts from an ended run's recorded steps)."""
+
+    code = "run_not_ended"
+
+
 class ScheduleNotFoundError(PerdureError, LookupError):
     """No schedule has that id."""
 

@@ -218,6 +218,9 @@ def run_info(row: RunRow, steps: Sequence[StoredStep]) -> RunInfo:
         steps=[step_info(s) for s in steps],
         reason=None if row.reason is None else serde.loads(row.reason),
         events=events if isinstance(stored, list) else None,
+        rerun_of=row.rerun_of,
+        replay_of=row.replay_of,
+        replay_from_step=row.replay_from_step,
     )
 
 

@@ -277,6 +277,13 @@ class RunInfo:
     ``message``, and details such as the key), or ``None``."""
     events: list[Event] | None = None
     """A batch run's events in arrival order (``event`` is the first); ``None`` otherwise."""
+    rerun_of: str | None = None
+    """The run this one reruns (:meth:`perdure.App.rerun`), or ``None``."""
+    replay_of: str | None = None
+    """The run this one replays from a step (:meth:`perdure.App.replay`), or ``None``."""
+    replay_from_step: str | None = None
+    """The id of the step the replay executes from (the recorded results of the steps before
+    it were kept), or ``None``."""
 
 
 def iso_utc(value: datetime | float) -> str:

@@ -74,6 +74,9 @@ def run_json(run: RunInfo, *, steps: bool = True) -> dict[str, Any]:
         "parent_run_id": run.parent_run_id,
         "idempotency_key": run.idempotency_key,
         "reason": run.reason,
+        "rerun_of": run.rerun_of,
+        "replay_of": run.replay_of,
+        "replay_from_step": run.replay_from_step,
     }
     if run.events is not None:
         out["events"] = [e.to_dict() for e in run.events]

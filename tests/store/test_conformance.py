@@ -20,6 +20,7 @@ from perdure.store.base import (
     NewRun,
     Outcome,
     RunFilter,
+    RunOrigin,
     StepWrite,
     Store,
     WaitSpec,
@@ -152,6 +153,52 @@ async def test_runs_created_already_leased(store: Store, clock: ManualClock) -> 
     taken = {r.id: r for r in (await store.claim("w3", ["f"], 5, LEASE)).runs}
     assert sorted((r.id, r.crashes) for r in taken.values()) == [("r1", 1), ("r2", 1)]
     assert taken["r1"].steps["a"].output == "1"
+
+
+async def test_derived_runs_link_and_copy_the_kept_steps(store: Store) -> None:
+    await store.create_runs([new_run("r1")])
+    (run,) = (await store.claim("w", ["f"], 1, LEASE)).runs
+    writes: list[WriteOp] = [
+        StepWrite("r1", run.token, "a", 0, "run", "completed", output="1", name="A"),
+        StepWrite("r1", run.token, "b", 1, "run", "failed", error='{"type": "E"}'),
+        StepWrite("r1", run.token, "c", 2, "sleep", "completed", wake_at=5.0),
+        StepWrite("r1", run.token, "d", 3, "run", "completed", output="4"),
+        Outcome("r1", run.token, "complete", output="9"),
+    ]
+    assert await store.commit(writes) == [True] * 5
+    original = {s.key: s for s in await store.get_steps("r1")}
+
+    replay = new_run("r2")
+    made = await store.create_derived_run(replay, RunOrigin("r1", "replay", "d", 3))
+    assert made is not None and (made.id, made.created) == ("r2", True)
+    row = await store.get_run("r2")
+    assert row is not None and row.status == "queued" and row.input == replay.input
+    assert (row.rerun_of, row.replay_of, row.replay_from_step) == (None, "r1", "d")
+    # The completed steps before position 3 are copied as recorded; the failed one is not.
+    copied = await store.get_steps("r2")
+    assert [s.key for s in copied] == ["a", "c"]
+    assert copied == [original["a"], original["c"]]
+    assert copied[0].name == "A"
+    # The replay is an ordinary due run: its claim brings the copied steps.
+    (taken,) = (await store.claim("w", ["f"], 1, LEASE)).runs
+    assert taken.id == "r2" and sorted(taken.steps) == ["a", "c"]
+
+    made = await store.create_derived_run(new_run("r3"), RunOrigin("r1", "rerun"))
+    assert made is not None and made.created
+    row = await store.get_run("r3")
+    assert row is not None and (row.rerun_of, row.replay_of, row.replay_from_step) == (
+        "r1",
+        None,
+        None,
+    )
+    assert await store.get_steps("r3") == []
+    # The original is untouched; an unknown original creates nothing.
+    assert {s.key: s for s in await store.get_steps("r1")} == original
+    first = await store.get_run("r1")
+    assert first is not None and first.rerun_of is None and first.replay_of is None
+    assert await store.create_derived_run(new_run("r4"), RunOrigin("nope", "rerun")) is None
+    assert await store.create_derived_run(new_run("r5"), RunOrigin("a\x00", "rerun")) is None
+    assert await store.get_runs(["r4", "r5"]) == []
 
 
 async def test_claim_respects_limit_functions_and_order(store: Store) -> None:

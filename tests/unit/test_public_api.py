@@ -31,6 +31,7 @@ EXPECTED = {
     "RunFailedError",
     "RunHandle",
     "RunInfo",
+    "RunNotEndedError",
     "RunNotFoundError",
     "RunStatus",
     "ScheduleExistsError",

@@ -17,6 +17,7 @@ code                  status meaning
 ``schedule_not_found`` 404   no schedule with that id
 ``method_not_allowed`` 405   the route exists, not with this method (see ``Allow``)
 ``schedule_exists``   409    a schedule with that id already exists
+``run_not_ended``     409    a replay of a run that has not ended
 ``payload_too_large`` 413    the body, an event, or a run's input is over its limit
 ``unsupported_media_type`` 415 a body that is not ``Content-Type: application/json``
 ``unavailable``       503    the database is unreachable; retry after ``Retry-After``
@@ -39,6 +40,7 @@ from perdure.errors import (
     FunctionNotFoundError,
     InvalidInputError,
     PayloadTooLargeError,
+    RunNotEndedError,
     RunNotFoundError,
     ScheduleExistsError,
     ScheduleNotFoundError,
@@ -109,7 +111,7 @@ def map_error(exc: BaseException) -> ApiError | None:
         return ApiError(400, exc.code, exc.message)
     if isinstance(exc, FunctionNotFoundError | RunNotFoundError | ScheduleNotFoundError):
         return ApiError(404, exc.code, exc.message)
-    if isinstance(exc, ScheduleExistsError):
+    if isinstance(exc, ScheduleExistsError | RunNotEndedError):
         return ApiError(409, exc.code, exc.message)
     if isinstance(exc, StoreUnavailableError):
         return ApiError(

@@ -195,6 +195,25 @@ class RunRow:
     available_at: float | None
     lease_owner: str | None
     reason: str | None = None
+    rerun_of: str | None = None
+    """The run this one reruns (:meth:`Store.create_derived_run`), if any."""
+    replay_of: str | None = None
+    """The run this one replays from a step, if any."""
+    replay_from_step: str | None = None
+    """The key of the step a replay executes from (the steps before it were copied)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunOrigin:
+    """What a derived run (a rerun or a replay) comes from: the original run and, for a
+    replay, the step it executes from (``from_step``, the step's key, at position
+    ``from_seq``): the original's completed steps at positions before ``from_seq`` are
+    copied into the new run."""
+
+    run_id: str
+    kind: Literal["rerun", "replay"]
+    from_step: str | None = None
+    from_seq: int = 0
 
 
 @dataclass(slots=True)
@@ -360,6 +379,14 @@ class Store(Protocol):
         existing run. A run with a ``lease_owner`` is created already claimed by that worker
         (status running, lease token 1, lease for ``lease_seconds``): a worker in the starting
         process executes it without a claim round trip."""
+        ...
+
+    async def create_derived_run(self, run: NewRun, origin: RunOrigin) -> CreatedRun | None:
+        """Create ``run`` (due now; not leased; through the flow-control path when it has
+        ``flow``) as a rerun or replay of ``origin.run_id``, in one transaction: the new run
+        records the link (``rerun_of``, or ``replay_of`` and ``replay_from_step``) and, for a
+        replay, gets copies of the original's completed steps at positions before
+        ``origin.from_seq``. ``None`` (and nothing written) if the original run is unknown."""
         ...
 
     async def send_events(self, events: Sequence[EventIn]) -> list[SentEvent]:

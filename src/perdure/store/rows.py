@@ -13,7 +13,7 @@ from perdure.store.base import RunRow, StoredStep
 RUN_COLUMNS: Final[LiteralString] = (
     "id, function_id, status, input, output, error, attempt, event_id, idempotency_key, "
     "parent_run_id, parent_step, created_at, started_at, ended_at, available_at, lease_owner, "
-    "reason"
+    "reason, rerun_of, replay_of, replay_from_step"
 )
 """The columns of a :class:`~perdure.store.base.RunRow`, in field order."""
 

@@ -190,14 +190,15 @@ async def _decide_and_lease(
         after = (float(rows[-1][4]), str(rows[-1][0]))
         rows = [r for r in rows if r[1] in gated]
         await _load_state(conn, now, adm, known, busy, rows, gated)
-        for run_id, fid, _status, started_at, _at, ck1, ck2, tkey in rows:
+        for run_id, fid, _status, started_at, _at, ck1, ck2, tkey, replayed in rows:
             spec = gated[fid]
             unpaid = tkey if started_at is None and spec.throttle is not None else None
             if busy.intersection(k for k in (ck1, ck2, unpaid) if k is not None):
                 continue
             offer = adm.offer(candidate_of(run_id, spec, (ck1, ck2), unpaid))
             if offer.verdict is Verdict.ADMIT:
-                admitted[run_id] = started_at
+                # A replay's first claim brings the steps it was created with.
+                admitted[run_id] = 0.0 if started_at is None and replayed else started_at
                 if unpaid is not None:
                     paid.append(run_id)
             elif offer.verdict is Verdict.DELAYED:

@@ -16,7 +16,7 @@ _NOW: Final = "perdure_now(%(now)s::float8)"
 GATED_NOW: Final = "SELECT " + _NOW
 GATED_DUE: Final = (
     "SELECT id, function_id, status, started_at, available_at, concurrency_key,"
-    " concurrency_key2, throttle_key FROM runs"
+    " concurrency_key2, throttle_key, replay_of IS NOT NULL FROM runs"
     " WHERE available_at <= " + _NOW + " AND function_id = ANY(%(fids)s::text[])"
     " AND (available_at, id) > (%(after_at)s::float8, %(after_id)s::text)"
     " AND NOT coalesce(concurrency_key = ANY(%(sat)s::text[]), false)"

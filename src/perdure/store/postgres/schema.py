@@ -29,6 +29,7 @@ MIGRATIONS = Migrations(
         "0004_flow_gates.sql",
         "0005_flow_cancel.sql",
         "0006_step_names.sql",
+        "0007_rerun.sql",
     ),
 )
 SCHEMA_FILE = "schema.sql"

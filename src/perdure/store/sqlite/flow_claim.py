@@ -177,11 +177,11 @@ def lease_runs(
     replay: list[str] = []
     for run_id, status, started_at in admitted:
         crashed = 1 if status == "running" else 0
-        fid, token, run_input, attempt, crashes = conn.execute(
+        fid, token, run_input, attempt, crashes, replayed = conn.execute(
             q.CLAIM_RUN, (worker_id, now + lease_seconds, now, crashed, run_id)
         ).fetchone()
         claimed.append(ClaimedRun(run_id, fid, token, run_input, attempt, {}, crashes))
-        if started_at is not None:
+        if started_at is not None or replayed:  # a replay's first claim: its copied steps
             replay.append(run_id)
     if replay:
         by_id = {c.id: c for c in claimed}

@@ -93,7 +93,8 @@ CLAIM_RUN: Final[LiteralString] = (
     "UPDATE runs SET status = 'running', lease_token = lease_token + 1, lease_owner = ?, "
     "gate_key = NULL, "
     "available_at = ?, started_at = coalesce(started_at, ?), crashes = crashes + ? "
-    "WHERE id = ? RETURNING function_id, lease_token, input, attempt, crashes"
+    "WHERE id = ? RETURNING function_id, lease_token, input, attempt, crashes, "
+    "replay_of IS NOT NULL"
 )
 NEXT_DUE: Final[LiteralString] = (
     "SELECT min(available_at) FROM runs WHERE available_at IS NOT NULL AND function_id IN ({fids})"
@@ -366,4 +367,16 @@ SCHEDULE_ADVANCE: Final[LiteralString] = (
 )
 SCHEDULE_TRIGGERED: Final[LiteralString] = (
     "UPDATE schedules SET runs = runs + 1, last_run_id = ? WHERE id = ?"
+)
+
+# Reruns and replays (perdure.store.sqlite.derived).
+RUN_EXISTS: Final[LiteralString] = "SELECT 1 FROM runs WHERE id = ?"
+LINK_RUN: Final[LiteralString] = (
+    "UPDATE runs SET rerun_of = ?, replay_of = ?, replay_from_step = ? WHERE id = ?"
+)
+COPY_STEPS: Final[LiteralString] = (
+    "INSERT INTO steps (run_id, key, seq, kind, status, output, error, attempts, wake_at, "
+    "started_at, ended_at, name) SELECT ?, key, seq, kind, status, output, error, attempts, "
+    "wake_at, started_at, ended_at, name FROM steps "
+    "WHERE run_id = ? AND status = 'completed' AND seq < ?"
 )

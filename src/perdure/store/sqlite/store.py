@@ -36,6 +36,7 @@ from perdure.store.base import (
     FireResult,
     NewRun,
     NewSchedule,
+    RunOrigin,
     RunRow,
     ScheduleRow,
     SentEvent,
@@ -47,6 +48,7 @@ from perdure.store.migrations import Migrations, split_statements, version_of
 from perdure.store.rows import FunctionCache, function_from_row, function_values, run_from_row
 from perdure.store.rules import CANCELLED_ERROR, EVENT_DEDUPE_SECONDS
 from perdure.store.sqlite import commit as cm
+from perdure.store.sqlite import derived
 from perdure.store.sqlite import flow_cancel as fc
 from perdure.store.sqlite import flow_claim, flow_gates
 from perdure.store.sqlite import queries as q
@@ -67,6 +69,7 @@ MIGRATIONS = Migrations(
         "0004_flow_gates.sql",
         "0005_flow_cancel.sql",
         "0006_step_names.sql",
+        "0007_rerun.sql",
     ),
 )
 
@@ -224,6 +227,13 @@ class SqliteStore(Reads):
             return out
 
         return await self._write(op, len(runs) <= _INLINE_MAX)
+
+    async def create_derived_run(self, run: NewRun, origin: RunOrigin) -> CreatedRun | None:
+        """Create a rerun or replay of ``origin.run_id`` with the steps it keeps."""
+        inputs.require_storable_runs([run])
+        if not inputs.all_storable((origin.run_id, origin.from_step)):
+            return None
+        return await self._write(lambda tx: derived.create_derived_run(tx, run, origin))
 
     async def send_events(self, events: Sequence[EventIn]) -> list[SentEvent]:
         """Store events, start the runs they trigger, resume the runs waiting for them."""

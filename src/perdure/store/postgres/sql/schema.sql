@@ -56,7 +56,10 @@ CREATE TABLE runs (
     batch_size       integer,
     start_by         double precision,
     finish_by        double precision,
-    reason           text
+    reason           text,
+    rerun_of         text COLLATE "C",
+    replay_of        text COLLATE "C",
+    replay_from_step text COLLATE "C"
 );
 
 CREATE INDEX runs_due ON runs (available_at, id) WHERE available_at IS NOT NULL;
