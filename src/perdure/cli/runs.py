@@ -1,4 +1,4 @@
-"""``perdure runs list|show|cancel``: runs in the database."""
+"""``perdure runs list|show|cancel|rerun|replay``: runs in the database."""
 
 from __future__ import annotations
 
@@ -16,13 +16,15 @@ from perdure.types import RunInfo, RunStatus
 
 @click.group()
 def runs() -> None:
-    """List, inspect and cancel runs.
+    """List, inspect, cancel, rerun and replay runs.
 
     \b
     Examples:
       perdure runs list --status failed
       perdure runs show 01J0Z3Q8X2V4K6M8N0P2R4T6W8
       perdure runs cancel 01J0Z3Q8X2V4K6M8N0P2R4T6W8
+      perdure runs rerun 01J0Z3Q8X2V4K6M8N0P2R4T6W8
+      perdure runs replay 01J0Z3Q8X2V4K6M8N0P2R4T6W8 --from-step charge
     """
 
 
@@ -131,6 +133,10 @@ def _print_run(run: RunInfo) -> None:
         fields.append(("parent", run.parent_run_id))
     if run.idempotency_key:
         fields.append(("key", run.idempotency_key))
+    if run.rerun_of:
+        fields.append(("rerun of", run.rerun_of))
+    if run.replay_of:
+        fields.append(("replay of", f"{run.replay_of} from step {run.replay_from_step}"))
     if run.status is RunStatus.COMPLETED:
         fields.append(("output", dumps(run.output)))
     if run.error is not None:
@@ -138,7 +144,7 @@ def _print_run(run: RunInfo) -> None:
     if run.reason is not None:
         fields.append(("reason", reason_text(run.reason)))
     for label, value in fields:
-        click.echo(f"{label:<9}{value}")
+        click.echo(f"{label:<9}{value}" if len(label) < 9 else f"{label} {value}")
     if not run.steps:
         click.echo("steps    none")
         return
@@ -176,3 +182,61 @@ def runs_cancel(run_id: str, database_url: str | None) -> None:
         click.echo(f"run {run_id} had already ended ({before.value}); nothing changed")
     else:
         click.echo(f"run {run_id}: {after.status.value}")
+
+
+@runs.command("rerun")
+@click.argument("run_id")
+@json_option
+@database_option
+def runs_rerun(run_id: str, as_json: bool, database_url: str | None) -> None:
+    """Start a new run of the same function with the same input (the triggering event or
+    events); it records which run it reruns. Any run may be rerun, ended or not.
+
+    \b
+    Example:
+      perdure runs rerun 01J0Z3Q8X2V4K6M8N0P2R4T6W8
+    """
+
+    async def work(app: App) -> RunInfo:
+        return await app.get_run((await app.rerun(run_id)).run_id)
+
+    _print_new(with_app(client(database_url), work), as_json)
+
+
+@runs.command("replay")
+@click.argument("run_id")
+@option(
+    "--from-step",
+    "from_step",
+    required=True,
+    metavar="STEP",
+    help="The step to execute from (its id, or its name as written).",
+)
+@json_option
+@database_option
+def runs_replay(run_id: str, from_step: str, as_json: bool, database_url: str | None) -> None:
+    """Start a new run from an ended run that keeps the recorded results of the completed
+    steps before STEP and executes from STEP on.
+
+    \b
+    Example:
+      perdure runs replay 01J0Z3Q8X2V4K6M8N0P2R4T6W8 --from-step charge
+    """
+
+    async def work(app: App) -> RunInfo:
+        return await app.get_run((await app.replay(run_id, from_step=from_step)).run_id)
+
+    _print_new(with_app(client(database_url), work), as_json)
+
+
+def _print_new(run: RunInfo, as_json: bool) -> None:
+    if as_json:
+        click.echo(dumps(views.run_json(run), pretty=True))
+    elif run.replay_of:
+        kept = len(run.steps)
+        click.echo(
+            f"run {run.id}: replay of {run.replay_of} from step {run.replay_from_step} "
+            f"({kept} step{'s' if kept != 1 else ''} kept)"
+        )
+    else:
+        click.echo(f"run {run.id}: rerun of {run.rerun_of}")

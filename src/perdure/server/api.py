@@ -18,6 +18,10 @@ Shapes (the OpenAPI document at ``/openapi.json`` is the reference):
   newest first, runs without their steps.
 - ``GET /api/v1/runs/{id}``: the run with its steps. ``POST /api/v1/runs/{id}/cancel``: the run
   after cancelling (an ended run is returned unchanged).
+- ``POST /api/v1/runs/{id}/rerun`` (no body): ``201`` and the new run (``rerun_of``);
+  ``POST /api/v1/runs/{id}/replay`` with ``{"from_step": "..."}``: ``201`` and the new run
+  (``replay_of``, ``replay_from_step``, the steps it kept); 400 for an unknown step, 409
+  ``run_not_ended`` for a run that has not ended. ``Location`` is the new run's URL.
 
 Cursors are opaque strings: pass ``next_cursor`` back as ``cursor`` for the next page;
 ``next_cursor`` is ``null`` on the last page.
@@ -190,3 +194,34 @@ class Api:
         query_params(request, ())
         run = await self.app.cancel(request.path_params["run_id"])
         return JSONResponse(views.run_json(run))
+
+    async def rerun_run(self, request: Request) -> Response:
+        """``POST /api/v1/runs/{run_id}/rerun``."""
+        query_params(request, ())
+        body = await read_json(request, optional=True)
+        if body not in (None, {}):
+            raise ApiError(
+                400, "invalid_input", "a rerun takes no body (or {}): it reruns the run as it was"
+            )
+        handle = await self.app.rerun(request.path_params["run_id"])
+        return await self._created(handle.run_id)
+
+    async def replay_run(self, request: Request) -> Response:
+        """``POST /api/v1/runs/{run_id}/replay``."""
+        query_params(request, ())
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            raise ApiError(
+                400, "invalid_input", f"the body must be a JSON object, not {json_type(body)}"
+            )
+        replay = models.validate(
+            models.ReplayRun, body, unknown="unknown field(s) (expected: from_step)"
+        )
+        handle = await self.app.replay(request.path_params["run_id"], from_step=replay.from_step)
+        return await self._created(handle.run_id)
+
+    async def _created(self, run_id: str) -> Response:
+        run = await self.query.get_run(run_id)
+        return JSONResponse(
+            views.run_json(run), status_code=201, headers={"Location": f"/api/v1/runs/{run_id}"}
+        )

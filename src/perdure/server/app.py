@@ -215,6 +215,8 @@ def create_app(
         Route("/api/v1/runs", endpoint(api.list_runs), methods=["GET"]),
         Route("/api/v1/runs/{run_id}", endpoint(api.get_run), methods=["GET"]),
         Route("/api/v1/runs/{run_id}/cancel", endpoint(api.cancel_run), methods=["POST"]),
+        Route("/api/v1/runs/{run_id}/rerun", endpoint(api.rerun_run), methods=["POST"]),
+        Route("/api/v1/runs/{run_id}/replay", endpoint(api.replay_run), methods=["POST"]),
         *extra_routes,
     ]
     sched = ScheduleApi(app)

@@ -125,6 +125,17 @@ class StartRun(BaseModel):
     ) = Field(default=None, description="The same key always gives the same run.")
 
 
+class ReplayRun(BaseModel):
+    """The body of ``POST /api/v1/runs/{run_id}/replay``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="ReplayRun")
+
+    from_step: Annotated[str, Field(min_length=1, max_length=1000, pattern=ANY_ID)] = Field(
+        description="The step to execute from: its id, or its name as written. The recorded "
+        "results of the completed steps before it are kept."
+    )
+
+
 class _Page(BaseModel):
     """A page of a list: ``limit`` (a query parameter, so a string of digits)."""
 

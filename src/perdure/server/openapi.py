@@ -37,7 +37,12 @@ def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str,
 @functools.cache
 def _schemas() -> dict[str, Any]:
     """Every model's JSON schema, by name, with references between them."""
-    request_models: list[type[BaseModel]] = [models.EventIn, models.StartRun, models.ScheduleIn]
+    request_models: list[type[BaseModel]] = [
+        models.EventIn,
+        models.StartRun,
+        models.ReplayRun,
+        models.ScheduleIn,
+    ]
     pairs = [(m, "validation") for m in (*request_models, *responses.RESPONSE_MODELS)]
     _, top = models_json_schema(pairs, ref_template=_REF)  # type: ignore[arg-type]
     defs: dict[str, Any] = top["$defs"]
@@ -86,7 +91,10 @@ _RESPONSES: dict[str, Any] = {
     "NotFound": _error(
         "Unknown function, run or schedule (function_not_found, run_not_found, schedule_not_found)."
     ),
-    "Conflict": _error("A schedule with that id already exists (schedule_exists)."),
+    "Conflict": _error(
+        "A schedule with that id already exists (schedule_exists), or a replay of a run that "
+        "has not ended (run_not_ended)."
+    ),
     "TooLarge": _error(
         f"Over a payload limit (the body {BODY_LIMIT} bytes, {models.MAX_EVENTS_PER_REQUEST} "
         "events, an event, a run's input); nothing was changed."
@@ -282,6 +290,35 @@ def document(*, auth: bool) -> dict[str, Any]:
                 auth=auth,
                 errors=("NotFound", *_WRITE),
                 parameters=[_path("run_id")],
+            ),
+        },
+        "/api/v1/runs/{run_id}/rerun": {
+            "post": _op(
+                "Rerun a run: a new run of the same function with the same input, linked to it "
+                "(rerun_of). Any run, ended or not.",
+                {"201": _resp(r.Run, "The new run.")},
+                auth=auth,
+                errors=("NotFound", *_WRITE),
+                description="No body (or {}, or null). Location is the new run's URL.",
+                parameters=[_path("run_id")],
+                requestBody=_body(
+                    {"anyOf": [{"type": "object", "maxProperties": 0}, {"type": "null"}]},
+                    required=False,
+                ),
+            ),
+        },
+        "/api/v1/runs/{run_id}/replay": {
+            "post": _op(
+                "Replay an ended run from a step: a new run that keeps the recorded results of "
+                "the completed steps before from_step and executes from it on (replay_of, "
+                "replay_from_step).",
+                {"201": _resp(r.Run, "The new run, with the steps it kept.")},
+                auth=auth,
+                errors=("NotFound", "Conflict", *_WRITE),
+                description="An unknown step is 400 invalid_input; a run that has not ended is "
+                "409 run_not_ended. Location is the new run's URL.",
+                parameters=[_path("run_id")],
+                requestBody=_body(_ref("ReplayRun"), required=True),
             ),
         },
         **_schedule_paths(auth),

@@ -198,6 +198,11 @@ class RunSummary(_Open):
         description="A batch run's events in arrival order (event is the first); "
         "absent for other runs.",
     )
+    rerun_of: str | None = Field(default=None, description="The run this one reruns.")
+    replay_of: str | None = Field(default=None, description="The run this one replays.")
+    replay_from_step: str | None = Field(
+        default=None, description="The step a replay executes from (the steps before it kept)."
+    )
 
 
 class Run(RunSummary):
