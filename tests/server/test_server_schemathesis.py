@@ -29,6 +29,8 @@ OPERATIONS = {
     "GET /api/v1/runs",
     "GET /api/v1/runs/{run_id}",
     "POST /api/v1/runs/{run_id}/cancel",
+    "POST /api/v1/runs/{run_id}/rerun",
+    "POST /api/v1/runs/{run_id}/replay",
     "GET /api/v1/schedules",
     "POST /api/v1/schedules",
     "GET /api/v1/schedules/{schedule_id}",

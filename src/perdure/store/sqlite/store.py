@@ -48,9 +48,8 @@ from perdure.store.migrations import Migrations, split_statements, version_of
 from perdure.store.rows import FunctionCache, function_from_row, function_values, run_from_row
 from perdure.store.rules import CANCELLED_ERROR, EVENT_DEDUPE_SECONDS
 from perdure.store.sqlite import commit as cm
-from perdure.store.sqlite import derived
+from perdure.store.sqlite import derived, flow_claim, flow_gates
 from perdure.store.sqlite import flow_cancel as fc
-from perdure.store.sqlite import flow_claim, flow_gates
 from perdure.store.sqlite import queries as q
 from perdure.store.sqlite import schedules as sch
 from perdure.store.sqlite.reads import Reads
