@@ -77,6 +77,9 @@ async def test_a_run_and_its_steps_as_json(db_url: str) -> None:
             "parent_run_id": None,
             "idempotency_key": "k-1",
             "reason": None,
+            "rerun_of": None,
+            "replay_of": None,
+            "replay_from_step": None,
             "steps": [
                 {
                     "id": "twice",
