@@ -107,6 +107,8 @@ def test_openapi_document(client: httpx.Client) -> None:
         "/api/v1/runs": {"get"},
         "/api/v1/runs/{run_id}": {"get"},
         "/api/v1/runs/{run_id}/cancel": {"post"},
+        "/api/v1/runs/{run_id}/rerun": {"post"},
+        "/api/v1/runs/{run_id}/replay": {"post"},
         "/api/v1/schedules": {"get", "post"},
         "/api/v1/schedules/{schedule_id}": {"get", "delete"},
         "/api/v1/schedules/{schedule_id}/pause": {"post"},
@@ -441,6 +443,47 @@ def test_runs_list_rejects_bad_parameters(
     client: httpx.Client, params: dict[str, str], fragment: str
 ) -> None:
     assert_error(client.get("/api/v1/runs", params=params), 400, "invalid_input", fragment)
+
+
+def test_rerun_and_replay_runs(client: httpx.Client) -> None:
+    r = client.post("/api/v1/functions/echo/runs", json={"data": {"x": 1}})
+    done = wait_run(client, r.json()["run_id"])
+    assert done["status"] == "completed"
+    r = client.post(f"/api/v1/runs/{done['id']}/replay", json={"from_step": "double"})
+    assert r.status_code == 201, r.text
+    assert r.headers["location"] == f"/api/v1/runs/{r.json()['id']}"
+    assert (r.json()["replay_of"], r.json()["replay_from_step"]) == (done["id"], "double")
+    replayed = wait_run(client, r.json()["id"])
+    assert replayed["output"] == done["output"] and replayed["event"] == done["event"]
+    r = client.post(f"/api/v1/runs/{done['id']}/rerun", content=b"", headers=JSON)
+    assert r.status_code == 201 and r.json()["rerun_of"] == done["id"], r.text
+    assert wait_run(client, r.json()["id"])["output"] == done["output"]
+
+    unknown = "/api/v1/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV"
+    assert_error(client.post(f"{unknown}/rerun"), 404, "run_not_found")
+    assert_error(client.post(f"{unknown}/replay", json={"from_step": "a"}), 404, "run_not_found")
+    replay = f"/api/v1/runs/{done['id']}/replay"
+    assert_error(client.post(replay, json={"from_step": "zz"}), 400, "invalid_input", "'zz'")
+    assert_error(client.post(replay, json={}), 400, "invalid_input", "from_step")
+    assert_error(client.post(replay, json={"from_step": 3}), 400, "invalid_input", "from_step")
+    assert_error(client.post(replay, content=b"{", headers=JSON), 400, "malformed_json")
+    assert_error(client.post(replay, content=b"", headers=JSON), 400, "malformed_json")
+    assert_error(
+        client.post(f"/api/v1/runs/{done['id']}/rerun", json=[1]), 400, "invalid_input", "rerun"
+    )
+    # A run that has not ended can be rerun, not replayed.
+    nap = client.post("/api/v1/functions/nap/runs", json={}).json()["run_id"]
+    wait_run(client, nap, ("sleeping",))
+    assert_error(
+        client.post(f"/api/v1/runs/{nap}/replay", json={"from_step": "nap"}),
+        409,
+        "run_not_ended",
+        "sleeping",
+    )
+    again = client.post(f"/api/v1/runs/{nap}/rerun")
+    assert again.status_code == 201 and again.json()["status"] == "queued", again.text
+    for run_id in (nap, again.json()["id"]):
+        assert client.post(f"/api/v1/runs/{run_id}/cancel").status_code == 200
 
 
 def test_get_and_cancel_runs(client: httpx.Client) -> None:
