@@ -39,6 +39,10 @@ def build(ledger: Counter[str], broken: dict[str, bool]) -> perdure.App:
     app.function(id="plain", retries=0)(order)
     app.function(id="limited", retries=0, concurrency=3)(order)  # the gated claim path
 
+    @app.function(id="once", idempotency="event.data.n")
+    async def once(ctx: perdure.Context) -> Any:
+        return await ctx.step.run("a", body("once"))
+
     @app.function(id="waits")
     async def waits(ctx: perdure.Context) -> Any:
         return await ctx.step.wait_for_event("w", event="never.sent", timeout=3600)
@@ -115,6 +119,20 @@ async def test_replay_needs_an_ended_run_rerun_does_not(db_url: str) -> None:
         assert (await app.get_run(second.run_id)).rerun_of == handle.run_id
         for run_id in (handle.run_id, second.run_id):
             await app.cancel(run_id)
+
+
+async def test_a_rerun_is_not_refused_by_the_functions_idempotency(db_url: str) -> None:
+    ledger: Counter[str] = Counter()
+    app = build(ledger, {"c": False})
+    app.database_url = db_url
+    async with app, app.worker():
+        first = await ended(app, (await app.start("once", {"n": 5})).run_id)
+        dup = await ended(app, (await app.start("once", {"n": 5})).run_id)
+        assert dup.status is perdure.RunStatus.SKIPPED  # the same key within 24 hours
+        rerun = await ended(app, (await app.rerun(first.id)).run_id)
+        assert rerun.status is perdure.RunStatus.COMPLETED and rerun.output == "once2"
+        replay = await ended(app, (await app.replay(first.id, from_step="a")).run_id)
+        assert replay.output == "once3" and ledger == {"once": 3}
 
 
 def test_sync_twins(tmp_path: Path) -> None:

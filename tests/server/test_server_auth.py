@@ -45,6 +45,8 @@ def test_api_routes_need_the_token(
             ("GET", "/api/v1/runs"),
             ("GET", "/api/v1/functions"),
             ("POST", "/api/v1/events"),
+            ("POST", "/api/v1/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV/rerun"),
+            ("POST", "/api/v1/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV/replay"),
             ("GET", "/api/v1/does-not-exist"),
         ]:
             r = c.request(method, path, json={"name": "x"} if method == "POST" else None)
