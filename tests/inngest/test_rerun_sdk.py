@@ -11,6 +11,7 @@ from typing import Any
 
 import fastapi
 from life_app import APP_ID, hosted
+from sdk_apps import capture_registrations
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -43,14 +44,7 @@ def build(ledger: Counter[str], broken: dict[str, bool]) -> Callable[[str], Any]
 
         app = fastapi.FastAPI()
         inngest.fast_api.serve(app, client, [steps])
-        registrations: list[dict[str, Any]] = []
-
-        @app.post("/fn/register")
-        async def register(request: fastapi.Request) -> dict[str, Any]:
-            registrations.append(await request.json())
-            return {"ok": True, "modified": True}
-
-        app.state.registrations = registrations
+        capture_registrations(app)
         return app
 
     return make
