@@ -68,6 +68,8 @@ def test_server_metrics_need_the_token_and_show_the_unclaimed_backlog(tmp_path: 
                 r = c.post("/api/v1/functions/greet/runs", json={"data": {"who": who}})
                 assert r.status_code == 201, r.text
             assert c.get("/api/v1/runs/nope").status_code == 404
+            assert c.get("/no/such/route").status_code == 404
+            assert c.request("BREW", "/api/v1/runs").status_code == 405
             time.sleep(0.05)  # let the oldest due run age measurably
             samples = scrape(c)
             assert value(samples, "perdure_queue_depth", function="greet") == 2
@@ -81,6 +83,8 @@ def test_server_metrics_need_the_token_and_show_the_unclaimed_backlog(tmp_path: 
             assert value(samples, http, route=route, method="POST", status="201") == 2
             run_route = "/api/v1/runs/{run_id}"
             assert value(samples, http, route=run_route, method="GET", status="404") == 1
+            assert value(samples, http, route="unmatched", method="GET", status="404") == 1
+            assert value(samples, http, route="/api/v1/runs", method="other", status="405") == 1
             # Refused before routing, still counted under the route asked for.
             assert value(samples, http, route="/metrics", method="GET", status="401") == 2
     finally:
@@ -100,7 +104,10 @@ def _stalled_run(tmp_path: Path, db: Path) -> None:
     url = f"sqlite:///{db}"
     env = clean_env(SRVOBS_HANG="1")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "perdure.cli", "worker", "srv_obs_app:app", "--lease", "1"],
+        [
+            *(sys.executable, "-m", "perdure.cli", "worker", "srv_obs_app:app"),
+            *("--lease", "1", "--log-format", "json"),
+        ],
         cwd=tmp_path,
         env={**env, "PERDURE_DATABASE_URL": url, "PERDURE_LOG_LEVEL": "warning"},
         stderr=subprocess.PIPE,

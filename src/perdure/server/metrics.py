@@ -42,6 +42,10 @@ READ_TIMEOUT = 5.0
 UNMATCHED = "unmatched"
 """The ``route`` label of requests for a path no route serves."""
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""The ``method`` label's values (any other method counts as ``other``: a client cannot make
+the label set grow without bound; nor can it with paths, counted by route template)."""
+
 
 class Metrics:
     """The metrics of one app served over HTTP, in their own registry."""
@@ -206,7 +210,8 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, sending)
         finally:
-            self.counter.labels(self._route(scope), scope["method"], str(status)).inc()
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            self.counter.labels(self._route(scope), method, str(status)).inc()
 
     def _route(self, scope: Scope) -> str:
         route = scope.get("route")
