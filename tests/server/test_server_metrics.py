@@ -109,7 +109,7 @@ def _stalled_run(tmp_path: Path, db: Path) -> None:
             *("--lease", "1", "--log-format", "json"),
         ],
         cwd=tmp_path,
-        env={**env, "PERDURE_DATABASE_URL": url, "PERDURE_LOG_LEVEL": "warning"},
+        env={**env, "PERDURE_DATABASE_URL": url, "PERDURE_LOG_LEVEL": "info"},
         stderr=subprocess.PIPE,
     )
     try:
@@ -134,7 +134,11 @@ def _stalled_run(tmp_path: Path, db: Path) -> None:
         worker.kill()
         worker.wait()
         assert worker.stderr is not None
+        err = worker.stderr.read().decode()
         worker.stderr.close()
+    # `perdure worker --log-format json`: its banner line too.
+    lines = [json.loads(line) for line in err.splitlines() if line.strip()]
+    assert any(line["message"].startswith("worker ") for line in lines), err
 
 
 def test_dev_counts_runs_steps_takeovers_and_logs_json_lines(tmp_path: Path) -> None:
