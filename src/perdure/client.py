@@ -33,6 +33,7 @@ from perdure.inngest.lifecycle import LifecycleEmitter
 from perdure.query import Query, run_info
 from perdure.results import ResultWaiter, RunOutcome
 from perdure.runtime.batching import Batcher
+from perdure.runtime.metrics import count_ended
 from perdure.runtime.runtime import Runtime
 from perdure.store.base import (
     ClaimedRun,
@@ -191,10 +192,12 @@ class Client:
             try:
                 created = await self._starts.call(run)
                 if created.token is not None:
-                    claimed = ClaimedRun(run.id, fid, created.token, body, 0, {}, 0)
+                    claimed = ClaimedRun(run.id, fid, created.token, body, 0, {}, 0, first=True)
                     local.launch_started(claimed, asked_at)
             finally:
                 local.unreserve()
+        if created.skipped and created.created:
+            self.runtime.metrics.run_ended(fid, "skipped")
         return RunHandle(self, created.id, fresh=created.created)
 
     def handle(self, run_id: str) -> RunHandle:
@@ -246,10 +249,14 @@ class Client:
         recorded). Cancelling an ended run changes nothing."""
         await self.open()
         store = self.runtime.store
+        counted = self.runtime.metrics.enabled
+        before = await store.get_run(run_id) if counted else None
         row = await store.cancel_run(run_id)
         if row is None:
             raise RunNotFoundError(f"no run with id {run_id!r}")
         self.runtime.hub.abort(run_id)
+        if counted and row.status == "cancelled" and before and before.status != "cancelled":
+            self.runtime.metrics.run_ended(row.function_id, "cancelled")
         if row.status == "cancelled":
             self.results.finished(run_id, "cancelled", None, row.error)
         return run_info(row, await store.get_steps(run_id))
@@ -327,22 +334,27 @@ class Client:
         await self.open()
         assert self._sends is not None
         results = await asyncio.gather(*(self._sends.submit(e) for e in prepared))
-        self._abort_cancelled(results)
+        await self._abort_cancelled(results)
         return [r.id for r in results]
 
-    def _abort_cancelled(self, sent: Sequence[SentEvent]) -> None:
+    async def _abort_cancelled(self, sent: Sequence[SentEvent]) -> None:
         """Runs cancelled by the events (``cancel_on``): a local worker stops them at once
-        (any other stops at its next step: the cancel moved the fencing token)."""
-        for s in sent:
-            for run_id in s.cancelled:
-                self.runtime.hub.abort(run_id)
+        (any other stops at its next step: the cancel moved the fencing token). The runs
+        they cancelled and those flow control skipped are counted."""
+        cancelled = [run_id for s in sent for run_id in s.cancelled]
+        for run_id in cancelled:
+            self.runtime.hub.abort(run_id)
+        if self.runtime.metrics.enabled:
+            metrics, store = self.runtime.metrics, self.runtime.store
+            await count_ended(metrics, store, cancelled, "cancelled")
+            await count_ended(metrics, store, [r for s in sent for r in s.skipped], "skipped")
 
     async def send_detailed(self, events: Sequence[Event]) -> list[SentEvent]:
         """Like :meth:`send`, also telling duplicates and the runs each event started."""
         prepared = [self._event_in(e) for e in events]
         await self.open()
         sent = await self.runtime.store.send_events(prepared)
-        self._abort_cancelled(sent)
+        await self._abort_cancelled(sent)
         return sent
 
 

@@ -100,6 +100,7 @@ def test_openapi_document(client: httpx.Client) -> None:
     expected = {
         "/health": {"get"},
         "/openapi.json": {"get"},
+        "/metrics": {"get"},
         "/api/v1/events": {"get", "post"},
         "/api/v1/functions": {"get", "post"},
         "/api/v1/functions/{function_id}": {"get"},

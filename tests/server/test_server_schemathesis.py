@@ -22,6 +22,7 @@ from perdure.server import openapi
 OPERATIONS = {
     "GET /health",
     "GET /openapi.json",
+    "GET /metrics",
     "POST /api/v1/events",
     "POST /api/v1/functions",
     "GET /api/v1/events",

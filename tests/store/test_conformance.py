@@ -930,3 +930,48 @@ async def test_cursors_and_limits_out_of_range(store: Store) -> None:
     for limit in (0, -1, -(2**70)):
         assert await store.list_events(None, None, limit) == []
         assert await store.list_runs(RunFilter(limit=limit)) == []
+
+
+@pytest.mark.parametrize("gated", [False, True], ids=["plain", "concurrency"])
+async def test_claims_tell_first_starts_and_takeovers_and_the_due_backlog_counts(
+    store: Store, clock: ManualClock, gated: bool
+) -> None:
+    from perdure.engine.flow.keys import run_flow
+    from perdure.engine.flow.options import Concurrency, FlowControl
+
+    spec = FlowControl.build(concurrency=Concurrency(10)) if gated else FlowControl()
+    record = FunctionRecord("f", "app", (), {"flow": spec.to_dict()} if gated else {})
+    await store.register_functions([record, fn_record("g")])
+    runs = [new_run("r1"), new_run("r2"), new_run("g1", fid="g")]
+    for run in runs[:2]:
+        run.flow = run_flow("f", spec, {"name": "x", "data": {}})
+    await store.create_runs(runs)
+    backlog = await store.due_backlog()
+    assert backlog.now == store.now()
+    assert {f: n for f, (n, _) in backlog.functions.items()} == {"f": 2, "g": 1}
+    assert all(at <= backlog.now for _, at in backlog.functions.values())
+    await clock.advance(5)
+    oldest = (await store.due_backlog()).functions["f"][1]
+    assert store.now() - oldest >= 5
+
+    first = (await store.claim("w1", ["f"], 1, LEASE)).runs[0]
+    assert (first.first, first.taken_over) == (True, False)
+    assert (await store.due_backlog()).functions["f"][0] == 1
+    # Suspended, then claimed again: neither a start nor a takeover.
+    assert await store.commit(
+        [Outcome(first.id, first.token, "suspend", available_at=store.now(), status="sleeping")]
+    ) == [True]
+    again = {r.id: r for r in (await store.claim("w1", ["f"], 5, LEASE)).runs}
+    assert sorted(again) == ["r1", "r2"]
+    assert (again[first.id].first, again[first.id].taken_over) == (False, False)
+    assert (again["r2"].first, again["r2"].taken_over) == (True, False)
+    assert {f: n for f, (n, _) in (await store.due_backlog()).functions.items()} == {"g": 1}
+    # The lease expires: the runs are due (unclaimed) again, and the next claim takes over.
+    await clock.advance(LEASE + 1)
+    assert (await store.due_backlog()).functions["f"][0] == 2
+    taken = (await store.claim("w2", ["f"], 5, LEASE)).runs
+    assert sorted((r.id, r.first, r.taken_over) for r in taken) == [
+        ("r1", False, True),
+        ("r2", False, True),
+    ]
+    assert "f" not in (await store.due_backlog()).functions

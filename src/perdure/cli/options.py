@@ -28,6 +28,7 @@ import orjson
 from perdure.app import App
 from perdure.cli.output import hide_url, one_line, redact_url
 from perdure.errors import InvalidInputError, StoreUnavailableError
+from perdure.logs import LOG_FORMATS
 from perdure.store import DEFAULT_SQLITE_PATH, open_store
 
 T = TypeVar("T")
@@ -98,7 +99,16 @@ def database_option(f: F) -> F:
 
 
 def log_option(f: F) -> F:
-    """``--log-level`` / ``PERDURE_LOG_LEVEL``."""
+    """``--log-level`` / ``PERDURE_LOG_LEVEL`` and ``--log-format`` / ``PERDURE_LOG_FORMAT``."""
+    f = option(
+        "--log-format",
+        envvar="PERDURE_LOG_FORMAT",
+        type=click.Choice(LOG_FORMATS, case_sensitive=False),
+        default="text",
+        show_default=True,
+        help="Log lines as text, or one JSON object per line (with run_id, function_id, "
+        "step_id and attempt when known).",
+    )(f)
     return option(
         "--log-level",
         envvar="PERDURE_LOG_LEVEL",

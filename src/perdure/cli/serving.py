@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
+from perdure import logs
 from perdure.app import App
 from perdure.cli.options import (
     check_folder,
@@ -27,18 +28,16 @@ from perdure.cli.options import (
     option,
 )
 from perdure.cli.output import redact_url
+from perdure.logs import LogFormat
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEMO_APP = "perdure.demo:app"
 
 
-def configure_logging(level: str) -> None:
-    """Log to stderr at ``level``."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def configure_logging(level: str, fmt: LogFormat = "text") -> None:
+    """Log to stderr at ``level``, as text or one JSON object per line (:mod:`perdure.logs`)."""
+    logs.configure(level, fmt)
 
 
 def run_until_signal(main: Coroutine[Any, Any, None]) -> None:
@@ -262,6 +261,7 @@ def worker(
     lease_seconds: float,
     functions: str | None,
     log_level: str,
+    log_format: LogFormat,
 ) -> None:
     """Run a worker for the functions of MODULE:APP (and their cron schedules).
 
@@ -275,7 +275,7 @@ def worker(
       PERDURE_DATABASE_URL=postgresql://db/perdure perdure worker shop.workflows:app
       perdure worker shop.workflows:app --functions fulfil-order,refund
     """
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     app = load_app(app_spec, "'MODULE:APP'")
     fids = [f.strip() for f in functions.split(",") if f.strip()] if functions else None
     if fids:
@@ -328,6 +328,7 @@ def dev(
     port: int,
     database_url: str | None,
     log_level: str,
+    log_format: LogFormat,
     allowed_hosts: str | None,
     lease_seconds: float,
     sdk_urls: tuple[str, ...],
@@ -353,7 +354,7 @@ def dev(
       perdure dev -u http://127.0.0.1:8000/api/inngest
       curl localhost:8288/api/v1/runs
     """
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     app = load_app(app_spec or DEMO_APP, "'--app'")
     _use_database(app, database_url)
     urls = _sdk_urls(sdk_urls)
@@ -385,6 +386,15 @@ def dev(
             )
             try:
                 await routes.registry.load()
+                # Before the worker: its first claims count in the app's metrics.
+                asgi = create_app(
+                    app,
+                    dev=True,
+                    api_token=None,
+                    allowed_hosts=allowed_hosts,
+                    extra_routes=routes.routes(),
+                    response_headers=routes.headers,
+                )
                 w = Worker(
                     app.runtime,
                     [PythonDriver(app.functions), inngest],
@@ -405,14 +415,6 @@ def dev(
                     )
                 if urls:
                     banner.append(f"syncing Inngest apps at {', '.join(urls)}")
-                asgi = create_app(
-                    app,
-                    dev=True,
-                    api_token=None,
-                    allowed_hosts=allowed_hosts,
-                    extra_routes=routes.routes(),
-                    response_headers=routes.headers,
-                )
                 poller.start()  # the socket listens already: the apps' syncs queue until served
                 await _serve(asgi, sock, banner, log_level)
             finally:
@@ -458,6 +460,7 @@ def server(
     port: int,
     database_url: str | None,
     log_level: str,
+    log_format: LogFormat,
     allowed_hosts: str | None,
     api_token: str | None,
     no_auth: bool,
@@ -482,7 +485,7 @@ def server(
           --database-url postgresql://db/perdure
       curl -H 'Authorization: Bearer s3cret' localhost:8288/api/v1/runs
     """
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     if api_token is not None and not api_token.strip():
         raise click.BadParameter("the token is empty", param_hint="'--api-token'")
     if api_token is None and not no_auth:

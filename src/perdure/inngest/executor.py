@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from perdure import serde
+from perdure import logs, serde
 from perdure._signals import LeaseLost
 from perdure.engine.attempts import Failure, retry_delay
 from perdure.engine.expressions import validate
@@ -164,6 +164,8 @@ class Execution:
 
     async def _call(self, step_id: str) -> oc.Response:
         attempt = self.attempt
+        if step_id != DISCOVERY:
+            logs.step_in_task(step_id)  # this call's task: its logs name the step
         if step_id == DISCOVERY:
             # The run's attempt until a step makes progress; then a fresh item (Inngest's
             # attempts are per queue item: each step gets the full budget).

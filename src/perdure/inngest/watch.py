@@ -57,6 +57,7 @@ async def retire_runs(app: App, function_ids: Sequence[str], app_id: str) -> int
                     cancelled = await store.cancel_run(row.id, reason=reason)
                     if cancelled is not None and cancelled.status == "cancelled":
                         app.runtime.hub.abort(row.id)
+                        app.runtime.metrics.run_ended(fid, "cancelled")
                         done += 1
                 if len(rows) < _PAGE:
                     break

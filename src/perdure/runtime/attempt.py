@@ -26,6 +26,9 @@ from perdure.store.base import ClaimedRun, StepWrite, StoredStep
 
 log = logging.getLogger("perdure.worker")
 
+_ATTEMPT_ENDS = frozenset({"completed", "failed", "retrying"})
+_WAITS = frozenset({"sleep", "wait", "invoke"})  # no body executes: no step duration
+
 
 class Attempt:
     """The claimed run ``run`` of ``function``, leased by worker ``worker_id``."""
@@ -135,8 +138,14 @@ class Attempt:
     # ------------------------------------------------------------------ durable writes
 
     def step_write(self, key: str, seq: int, kind: str, status: str, **fields: Any) -> StepWrite:
-        """A checkpoint of this run, fenced by its lease."""
-        return StepWrite(self.run_id, self.token, key, seq, kind, status, **fields)
+        """A checkpoint of this run, fenced by its lease (one that ends a step attempt started
+        at ``started_at`` counts its duration)."""
+        op = StepWrite(self.run_id, self.token, key, seq, kind, status, **fields)
+        if op.started_at is not None and status in _ATTEMPT_ENDS and kind not in _WAITS:
+            metrics = self.runtime.metrics
+            if metrics.enabled:
+                metrics.step_ended(self.function.id, kind, max(0.0, self._now() - op.started_at))
+        return op
 
     async def write(self, op: StepWrite) -> None:
         """Make a checkpoint durable (grouped with other runs' writes), together with the

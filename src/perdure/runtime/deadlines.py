@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from perdure.engine.flow.deadlines import next_deadline
 from perdure.errors import StoreUnavailableError
+from perdure.runtime.metrics import count_ended
 
 if TYPE_CHECKING:
     from perdure.runtime.ports import HostedFunction
@@ -98,6 +99,7 @@ class DeadlineSweeper:
         done, nxt = await self.runtime.store.cancel_overdue(_BATCH)
         for run_id in done:
             self.runtime.hub.abort(run_id)
+        await count_ended(self.runtime.metrics, self.runtime.store, done, "cancelled")
         if done:
             self.cancelled += len(done)
             log.info("cancelled %d run(s) past their timeouts", len(done))

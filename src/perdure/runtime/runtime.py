@@ -15,6 +15,7 @@ from perdure.clock import Clock
 from perdure.limits import Limits
 from perdure.runtime.batching import Batcher
 from perdure.runtime.hub import RunHub
+from perdure.runtime.metrics import NO_METRICS, RunMetrics
 from perdure.runtime.ports import ClientOps
 from perdure.store import open_store
 from perdure.store.base import Store, WriteOp
@@ -36,6 +37,8 @@ class Runtime:
         self.limits = limits or Limits()
         self.retention = retention
         self.hub = RunHub()
+        self.metrics: RunMetrics = NO_METRICS
+        """Where the runtime's counts go (the HTTP server attaches its Prometheus metrics)."""
         self.client: ClientOps | None = None
         """Set by the client layer: what ``invoke`` and ``send_event`` steps call."""
         self._store: Store | None = None

@@ -30,7 +30,7 @@ import os
 import socket
 from collections.abc import Sequence
 
-from perdure import faults, ids
+from perdure import faults, ids, logs
 from perdure._signals import LeaseLost
 from perdure.engine.attempts import crashed_too_often
 from perdure.engine.failures import worker_crashes
@@ -339,6 +339,12 @@ class Worker:
         if hosted is None:  # pragma: no cover - claims are filtered by function id
             return
         driver, fn = hosted
+        if claimed.first or claimed.taken_over:
+            metrics = self.runtime.metrics
+            if claimed.first:
+                metrics.run_started(claimed.function_id)
+            if claimed.taken_over:
+                metrics.lease_taken_over(claimed.function_id)
         attempt = Attempt(
             self.runtime,
             fn,
@@ -359,6 +365,7 @@ class Worker:
     # ------------------------------------------------------------------ executing
 
     async def _execute(self, driver: Driver, attempt: Attempt) -> None:
+        logs.set_attempt(attempt.run_id, attempt.function.id, attempt.attempt)
         try:
             faults.hit("after_claim")
             outcome: Outcome | None
@@ -381,6 +388,7 @@ class Worker:
             if ok:
                 status = _TERMINAL.get(outcome.kind)
                 if status is not None:
+                    self.runtime.metrics.run_ended(attempt.function.id, status)
                     self.runtime.hub.finished(attempt.run_id, status, outcome.output, outcome.error)
                 else:
                     self.note_due(outcome.available_at)

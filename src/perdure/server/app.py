@@ -32,6 +32,7 @@ from perdure.server.http import (
     endpoint,
     error_response,
 )
+from perdure.server.metrics import HttpMetrics, Metrics
 from perdure.server.schedules import ScheduleApi
 
 log = logging.getLogger("perdure.server")
@@ -41,15 +42,16 @@ HEALTH_TIMEOUT = 5.0
 
 
 class BearerAuth:
-    """ASGI middleware: requests under ``/api/`` need ``Authorization: Bearer <token>``
-    (compared in constant time); anything else passes."""
+    """ASGI middleware: requests under ``/api/`` and for ``/metrics`` need
+    ``Authorization: Bearer <token>`` (compared in constant time); anything else passes."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
         self.token = token.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/api/"):
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path.startswith("/api/") or path == "/metrics":
             header = Headers(scope=scope).get("authorization")
             message = None
             if header is None:
@@ -154,7 +156,11 @@ def create_app(
     """The HTTP server of ``app``: the REST API under ``/api/v1``, ``/health``,
     ``/openapi.json`` and a landing page at ``/``.
 
-    ``api_token``: every ``/api/v1`` route needs ``Authorization: Bearer <api_token>``
+    ``/metrics`` serves the Prometheus metrics (:mod:`perdure.server.metrics`; the app's
+    runtime counts into them from then on).
+
+    ``api_token``: every ``/api/v1`` route and ``/metrics`` need ``Authorization: Bearer
+    <api_token>``
     (``/health``, ``/openapi.json`` and ``/`` stay open; the landing page then shows no data).
     ``None`` turns authentication off, which only ``dev`` may do. The token must be printable
     ASCII without spaces (InvalidInputError otherwise).
@@ -202,9 +208,12 @@ def create_app(
     events, events_methods = _by_method(
         {"GET": endpoint(api.list_events), "POST": endpoint(api.send_events)}
     )
+    metrics = Metrics(app)
+    app.runtime.metrics = metrics
     routes = [
         Route("/", endpoint(landing), methods=["GET"]),
         Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics.endpoint, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/api/v1/events", events, methods=events_methods),
         Route("/api/v1/functions", endpoint(api.list_functions), methods=["GET"]),
@@ -242,8 +251,9 @@ def create_app(
             log.warning("cannot open the database yet: %s", exc)
         yield
 
+    routes = merge_methods(routes)
     server = Starlette(
-        routes=merge_methods(routes),
+        routes=routes,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
     )
@@ -252,7 +262,9 @@ def create_app(
     server.add_middleware(RequestGuard, hosts=hosts)  # outermost: before authentication
     if response_headers:
         server.add_middleware(ExtraHeaders, headers=response_headers)  # refusals carry them too
+    server.add_middleware(HttpMetrics, metrics=metrics, routes=routes)  # counts refusals too
     server.state.perdure_app = app
+    server.state.perdure_metrics = metrics
     return server
 
 

@@ -174,6 +174,24 @@ def document(*, auth: bool) -> dict[str, Any]:
                 },
             }
         },
+        "/metrics": {
+            "get": _op(
+                "The Prometheus metrics of this server process.",
+                {
+                    "200": {
+                        "description": "The metrics in Prometheus text format (version 0.0.4).",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+                auth=auth,
+                description=(
+                    "Counters are per process (since it started): runs started and ended, "
+                    "lease takeovers, step durations, HTTP requests. Gauges are read at "
+                    "scrape time: runs due and not claimed, the oldest one's age, workers "
+                    "alive. See docs/observability.md."
+                ),
+            )
+        },
         "/api/v1/events": {
             "post": _op(
                 "Send one event or an array of events.",

@@ -84,6 +84,19 @@ class ClaimedRun:
     attempt: int
     steps: dict[str, StoredStep]
     crashes: int
+    first: bool = False
+    """This claim starts the run: it had never been claimed (no ``started_at``)."""
+    taken_over: bool = False
+    """The run was ``running`` under a lease that expired (its worker stalled or died)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DueBacklog:
+    """The runs due now and not claimed (a lease expiry makes a run due again), by function:
+    ``functions[function_id] = (count, oldest available_at)``; ``now`` is the store's time."""
+
+    now: float
+    functions: dict[str, tuple[int, float]]
 
 
 @dataclass(slots=True)
@@ -455,6 +468,10 @@ class Store(Protocol):
 
     async def next_due(self, function_ids: Sequence[str]) -> float | None:
         """When the earliest run of these functions comes due."""
+        ...
+
+    async def due_backlog(self) -> DueBacklog:
+        """The runs due and not claimed, by function (one read on the due index, no lock)."""
         ...
 
     # cron and maintenance

@@ -9,6 +9,7 @@ separate pool, so that they can run in parallel.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -57,8 +58,10 @@ class PythonDriver:
                 ex.task = asyncio.current_task()
                 result = await fdef.fn(Context(ex))
             else:
+                # In the run's context: the function's thread logs with its run.
+                run = contextvars.copy_context().run
                 fut = asyncio.get_running_loop().run_in_executor(
-                    self.sync_pool, fdef.fn, SyncContext(ex)
+                    self.sync_pool, run, fdef.fn, SyncContext(ex)
                 )
                 ex.task = fut
                 result = await fut

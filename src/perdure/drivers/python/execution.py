@@ -23,6 +23,7 @@ Leases, fenced writes and the lease check before a step body belong to the runti
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -30,7 +31,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from perdure import serde
+from perdure import logs, serde
 from perdure._signals import Fatal, LeaseLost, Suspend
 from perdure.engine.attempts import Failure, retry_delay
 from perdure.engine.expressions import validate
@@ -370,12 +371,17 @@ class RunExecution:
             value: Any = None
             exc: BaseException | None = None
             try:
-                if _is_async(fn):
-                    value = await fn(*args, **kwargs)
-                else:
-                    value = await self.loop.run_in_executor(self.step_pool, _call, fn, args, kwargs)
-                    if isinstance(value, Awaitable):
-                        value = await value
+                with logs.step(key):
+                    if _is_async(fn):
+                        value = await fn(*args, **kwargs)
+                    else:
+                        # The body's thread logs with this run and step too.
+                        run = contextvars.copy_context().run
+                        value = await self.loop.run_in_executor(
+                            self.step_pool, run, _call, fn, args, kwargs
+                        )
+                        if isinstance(value, Awaitable):
+                            value = await value
             except Exception as err:
                 exc = err
             result = await self.after_body(key, seq, attempts_before, started, value, exc, tp)

@@ -231,8 +231,19 @@ async def _decide_and_lease(
     claimed: list[ClaimedRun] = []
     if c_lease is not None:
         by_id: dict[str, ClaimedRun] = {}
-        for run_id, fid, token, run_input, attempt, crashes in await c_lease.fetchall():
-            by_id[run_id] = ClaimedRun(run_id, fid, token, run_input, attempt, {}, crashes)
+        for (
+            run_id,
+            fid,
+            token,
+            run_input,
+            attempt,
+            crashes,
+            first,
+            taken,
+        ) in await c_lease.fetchall():
+            by_id[run_id] = ClaimedRun(
+                run_id, fid, token, run_input, attempt, {}, crashes, bool(first), bool(taken)
+            )
         if c_steps is not None:
             for row in await c_steps.fetchall():
                 step = step_from_row(row[1:])

@@ -56,8 +56,10 @@ CLAIM_IDS: Final = (
     " started_at = coalesce(r.started_at, %(now)s::float8), gate_key = NULL,"
     " crashes = r.crashes + CASE WHEN r.status = 'running' THEN 1 ELSE 0 END,"
     " throttle_key = CASE WHEN r.id = ANY(%(paid)s::text[]) THEN NULL ELSE r.throttle_key END"
-    " WHERE r.id = ANY(%(ids)s::text[])"
-    " RETURNING r.id, r.function_id, r.lease_token, r.input, r.attempt, r.crashes"
+    " FROM (SELECT id, status, started_at FROM runs WHERE id = ANY(%(ids)s::text[])) o"
+    " WHERE r.id = o.id"
+    " RETURNING r.id, r.function_id, r.lease_token, r.input, r.attempt, r.crashes,"
+    " o.started_at IS NULL, o.status = 'running'"
 )
 STEPS_OF_RUNS: Final = (
     "SELECT run_id, " + STEP_COLUMNS + " FROM steps WHERE run_id = ANY(%(ids)s::text[])"

@@ -64,9 +64,9 @@ def claim_from_rows(rows: list[TupleRow]) -> tuple[float, Claim]:
         if row[9] is not None:
             for step in zip(*row[9:20], strict=True):
                 steps[step[0]] = StoredStep(*step)
-        ordered.append(
-            (due_at, run_id, ClaimedRun(run_id, fid, token, run_input, attempt, steps, crashes))
-        )
+        first, taken_over = bool(row[20]), bool(row[21])
+        run = ClaimedRun(run_id, fid, token, run_input, attempt, steps, crashes, first, taken_over)
+        ordered.append((due_at, run_id, run))
     ordered.sort(key=lambda item: (item[0], item[1]))
     return now, Claim([c for _, _, c in ordered], None if next_due is None else float(next_due))
 

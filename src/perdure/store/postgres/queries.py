@@ -29,6 +29,7 @@ from perdure.store.rows import FUNCTION_COLUMNS, RUN_COLUMNS, STEP_COLUMNS
 
 _NOW: Final = "perdure_now(%(now)s::float8)"
 _T: Final = "t AS (SELECT " + _NOW + " AS now)"
+T_NOW: Final = _T  # the ``t(now)`` CTE, for the other modules' statements
 BEGIN: Final = "BEGIN"
 COMMIT: Final = "COMMIT"
 ALIVE: Final = "SELECT 1"
@@ -266,8 +267,8 @@ CLAIM: Final = (
     " crashes = r.crashes + CASE WHEN due.status = 'running' THEN 1 ELSE 0 END"
     " FROM due, t WHERE r.id = due.id"
     " RETURNING r.id, r.function_id, r.lease_token, r.input, r.attempt, r.crashes,"
-    " coalesce(due.started_at, CASE WHEN r.replay_of IS NOT NULL THEN 0 END) AS prev_started,"
-    " due.available_at AS due_at, r.available_at AS until), "
+    " due.started_at AS prev_started, due.status AS prev_status, due.available_at AS due_at,"
+    " r.available_at AS until, r.replay_of IS NOT NULL AS replayed), "
     "nxt AS (SELECT least("
     "(SELECT min(available_at) FROM runs WHERE available_at IS NOT NULL"
     " AND function_id = ANY(%(fids)s::text[]) AND (available_at, id) > ("
@@ -276,7 +277,8 @@ CLAIM: Final = (
     " (SELECT min(until) FROM claimed)) AS next_due) "
     "SELECT t.now, nxt.next_due, c.id, c.function_id, c.lease_token, c.input, c.attempt,"
     " c.crashes, c.due_at, s.keys, s.seqs, s.kinds, s.statuses, s.outputs, s.errors,"
-    " s.attempts, s.wake_ats, s.started_ats, s.ended_ats, s.names "
+    " s.attempts, s.wake_ats, s.started_ats, s.ended_ats, s.names,"
+    " c.prev_started IS NULL, c.prev_status = 'running' "
     "FROM t CROSS JOIN nxt LEFT JOIN claimed c ON true "
     "LEFT JOIN LATERAL (SELECT array_agg(st.key) AS keys, array_agg(st.seq) AS seqs,"
     " array_agg(st.kind) AS kinds, array_agg(st.status) AS statuses,"
@@ -284,7 +286,8 @@ CLAIM: Final = (
     " array_agg(st.attempts) AS attempts, array_agg(st.wake_at) AS wake_ats,"
     " array_agg(st.started_at) AS started_ats, array_agg(st.ended_at) AS ended_ats,"
     " array_agg(st.name) AS names"
-    " FROM steps st WHERE c.prev_started IS NOT NULL AND st.run_id = c.id) s ON true"
+    " FROM steps st WHERE (c.prev_started IS NOT NULL OR c.replayed) AND st.run_id = c.id)"
+    " s ON true"
 )
 NEXT_DUE: Final = (
     "SELECT min(available_at) FROM runs "

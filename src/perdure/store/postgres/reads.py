@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from perdure.store import inputs
-from perdure.store.base import EventRow, RunFilter, RunRow, StoredStep
+from perdure.store.base import DueBacklog, EventRow, RunFilter, RunRow, StoredStep
 from perdure.store.postgres import queries as q
 from perdure.store.postgres.pool import Pool
 from perdure.store.rows import run_from_row, step_from_row
@@ -17,6 +17,10 @@ class Reads:
     """Reads of runs, steps and events."""
 
     _pool: Pool
+
+    if TYPE_CHECKING:
+
+        def _now_param(self) -> float | None: ...
 
     async def get_run(self, run_id: str) -> RunRow | None:
         """One run."""
@@ -31,6 +35,13 @@ class Reads:
         if not ids:
             return []
         return [run_from_row(row) for row in await self._pool.read_all(q.SELECT_RUNS, {"ids": ids})]
+
+    async def due_backlog(self) -> DueBacklog:
+        """The runs due and not claimed, by function (a read on the due index)."""
+        rows = await self._pool.read_all(_DUE_BACKLOG, {"now": self._now_param()})
+        return DueBacklog(
+            float(rows[0][0]), {str(r[1]): (int(r[2]), float(r[3])) for r in rows if r[1]}
+        )
 
     async def ended_since(self, since: float, limit: int) -> list[str]:
         """Ids of the runs that ended at or after ``since``, the earliest end first."""
@@ -86,4 +97,15 @@ _GET_EVENT: Final = (
     "SELECT e.seq, e.id, e.name, e.body, e.received_at, "
     "ARRAY(SELECT r.id FROM runs r WHERE r.event_id = e.id ORDER BY r.id) "
     "FROM events e WHERE e.id = %(id)s ORDER BY e.seq DESC LIMIT 1"
+)
+
+
+# One row per function with due runs, plus the database's time on each (a LEFT JOIN keeps one
+# row, with a NULL function, when nothing is due).
+_DUE_BACKLOG: Final = (
+    "WITH " + q.T_NOW + " "
+    "SELECT t.now, d.function_id, d.n, d.oldest FROM t LEFT JOIN ("
+    "SELECT function_id, count(*) AS n, min(available_at) AS oldest FROM runs, t"
+    " WHERE available_at IS NOT NULL AND available_at <= t.now GROUP BY function_id"
+    ") d ON true"
 )

@@ -180,7 +180,9 @@ def lease_runs(
         fid, token, run_input, attempt, crashes, replayed = conn.execute(
             q.CLAIM_RUN, (worker_id, now + lease_seconds, now, crashed, run_id)
         ).fetchone()
-        claimed.append(ClaimedRun(run_id, fid, token, run_input, attempt, {}, crashes))
+        first, taken_over = started_at is None, crashed == 1
+        run = ClaimedRun(run_id, fid, token, run_input, attempt, {}, crashes, first, taken_over)
+        claimed.append(run)
         if started_at is not None or replayed:  # a replay's first claim: its copied steps
             replay.append(run_id)
     if replay:

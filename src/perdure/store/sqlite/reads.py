@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final, TypeVar
 
 from perdure.store import inputs
-from perdure.store.base import EventRow, KeyLoad, RunFilter, RunRow, StoredStep
+from perdure.store.base import DueBacklog, EventRow, KeyLoad, RunFilter, RunRow, StoredStep
 from perdure.store.rows import run_from_row
 from perdure.store.rows import step_from_row as _step
 from perdure.store.sqlite import flow_claim
@@ -38,6 +38,12 @@ class Reads:
         """A due run's concurrency keys and their live leases now (a read)."""
         now = self.now()
         return await self._read(lambda c: flow_claim.concurrency_load(c, run_id, now))
+
+    async def due_backlog(self) -> DueBacklog:
+        """The runs due and not claimed, by function (a read on the due index)."""
+        now = self.now()
+        rows = await self._read(lambda c: c.execute(_DUE_BACKLOG, (now,)).fetchall())
+        return DueBacklog(now, {str(f): (int(n), float(at)) for f, n, at in rows})
 
     async def ended_since(self, since: float, limit: int) -> list[str]:
         """Ids of the runs that ended at or after ``since``, the earliest end first."""
@@ -115,6 +121,10 @@ class Reads:
         return await self._read(read)
 
 
+_DUE_BACKLOG: Final = (
+    "SELECT function_id, count(*), min(available_at) FROM runs "
+    "WHERE available_at IS NOT NULL AND available_at <= ? GROUP BY function_id"
+)
 _GET_EVENT: Final = (
     "SELECT seq, id, name, body, received_at FROM events WHERE id = ? ORDER BY seq DESC LIMIT 1"
 )
