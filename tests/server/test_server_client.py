@@ -3,11 +3,15 @@ real ``perdure worker`` on one SQLite database (both subprocesses, shared by the
 
 from __future__ import annotations
 
+import asyncio
+import re
 import signal
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from srv_helpers import TOKEN, ServerProcess, clean_env, start_server
@@ -53,6 +57,10 @@ async def client(served: ServerProcess) -> AsyncIterator[perdure.Client]:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def readme() -> str:
+    return (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 # ---------------------------------------------------------------------- async
@@ -201,6 +209,22 @@ async def test_typed_errors(served: ServerProcess, client: perdure.Client) -> No
     async with perdure.Client("http://127.0.0.1:9", timeout=5) as nowhere:
         with pytest.raises(perdure.RemoteError, match="cannot reach"):
             await nowhere.get_run("x")
+
+
+async def test_the_readme_example_runs(
+    served: ServerProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = re.search(r"## Remote client.*?```python\n(.*?)```", readme(), re.S)
+    assert code is not None, "the README has no remote client example"
+    source = code.group(1).replace(
+        '"http://perdure.internal:8288", "s3cret"', repr((served.url, TOKEN))[1:-1]
+    )
+    scope: dict[str, Any] = {}
+    exec(compile(source.replace('"fulfil-order"', '"echo"'), "README.md", "exec"), scope)
+    await scope["checkout"](unique("A"))
+    await asyncio.to_thread(scope["checkout_sync"], "B1")
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("{'data': {'order_id': 'A-") and out[1].endswith("}} completed")
 
 
 # ---------------------------------------------------------------------- sync
