@@ -27,7 +27,13 @@ import httpx
 
 from perdure import serde
 from perdure.client import RunHandle
-from perdure.errors import InvalidInputError, RemoteError
+from perdure.errors import (
+    FunctionNotFoundError,
+    InvalidInputError,
+    PerdureError,
+    RemoteError,
+    RunNotFoundError,
+)
 from perdure.functions import function_id_of
 from perdure.query import Page
 from perdure.remote_schedules import RemoteSchedules
@@ -47,11 +53,21 @@ POLL_MAX = 1.0
 """``result()`` polls after 50 ms, then 1.5 times later each time, at most every second."""
 
 
-def _segment(value: str, what: str) -> str:
-    """``value`` as one URL path segment."""
-    if not isinstance(value, str) or not value:
-        raise InvalidInputError(f"{what} must be a non-empty string")
+def _segment(value: str, not_found: type[PerdureError], what: str) -> str:
+    """``value`` as one URL path segment; ``not_found`` for a value that can name nothing
+    (as the embedded client says: no route could carry it to the server unchanged)."""
+    if (
+        not isinstance(value, str)
+        or not value
+        or value in (".", "..")
+        or any(c in value for c in "/\x00")
+    ):
+        raise not_found(f"no {what} with id {value!r}")
     return quote(value, safe="")
+
+
+def _run(run_id: str) -> str:
+    return f"/api/v1/runs/{_segment(run_id, RunNotFoundError, 'run')}"
 
 
 class Client:
@@ -93,6 +109,8 @@ class Client:
     def _client(self) -> httpx.AsyncClient:
         """The HTTP connection pool of the running loop (the caller's, or the sync twins')."""
         loop = asyncio.get_running_loop()
+        for gone in [other for other in self._http if other.is_closed()]:
+            del self._http[gone]  # a loop that ended took its connections with it
         http = self._http.get(loop)
         if http is None or http.is_closed:
             http = httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=self.timeout)
@@ -174,7 +192,10 @@ class Client:
         """Start a run of ``function`` (decorated function or id) with ``data`` (its
         ``ctx.event.data``). The same ``idempotency_key`` always gives the same run
         (``handle.created`` is then false)."""
-        fid = _segment(function_id_of(function), "a function id")
+        fid = function_id_of(function)
+        if not fid or "\x00" in fid:
+            raise FunctionNotFoundError(f"no function with id {fid!r} is registered")
+        fid = quote(fid, safe="")
         body: dict[str, Any] = {"data": {} if data is None else data}
         if idempotency_key is not None:
             body["idempotency_key"] = idempotency_key
@@ -188,7 +209,7 @@ class Client:
     async def get_run(self, run_id: str, *, steps: bool = True) -> RunInfo:
         """A run with its status, input event, output or error, steps and timestamps
         (``steps=False``: with an empty list of steps)."""
-        run = parse_run(await self.request("GET", f"/api/v1/runs/{_segment(run_id, 'run_id')}"))
+        run = parse_run(await self.request("GET", _run(run_id)))
         return run if steps else _without_steps(run)
 
     async def runs_page(
@@ -226,14 +247,12 @@ class Client:
     async def cancel(self, run_id: str) -> RunInfo:
         """Cancel a queued, running, sleeping or waiting run (an ended run is returned
         unchanged); the run after the change."""
-        return parse_run(
-            await self.request("POST", f"/api/v1/runs/{_segment(run_id, 'run_id')}/cancel")
-        )
+        return parse_run(await self.request("POST", _run(run_id) + "/cancel"))
 
     async def rerun(self, run_id: str) -> RunHandle:
         """Start a new run of the same function with the same input; it records
         ``rerun_of``. Raises :class:`~perdure.errors.RunNotFoundError` for an unknown run."""
-        run = await self.request("POST", f"/api/v1/runs/{_segment(run_id, 'run_id')}/rerun")
+        run = await self.request("POST", _run(run_id) + "/rerun")
         return RunHandle(self, run["id"], fresh=True)
 
     async def replay(self, run_id: str, *, from_step: str) -> RunHandle:
@@ -244,7 +263,7 @@ class Client:
             raise InvalidInputError("from_step must be a non-empty string (a step id)")
         run = await self.request(
             "POST",
-            f"/api/v1/runs/{_segment(run_id, 'run_id')}/replay",
+            _run(run_id) + "/replay",
             body={"from_step": from_step},
         )
         return RunHandle(self, run["id"], fresh=True)
@@ -258,7 +277,7 @@ class Client:
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = POLL_FIRST
         while True:
-            run = await self.request("GET", f"/api/v1/runs/{_segment(run_id, 'run_id')}")
+            run = await self.request("GET", _run(run_id))
             if RunStatus(run["status"]).terminal:
                 output = run.get("output")
                 error = run.get("error")

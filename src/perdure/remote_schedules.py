@@ -5,6 +5,7 @@ arguments, results and errors, and their ``_sync`` twins."""
 from __future__ import annotations
 
 import builtins
+import re
 from datetime import timedelta
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -15,6 +16,7 @@ from perdure.errors import InvalidInputError, ScheduleNotFoundError
 from perdure.functions import function_id_of
 from perdure.query import Page
 from perdure.remote_views import parse_schedule, parse_schedules_page
+from perdure.schedules import SCHEDULE_ID_PATTERN
 from perdure.types import ScheduleInfo
 
 PAGE = 500
@@ -37,7 +39,7 @@ class ApiCaller(HandleSource, Protocol):
 
 
 def _path(schedule_id: str, action: str = "") -> str:
-    if not isinstance(schedule_id, str) or not schedule_id:
+    if not isinstance(schedule_id, str) or not re.match(SCHEDULE_ID_PATTERN, schedule_id):
         raise ScheduleNotFoundError(f"no schedule with id {schedule_id!r}")
     return f"/api/v1/schedules/{quote(schedule_id, safe='')}{action}"
 

@@ -193,6 +193,11 @@ async def test_typed_errors(served: ServerProcess, client: perdure.Client) -> No
         await client.get_run("01ARZ3NDEKTSV4RRFFQ69G5FAV")
     with pytest.raises(perdure.RunNotFoundError):
         await client.cancel("01ARZ3NDEKTSV4RRFFQ69G5FAV")
+    for odd in ("", "..", "a/b", "a\x00"):
+        with pytest.raises(perdure.RunNotFoundError):
+            await client.rerun(odd)
+    with pytest.raises(perdure.ScheduleNotFoundError):
+        await client.schedules.pause("a/b")
     with pytest.raises(perdure.FunctionNotFoundError):
         await client.start("no-such-function")
     with pytest.raises(perdure.InvalidInputError, match="idempotency_key"):
