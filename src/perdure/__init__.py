@@ -27,6 +27,7 @@ from perdure.errors import (
     NonRetriableError,
     PayloadTooLargeError,
     PerdureError,
+    RemoteError,
     RetryAfterError,
     RunCancelledError,
     RunFailedError,
@@ -36,8 +37,10 @@ from perdure.errors import (
     ScheduleNotFoundError,
     StepError,
     StoreUnavailableError,
+    UnauthorizedError,
 )
 from perdure.functions import CronTrigger, EventTrigger, cron, event
+from perdure.remote import Client
 from perdure.runtime import Worker
 from perdure.schedules import Schedules
 from perdure.store.base import SentEvent
@@ -47,6 +50,7 @@ __all__ = [
     "App",
     "Batch",
     "CancelOn",
+    "Client",
     "Clock",
     "Concurrency",
     "Context",
@@ -63,6 +67,7 @@ __all__ = [
     "PerdureError",
     "Priority",
     "RateLimit",
+    "RemoteError",
     "RetryAfterError",
     "RetryPolicy",
     "RunCancelledError",
@@ -88,6 +93,7 @@ __all__ = [
     "SystemClock",
     "Throttle",
     "Timeouts",
+    "UnauthorizedError",
     "Worker",
     "__version__",
     "cron",

@@ -13,7 +13,7 @@ import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from perdure import ids, serde
 from perdure.engine.durations import to_seconds
@@ -44,15 +44,36 @@ from perdure.store.base import (
     SentEvent,
     StoredStep,
 )
+from perdure.sync import SyncBridge
 from perdure.types import Event, RunInfo, RunStatus
 
 INVOKED_EVENT = "perdure/function.invoked"
 
 
+class HandleSource(Protocol):
+    """What a :class:`RunHandle` needs from its client: the embedded :class:`Client`, or the
+    remote one (:class:`perdure.remote.Client`)."""
+
+    @property
+    def bridge(self) -> SyncBridge:
+        """The sync twins' bridge (:class:`~perdure.sync.SyncBridge`)."""
+        ...
+
+    async def get_run(self, run_id: str, *, steps: bool = True) -> RunInfo:
+        """The run."""
+        ...
+
+    async def wait_outcome(
+        self, run_id: str, timeout: float | None, *, check_first: bool
+    ) -> RunOutcome:
+        """Wait for the run to end (``TimeoutError`` after ``timeout`` seconds)."""
+        ...
+
+
 class RunHandle:
     """A started run: its id, and a way to await its result."""
 
-    def __init__(self, client: Client, run_id: str, *, fresh: bool = False) -> None:
+    def __init__(self, client: HandleSource, run_id: str, *, fresh: bool = False) -> None:
         self.client = client
         self.run_id = run_id
         self._fresh = fresh

@@ -153,3 +153,27 @@ class RunCancelledError(PerdureError):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"run {run_id} was cancelled")
         self.run_id = run_id
+
+
+class UnauthorizedError(PerdureError):
+    """The server refused the request: its API token is missing or wrong."""
+
+    code = "unauthorized"
+
+
+class RemoteError(PerdureError):
+    """The perdure server could not be reached, or answered with an error no other class
+    describes (a bug on the server, a proxy in between, an unknown route).
+
+    ``status`` is the HTTP status (``None``: no answer), ``error_code`` the ``error.code`` of
+    the server's answer, if it had one.
+    """
+
+    code = "remote_error"
+
+    def __init__(
+        self, message: str, *, status: int | None = None, error_code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code

@@ -5,6 +5,9 @@ import perdure
 EXPECTED = {
     "Batch",
     "CancelOn",
+    "Client",
+    "RemoteError",
+    "UnauthorizedError",
     "Concurrency",
     "Debounce",
     "Priority",
