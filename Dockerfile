@@ -19,7 +19,8 @@ RUN pip install --no-cache-dir /tmp/perdure-src && rm -rf /tmp/perdure-src
 
 # A system user without a login shell; /data is its working folder (the SQLite fallback,
 # .perdure/perdure.db, lands there when no PERDURE_DATABASE_URL is given).
-RUN useradd --system --uid 10001 --user-group --home-dir /data --create-home \
+RUN groupadd --system --gid 10001 perdure \
+    && useradd --system --uid 10001 --gid perdure --home-dir /data --create-home \
         --shell /usr/sbin/nologin perdure
 USER 10001:10001
 WORKDIR /data
