@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar, overload
 
-from perdure.client import INVOKED_EVENT, Client, RunHandle
+from perdure.client import INVOKED_EVENT, Client, ClientSyncTwins, RunHandle
 from perdure.clock import Clock
 from perdure.drivers.python import PythonDriver
 from perdure.engine.backoff import RetryPolicy
@@ -45,7 +45,7 @@ __all__ = ["INVOKED_EVENT", "App", "Limits", "RunHandle"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class App:
+class App(ClientSyncTwins):
     """A perdure application: a name, a database, and the functions registered on it.
 
     ``database_url`` defaults to ``PERDURE_DATABASE_URL``, else a SQLite file under
@@ -331,36 +331,6 @@ class App:
         return await self.client.send_detailed(events)
 
     # ------------------------------------------------------------------ sync twins
-
-    def start_sync(
-        self,
-        function: Any,
-        data: dict[str, Any] | None = None,
-        *,
-        idempotency_key: str | None = None,
-    ) -> RunHandle:
-        """:meth:`start` for code outside asyncio."""
-        return self.bridge.call(self.start(function, data, idempotency_key=idempotency_key))
-
-    def send_sync(self, events: Event | Sequence[Event]) -> list[str]:
-        """:meth:`send` for code outside asyncio."""
-        return self.bridge.call(self.send(events))
-
-    def get_run_sync(self, run_id: str) -> RunInfo:
-        """:meth:`get_run` for code outside asyncio."""
-        return self.bridge.call(self.get_run(run_id))
-
-    def cancel_sync(self, run_id: str) -> RunInfo:
-        """:meth:`cancel` for code outside asyncio."""
-        return self.bridge.call(self.cancel(run_id))
-
-    def rerun_sync(self, run_id: str) -> RunHandle:
-        """:meth:`rerun` for code outside asyncio."""
-        return self.bridge.call(self.rerun(run_id))
-
-    def replay_sync(self, run_id: str, *, from_step: str) -> RunHandle:
-        """:meth:`replay` for code outside asyncio."""
-        return self.bridge.call(self.replay(run_id, from_step=from_step))
 
     def close_sync(self) -> None:
         """:meth:`close` for code outside asyncio."""

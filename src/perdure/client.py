@@ -13,7 +13,7 @@ import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from perdure import ids, serde
 from perdure.engine.durations import to_seconds
@@ -105,6 +105,63 @@ class RunHandle:
     async def status(self) -> RunStatus:
         """The run's current status."""
         return (await self.client.get_run(self.run_id, steps=False)).status
+
+
+class ClientSyncTwins:
+    """The ``_sync`` twins of the client operations both clients have (the App's embedded
+    one and :class:`perdure.remote.Client`), each running its coroutine on ``bridge``."""
+
+    bridge: SyncBridge
+
+    if TYPE_CHECKING:
+
+        async def start(
+            self,
+            function: Any,
+            data: dict[str, Any] | None = None,
+            *,
+            idempotency_key: str | None = None,
+        ) -> RunHandle: ...
+
+        async def send(self, events: Event | Sequence[Event]) -> list[str]: ...
+
+        async def get_run(self, run_id: str, *, steps: bool = True) -> RunInfo: ...
+
+        async def cancel(self, run_id: str) -> RunInfo: ...
+
+        async def rerun(self, run_id: str) -> RunHandle: ...
+
+        async def replay(self, run_id: str, *, from_step: str) -> RunHandle: ...
+
+    def start_sync(
+        self,
+        function: Any,
+        data: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> RunHandle:
+        """:meth:`start` for code outside asyncio."""
+        return self.bridge.call(self.start(function, data, idempotency_key=idempotency_key))
+
+    def send_sync(self, events: Event | Sequence[Event]) -> list[str]:
+        """:meth:`send` for code outside asyncio."""
+        return self.bridge.call(self.send(events))
+
+    def get_run_sync(self, run_id: str, *, steps: bool = True) -> RunInfo:
+        """:meth:`get_run` for code outside asyncio."""
+        return self.bridge.call(self.get_run(run_id, steps=steps))
+
+    def cancel_sync(self, run_id: str) -> RunInfo:
+        """:meth:`cancel` for code outside asyncio."""
+        return self.bridge.call(self.cancel(run_id))
+
+    def rerun_sync(self, run_id: str) -> RunHandle:
+        """:meth:`rerun` for code outside asyncio."""
+        return self.bridge.call(self.rerun(run_id))
+
+    def replay_sync(self, run_id: str, *, from_step: str) -> RunHandle:
+        """:meth:`replay` for code outside asyncio."""
+        return self.bridge.call(self.replay(run_id, from_step=from_step))
 
 
 class Client:

@@ -26,7 +26,7 @@ from urllib.parse import quote
 import httpx
 
 from perdure import serde
-from perdure.client import RunHandle
+from perdure.client import ClientSyncTwins, RunHandle
 from perdure.errors import (
     FunctionNotFoundError,
     InvalidInputError,
@@ -70,7 +70,7 @@ def _run(run_id: str) -> str:
     return f"/api/v1/runs/{_segment(run_id, RunNotFoundError, 'run')}"
 
 
-class Client:
+class Client(ClientSyncTwins):
     """A perdure server's client operations over HTTP (see the module docstring).
 
     ``url`` is the server's base URL (``http://host:8288``); ``token`` its API token, sent
@@ -316,20 +316,6 @@ class Client:
 
     # ------------------------------------------------------------------ sync twins
 
-    def start_sync(
-        self,
-        function: Any,
-        data: dict[str, Any] | None = None,
-        *,
-        idempotency_key: str | None = None,
-    ) -> RunHandle:
-        """:meth:`start` for code outside asyncio."""
-        return self.bridge.call(self.start(function, data, idempotency_key=idempotency_key))
-
-    def get_run_sync(self, run_id: str, *, steps: bool = True) -> RunInfo:
-        """:meth:`get_run` for code outside asyncio."""
-        return self.bridge.call(self.get_run(run_id, steps=steps))
-
     def list_runs_sync(
         self,
         *,
@@ -355,22 +341,6 @@ class Client:
         return self.bridge.call(
             self.runs_page(status=status, function=function, cursor=cursor, limit=limit)
         )
-
-    def cancel_sync(self, run_id: str) -> RunInfo:
-        """:meth:`cancel` for code outside asyncio."""
-        return self.bridge.call(self.cancel(run_id))
-
-    def rerun_sync(self, run_id: str) -> RunHandle:
-        """:meth:`rerun` for code outside asyncio."""
-        return self.bridge.call(self.rerun(run_id))
-
-    def replay_sync(self, run_id: str, *, from_step: str) -> RunHandle:
-        """:meth:`replay` for code outside asyncio."""
-        return self.bridge.call(self.replay(run_id, from_step=from_step))
-
-    def send_sync(self, events: Event | Sequence[Event]) -> list[str]:
-        """:meth:`send` for code outside asyncio."""
-        return self.bridge.call(self.send(events))
 
     def send_detailed_sync(self, events: Event | Sequence[Event]) -> list[SentEvent]:
         """:meth:`send_detailed` for code outside asyncio."""

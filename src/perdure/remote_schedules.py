@@ -16,7 +16,7 @@ from perdure.errors import InvalidInputError, ScheduleNotFoundError
 from perdure.functions import function_id_of
 from perdure.query import Page
 from perdure.remote_views import parse_schedule, parse_schedules_page
-from perdure.schedules import SCHEDULE_ID_PATTERN
+from perdure.schedules import DEFAULT_WINDOW, SCHEDULE_ID_PATTERN, ScheduleSyncTwins
 from perdure.types import ScheduleInfo
 
 PAGE = 500
@@ -44,11 +44,12 @@ def _path(schedule_id: str, action: str = "") -> str:
     return f"/api/v1/schedules/{quote(schedule_id, safe='')}{action}"
 
 
-class RemoteSchedules:
+class RemoteSchedules(ScheduleSyncTwins):
     """The schedules of the server a :class:`perdure.Client` talks to."""
 
     def __init__(self, client: ApiCaller) -> None:
         self._client = client
+        self._bridge = client.bridge
 
     async def create(
         self,
@@ -60,7 +61,7 @@ class RemoteSchedules:
         data: dict[str, Any] | None = None,
         overlap: str = "skip",
         catchup: str = "latest",
-        catchup_window: timedelta | float | str = timedelta(hours=24),
+        catchup_window: timedelta | float | str = DEFAULT_WINDOW,
         paused: bool = False,
     ) -> ScheduleInfo:
         """Create the schedule ``id`` (see :meth:`perdure.schedules.Schedules.create`: the
@@ -124,57 +125,3 @@ class RemoteSchedules:
         """Start one run of the schedule now, whatever its cron, pause and overlap policy."""
         answer = await self._client.request("POST", _path(id, "/trigger"))
         return RunHandle(self._client, answer["run_id"], fresh=bool(answer["created"]))
-
-    # ------------------------------------------------------------------ sync twins
-
-    def create_sync(
-        self,
-        id: str,
-        function: Any,
-        cron: str,
-        *,
-        tz: str = "UTC",
-        data: dict[str, Any] | None = None,
-        overlap: str = "skip",
-        catchup: str = "latest",
-        catchup_window: timedelta | float | str = timedelta(hours=24),
-        paused: bool = False,
-    ) -> ScheduleInfo:
-        """:meth:`create` for code outside asyncio."""
-        return self._client.bridge.call(
-            self.create(
-                id,
-                function,
-                cron,
-                tz=tz,
-                data=data,
-                overlap=overlap,
-                catchup=catchup,
-                catchup_window=catchup_window,
-                paused=paused,
-            )
-        )
-
-    def get_sync(self, id: str) -> ScheduleInfo:
-        """:meth:`get` for code outside asyncio."""
-        return self._client.bridge.call(self.get(id))
-
-    def list_sync(self, *, function: Any = None) -> builtins.list[ScheduleInfo]:
-        """:meth:`list` for code outside asyncio."""
-        return self._client.bridge.call(self.list(function=function))
-
-    def pause_sync(self, id: str) -> ScheduleInfo:
-        """:meth:`pause` for code outside asyncio."""
-        return self._client.bridge.call(self.pause(id))
-
-    def resume_sync(self, id: str) -> ScheduleInfo:
-        """:meth:`resume` for code outside asyncio."""
-        return self._client.bridge.call(self.resume(id))
-
-    def delete_sync(self, id: str) -> None:
-        """:meth:`delete` for code outside asyncio."""
-        self._client.bridge.call(self.delete(id))
-
-    def trigger_sync(self, id: str) -> RunHandle:
-        """:meth:`trigger` for code outside asyncio."""
-        return self._client.bridge.call(self.trigger(id))

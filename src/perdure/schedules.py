@@ -14,7 +14,7 @@ from __future__ import annotations
 import builtins
 import re
 from datetime import timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from perdure import ids, serde
 from perdure.client import Client, RunHandle
@@ -85,7 +85,94 @@ def check_schedule_id(value: object) -> str:
     return value
 
 
-class Schedules:
+class ScheduleSyncTwins:
+    """The ``_sync`` twins of the schedule operations, each running its coroutine on
+    ``_bridge``: shared by :class:`Schedules` and the remote client's schedules."""
+
+    _bridge: SyncBridge
+
+    if TYPE_CHECKING:
+
+        async def create(
+            self,
+            id: str,
+            function: Any,
+            cron: str,
+            *,
+            tz: str = "UTC",
+            data: dict[str, Any] | None = None,
+            overlap: str = "skip",
+            catchup: str = "latest",
+            catchup_window: timedelta | float | str = DEFAULT_WINDOW,
+            paused: bool = False,
+        ) -> ScheduleInfo: ...
+
+        async def get(self, id: str) -> ScheduleInfo: ...
+
+        async def list(self, *, function: Any = None) -> builtins.list[ScheduleInfo]: ...
+
+        async def pause(self, id: str) -> ScheduleInfo: ...
+
+        async def resume(self, id: str) -> ScheduleInfo: ...
+
+        async def delete(self, id: str) -> None: ...
+
+        async def trigger(self, id: str) -> RunHandle: ...
+
+    def create_sync(
+        self,
+        id: str,
+        function: Any,
+        cron: str,
+        *,
+        tz: str = "UTC",
+        data: dict[str, Any] | None = None,
+        overlap: str = "skip",
+        catchup: str = "latest",
+        catchup_window: timedelta | float | str = DEFAULT_WINDOW,
+        paused: bool = False,
+    ) -> ScheduleInfo:
+        """:meth:`create` for code outside asyncio."""
+        return self._bridge.call(
+            self.create(
+                id,
+                function,
+                cron,
+                tz=tz,
+                data=data,
+                overlap=overlap,
+                catchup=catchup,
+                catchup_window=catchup_window,
+                paused=paused,
+            )
+        )
+
+    def get_sync(self, id: str) -> ScheduleInfo:
+        """:meth:`get` for code outside asyncio."""
+        return self._bridge.call(self.get(id))
+
+    def list_sync(self, *, function: Any = None) -> builtins.list[ScheduleInfo]:
+        """:meth:`list` for code outside asyncio."""
+        return self._bridge.call(self.list(function=function))
+
+    def pause_sync(self, id: str) -> ScheduleInfo:
+        """:meth:`pause` for code outside asyncio."""
+        return self._bridge.call(self.pause(id))
+
+    def resume_sync(self, id: str) -> ScheduleInfo:
+        """:meth:`resume` for code outside asyncio."""
+        return self._bridge.call(self.resume(id))
+
+    def delete_sync(self, id: str) -> None:
+        """:meth:`delete` for code outside asyncio."""
+        self._bridge.call(self.delete(id))
+
+    def trigger_sync(self, id: str) -> RunHandle:
+        """:meth:`trigger` for code outside asyncio."""
+        return self._bridge.call(self.trigger(id))
+
+
+class Schedules(ScheduleSyncTwins):
     """The schedules of an app's database (``app.schedules``). Every method has a ``_sync``
     twin for code outside asyncio."""
 
@@ -272,57 +359,3 @@ class Schedules:
         if created is None:
             raise ScheduleNotFoundError(f"no schedule with id {id!r}")
         return RunHandle(self._client, created.id, fresh=created.created)
-
-    # ------------------------------------------------------------------ sync twins
-
-    def create_sync(
-        self,
-        id: str,
-        function: Any,
-        cron: str,
-        *,
-        tz: str = "UTC",
-        data: dict[str, Any] | None = None,
-        overlap: str = "skip",
-        catchup: str = "latest",
-        catchup_window: timedelta | float | str = DEFAULT_WINDOW,
-        paused: bool = False,
-    ) -> ScheduleInfo:
-        """:meth:`create` for code outside asyncio."""
-        return self._bridge.call(
-            self.create(
-                id,
-                function,
-                cron,
-                tz=tz,
-                data=data,
-                overlap=overlap,
-                catchup=catchup,
-                catchup_window=catchup_window,
-                paused=paused,
-            )
-        )
-
-    def get_sync(self, id: str) -> ScheduleInfo:
-        """:meth:`get` for code outside asyncio."""
-        return self._bridge.call(self.get(id))
-
-    def list_sync(self, *, function: Any = None) -> builtins.list[ScheduleInfo]:
-        """:meth:`list` for code outside asyncio."""
-        return self._bridge.call(self.list(function=function))
-
-    def pause_sync(self, id: str) -> ScheduleInfo:
-        """:meth:`pause` for code outside asyncio."""
-        return self._bridge.call(self.pause(id))
-
-    def resume_sync(self, id: str) -> ScheduleInfo:
-        """:meth:`resume` for code outside asyncio."""
-        return self._bridge.call(self.resume(id))
-
-    def delete_sync(self, id: str) -> None:
-        """:meth:`delete` for code outside asyncio."""
-        self._bridge.call(self.delete(id))
-
-    def trigger_sync(self, id: str) -> RunHandle:
-        """:meth:`trigger` for code outside asyncio."""
-        return self._bridge.call(self.trigger(id))

@@ -85,19 +85,8 @@ class AppRegistry:
         """Rebuild the driver's functions from the registry (a restarted server hosts the
         apps synced before)."""
         await self.app.open()
-        by_app: dict[str, list[InngestFunction]] = {}
-        for record in await self.app.store.list_functions():
-            fn = InngestFunction.from_record(record)
-            if fn is not None:
-                by_app.setdefault(fn.app_id, []).append(fn)
-        apps = []
-        for app_id, fns in sorted(by_app.items()):
-            url = next((f.app_url for f in fns if f.app_url), "")
-            app = InngestApp(app_id, url, None, None, tuple(fns))
-            self.driver.replace_app(app)
-            apps.append(app)
-        self.watcher.changed()
-        return apps
+        await self.watcher.refresh()
+        return self.watcher.apps
 
     async def register(self, payload: Any, body: bytes = b"") -> SyncResult:
         """Register an app from a ``/fn/register`` payload (``body``: its raw bytes, for the

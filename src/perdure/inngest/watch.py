@@ -21,10 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from perdure.app import App
 from perdure.engine.flow.reasons import reason
+from perdure.functions import FunctionRecord
 from perdure.inngest.driver import InngestDriver
 from perdure.inngest.functions import InngestApp, InngestFunction
 from perdure.store.base import RunFilter
@@ -66,6 +67,20 @@ async def retire_runs(app: App, function_ids: Sequence[str], app_id: str) -> int
     return done
 
 
+def stored_apps(records: Iterable[FunctionRecord]) -> list[InngestApp]:
+    """The Inngest apps whose functions ``records`` hold (native functions left out), by id."""
+    by_app: dict[str, list[InngestFunction]] = {}
+    for record in records:
+        fn = InngestFunction.from_record(record)
+        if fn is not None:
+            by_app.setdefault(fn.app_id, []).append(fn)
+    apps = []
+    for app_id, fns in sorted(by_app.items()):
+        url = next((f.app_url for f in fns if f.app_url), "")
+        apps.append(InngestApp(app_id, url, None, None, tuple(fns)))
+    return apps
+
+
 class RegistryWatcher:
     """Keeps ``driver`` hosting the Inngest functions of the registry (see the module
     docstring); ``listeners`` are called after every change of what it hosts."""
@@ -77,6 +92,8 @@ class RegistryWatcher:
         self.listeners: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
         self.passes = 0
+        self.apps: list[InngestApp] = []
+        """The Inngest apps of the registry as last read."""
 
     def changed(self) -> None:
         """What the driver hosts changed: tell the listeners."""
@@ -87,22 +104,20 @@ class RegistryWatcher:
                 log.exception("a registry listener failed")
 
     async def refresh(self) -> bool:
-        """Read the registry; host what it holds now. Whether anything changed."""
-        by_app: dict[str, list[InngestFunction]] = {}
-        for record in await self.app.store.list_functions():
-            fn = InngestFunction.from_record(record)
-            if fn is not None:
-                by_app.setdefault(fn.app_id, []).append(fn)
+        """Read the registry; host what it holds now (also kept in :attr:`apps`). Whether
+        anything changed."""
+        self.apps = stored_apps(await self.app.store.list_functions())
         hosted = {fid: fn.record() for fid, fn in self.driver.functions.items()}
-        stored = {fn.id: fn.record() for fns in by_app.values() for fn in fns}
+        stored = {fn.id: fn.record() for a in self.apps for fn in a.functions}
         self.passes += 1
         if hosted == stored:
             return False
-        for app_id in {f.app_id for f in self.driver.functions.values()} - set(by_app):
+        for app_id in {f.app_id for f in self.driver.functions.values()} - {
+            a.id for a in self.apps
+        }:
             self.driver.remove_app(app_id)
-        for app_id, fns in by_app.items():
-            url = next((f.app_url for f in fns if f.app_url), "")
-            self.driver.replace_app(InngestApp(app_id, url, None, None, tuple(fns)))
+        for app in self.apps:
+            self.driver.replace_app(app)
         self.changed()
         return True
 
