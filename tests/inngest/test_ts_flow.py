@@ -168,19 +168,17 @@ class Flow:
         assert res.status_code == 200, res.text
 
     async def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
-        """The checkpoints the SDK posted for the run, once there is one and 0.3 s passed
-        (a retry of the SDK's would come within 0.2 s)."""
-
-        async def mine() -> list[dict[str, Any]]:
-            return [c for c in (await self.state())["checkpoints"] if f"/{run_id}/" in c["path"]]
-
+        """The checkpoints the SDK posted for the run, once there is one and the call that
+        posted it has ended (the SDK posts, and would retry, inside that call)."""
         end = time.monotonic() + DEADLINE
-        while not await mine():
+        while True:
+            state = await self.state()
+            mine = [c for c in state["checkpoints"] if f"/{run_id}/" in c["path"]]
+            if mine and not state["inflight"].get(run_id):
+                return mine
             if time.monotonic() > end:
-                pytest.fail(f"the SDK posted no checkpoint for run {run_id}")
+                pytest.fail(f"no checkpoint of run {run_id} with its call ended: {mine}")
             await asyncio.sleep(0.02)
-        await asyncio.sleep(0.3)
-        return await mine()
 
     async def calls(self, fn: str) -> list[list[dict[str, Any]]]:
         """The ``data`` of the events of each call of ``fn``'s handler."""

@@ -20,7 +20,9 @@ const port = Number(process.env.PORT || 3000);
 const appId = process.env.APP_ID || "itsflow";
 const HOLD_MS = 20000; // a held body waits this long for its release at most
 
-const state = { calls: {}, bodies: {}, order: [], flags: [], registrations: [], checkpoints: [] };
+const state = {
+  calls: {}, bodies: {}, order: [], flags: [], registrations: [], checkpoints: [], inflight: {},
+};
 const flags = new Set();
 
 const flag = (name) => {
@@ -270,6 +272,16 @@ const functions = [
 
 const app = express();
 app.use(express.json({ limit: "10mb" }));
+// Calls in flight per run: the SDK posts (and would retry) a step's checkpoint inside the call
+// that ran the step, so once a run has no call in flight, every checkpoint post is in.
+app.use("/api/inngest", (req, res, next) => {
+  const runId = req.method === "POST" && req.body && req.body.ctx ? req.body.ctx.run_id : null;
+  if (runId) {
+    state.inflight[runId] = (state.inflight[runId] || 0) + 1;
+    res.on("close", () => { state.inflight[runId] -= 1; });
+  }
+  next();
+});
 app.use("/api/inngest", serve({ client: inngest, functions }));
 app.get("/state", (_req, res) => res.json(state));
 app.post("/release/:name", (req, res) => {
