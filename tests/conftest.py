@@ -46,7 +46,8 @@ def pg_problem() -> str | None:
 
 
 def new_pg_schema_url() -> Iterator[str]:
-    """A URL pointing at a fresh, empty schema; dropped afterwards."""
+    """A URL pointing at a fresh, empty schema; dropped afterwards, with the schemas of the
+    environments made on it (``<schema>_env_<name>``)."""
     problem = pg_problem()
     if problem is not None:
         if REQUIRE_PG:
@@ -62,7 +63,12 @@ def new_pg_schema_url() -> Iterator[str]:
         yield f"{PG_URL}{sep}schema={schema}"
     finally:
         with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            envs = conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s",
+                (f"{schema}\\_env\\_%",),
+            ).fetchall()
+            for (name,) in [(schema,), *envs]:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]

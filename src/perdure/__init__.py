@@ -21,8 +21,10 @@ from perdure.engine.flow.options import (
     Timeouts,
 )
 from perdure.errors import (
+    ForbiddenError,
     FunctionNotFoundError,
     InvalidInputError,
+    KeyNotFoundError,
     NonDeterminismError,
     NonRetriableError,
     PayloadTooLargeError,
@@ -58,8 +60,10 @@ __all__ = [
     "Debounce",
     "Event",
     "EventTrigger",
+    "ForbiddenError",
     "FunctionNotFoundError",
     "InvalidInputError",
+    "KeyNotFoundError",
     "Limits",
     "NonDeterminismError",
     "NonRetriableError",

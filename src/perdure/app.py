@@ -29,8 +29,10 @@ from perdure.engine.flow.options import (
     Throttle,
     Timeouts,
 )
+from perdure.environments import check_env, env_from_environment
 from perdure.errors import InvalidInputError
 from perdure.functions import FunctionDef, Trigger, function_id_of
+from perdure.keys import Keys
 from perdure.limits import Limits
 from perdure.query import Query
 from perdure.runtime import Runtime, Worker
@@ -49,8 +51,10 @@ class App(ClientSyncTwins):
     """A perdure application: a name, a database, and the functions registered on it.
 
     ``database_url`` defaults to ``PERDURE_DATABASE_URL``, else a SQLite file under
-    ``./.perdure/``. ``clock`` replaces the system clock (tests: :class:`perdure.testing.
-    ManualClock`). ``retention`` is how long ended runs are kept (``None``: forever).
+    ``./.perdure/``. ``env`` is the environment, an isolated namespace on that database
+    (:mod:`perdure.environments`; default ``PERDURE_ENV``, else ``default``). ``clock``
+    replaces the system clock (tests: :class:`perdure.testing.ManualClock`). ``retention``
+    is how long ended runs are kept (``None``: forever).
     """
 
     def __init__(
@@ -62,6 +66,7 @@ class App(ClientSyncTwins):
         limits: Limits | None = None,
         retry_policy: RetryPolicy | None = None,
         retention: timedelta | None = timedelta(days=30),
+        env: str | None = None,
     ) -> None:
         if not name or not isinstance(name, str):
             raise InvalidInputError("an app needs a name")
@@ -73,11 +78,15 @@ class App(ClientSyncTwins):
             clock=clock,
             limits=limits or Limits(),
             retention=retention,
+            env=check_env(env) if env is not None else env_from_environment(),
         )
         self.bridge = SyncBridge()
         self.client = Client(self.runtime, self.functions, self.bridge)
         self.schedules = Schedules(self.client)
         """Schedules created at run time (:class:`~perdure.schedules.Schedules`)."""
+        self.keys = Keys(self.client)
+        """API keys, dashboard sessions and the audit trail of this app's environment
+        (:class:`~perdure.keys.Keys`)."""
 
     # ------------------------------------------------------------------ registry
 
@@ -198,6 +207,18 @@ class App(ClientSyncTwins):
         self.runtime.database_url = url
 
     @property
+    def env(self) -> str:
+        """The environment this app's functions, runs and events live in (settable until
+        the app is opened)."""
+        return self.runtime.env
+
+    @env.setter
+    def env(self, env: str) -> None:
+        if self.runtime.is_open:
+            raise RuntimeError("the app is open: set env before opening it")
+        self.runtime.env = check_env(env)
+
+    @property
     def clock(self) -> Clock | None:
         """The clock given to the store (``None``: the system clock)."""
         return self.runtime.clock
@@ -299,26 +320,33 @@ class App(ClientSyncTwins):
             status=status, function=function, before=before, limit=limit
         )
 
-    async def cancel(self, run_id: str) -> RunInfo:
+    async def cancel(self, run_id: str, *, actor: str | None = None) -> RunInfo:
         """Cancel a queued, running, sleeping or waiting run: it becomes ``cancelled`` and
         never resumes (a step body already executing finishes, but nothing it returns is
-        recorded). Cancelling an ended run changes nothing."""
-        return await self.client.cancel(run_id)
+        recorded). Cancelling an ended run changes nothing. The run's audit trail records
+        ``actor`` (default ``app:<name>``)."""
+        return await self.client.cancel(run_id, actor=actor or self._actor)
 
-    async def rerun(self, run_id: str) -> RunHandle:
+    async def rerun(self, run_id: str, *, actor: str | None = None) -> RunHandle:
         """Start a new run of the same function with the same input (the event or events
         that triggered ``run_id``); the new run records ``rerun_of``. Any run may be rerun,
-        ended or not. Raises :class:`~perdure.errors.RunNotFoundError` for an unknown run."""
-        return await self.client.rerun(run_id)
+        ended or not. Raises :class:`~perdure.errors.RunNotFoundError` for an unknown run.
+        Both runs' audit trails record ``actor`` (default ``app:<name>``)."""
+        return await self.client.rerun(run_id, actor=actor or self._actor)
 
-    async def replay(self, run_id: str, *, from_step: str) -> RunHandle:
+    @property
+    def _actor(self) -> str:
+        return f"app:{self.name}"
+
+    async def replay(self, run_id: str, *, from_step: str, actor: str | None = None) -> RunHandle:
         """Start a new run from an ended run that keeps the recorded results of the steps
         before ``from_step`` (a step's id, or its name as written) and executes from that step
         on; the new run records ``replay_of`` and ``replay_from_step``. Raises
         :class:`~perdure.errors.RunNotFoundError` (unknown run),
         :class:`~perdure.errors.RunNotEndedError` (the run has not ended) or
-        :class:`~perdure.errors.InvalidInputError` (the run recorded no such step)."""
-        return await self.client.replay(run_id, from_step=from_step)
+        :class:`~perdure.errors.InvalidInputError` (the run recorded no such step). Both
+        runs' audit trails record ``actor`` (default ``app:<name>``)."""
+        return await self.client.replay(run_id, from_step=from_step, actor=actor or self._actor)
 
     async def send(self, events: Event | Sequence[Event]) -> list[str]:
         """Send events; return their ids. Each starts the runs of the functions it triggers

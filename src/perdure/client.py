@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -35,6 +36,7 @@ from perdure.results import ResultWaiter, RunOutcome
 from perdure.runtime.batching import Batcher
 from perdure.runtime.metrics import count_ended
 from perdure.runtime.runtime import Runtime
+from perdure.store.access import AuditIn
 from perdure.store.base import (
     ClaimedRun,
     CreatedRun,
@@ -46,6 +48,8 @@ from perdure.store.base import (
 )
 from perdure.sync import SyncBridge
 from perdure.types import Event, RunInfo, RunStatus
+
+log = logging.getLogger("perdure.client")
 
 INVOKED_EVENT = "perdure/function.invoked"
 
@@ -321,14 +325,15 @@ class Client:
         )
         return page.items
 
-    async def cancel(self, run_id: str) -> RunInfo:
+    async def cancel(self, run_id: str, *, actor: str | None = None) -> RunInfo:
         """Cancel a queued, running, sleeping or waiting run: it becomes ``cancelled`` and
         never resumes (a step body already executing finishes, but nothing it returns is
-        recorded). Cancelling an ended run changes nothing."""
+        recorded). Cancelling an ended run changes nothing. ``actor`` is who the audit
+        trail records (when the run was cancelled by this call)."""
         await self.open()
         store = self.runtime.store
         counted = self.runtime.metrics.enabled
-        before = await store.get_run(run_id) if counted else None
+        before = await store.get_run(run_id) if counted or actor is not None else None
         row = await store.cancel_run(run_id)
         if row is None:
             raise RunNotFoundError(f"no run with id {run_id!r}")
@@ -337,15 +342,18 @@ class Client:
             self.runtime.metrics.run_ended(row.function_id, "cancelled")
         if row.status == "cancelled":
             self.results.finished(run_id, "cancelled", None, row.error)
+        if actor is not None and row.status == "cancelled" and before and not before.ended_at:
+            await self._audit([AuditIn(actor, "cancel", run_id)])
         return run_info(row, await store.get_steps(run_id))
 
-    async def rerun(self, run_id: str) -> RunHandle:
+    async def rerun(self, run_id: str, *, actor: str | None = None) -> RunHandle:
         """Start a new run of the same function with the same input (the event or events
         that triggered ``run_id``); it records ``rerun_of``. Any run may be rerun, ended or
-        not. Raises :class:`RunNotFoundError` for an unknown run."""
-        return await self._derive(run_id, None)
+        not. Raises :class:`RunNotFoundError` for an unknown run. ``actor``: who the audit
+        trail records, on both runs."""
+        return await self._derive(run_id, None, actor)
 
-    async def replay(self, run_id: str, *, from_step: str) -> RunHandle:
+    async def replay(self, run_id: str, *, from_step: str, actor: str | None = None) -> RunHandle:
         """Start a new run of an ended run's function with the same input that keeps the
         recorded results of the steps before ``from_step`` (a step's id, or its name as
         written) and executes from it on; it records ``replay_of`` and ``replay_from_step``.
@@ -354,9 +362,11 @@ class Client:
         record."""
         if not isinstance(from_step, str) or not from_step:
             raise InvalidInputError("from_step must be a non-empty string (a step id)")
-        return await self._derive(run_id, from_step)
+        return await self._derive(run_id, from_step, actor)
 
-    async def _derive(self, run_id: str, from_step: str | None) -> RunHandle:
+    async def _derive(
+        self, run_id: str, from_step: str | None, actor: str | None = None
+    ) -> RunHandle:
         """A rerun (``from_step=None``) or a replay of ``run_id``."""
         if not isinstance(run_id, str) or not run_id:
             raise InvalidInputError("a run id must be a non-empty string")
@@ -380,7 +390,24 @@ class Client:
         created = await store.create_derived_run(run, origin)
         if created is None:  # pruned meanwhile
             raise RunNotFoundError(f"no run with id {run_id!r}")
+        if actor is not None:
+            action = origin.kind
+            detail = None if from_step is None else {"from_step": origin.from_step}
+            await self._audit(
+                [
+                    AuditIn(actor, action, row.id, created.id, detail),
+                    AuditIn(actor, f"{action}_of", created.id, row.id, detail),
+                ]
+            )
         return RunHandle(self, created.id, fresh=True)
+
+    async def _audit(self, entries: Sequence[AuditIn]) -> None:
+        """Append to the audit trail; a failure to record is logged, never raised (the
+        action itself has happened)."""
+        try:
+            await self.runtime.store.record_audit(entries)
+        except Exception:
+            log.exception("could not record %s in the audit trail", entries[0].action)
 
     async def wait_outcome(
         self, run_id: str, timeout: float | None, *, check_first: bool

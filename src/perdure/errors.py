@@ -161,6 +161,19 @@ class UnauthorizedError(PerdureError):
     code = "unauthorized"
 
 
+class ForbiddenError(PerdureError):
+    """The key is valid but its scopes do not allow this request (a ``read`` key asking to
+    cancel a run, an ``ingest`` key reading runs), or a browser request lacked its CSRF token."""
+
+    code = "forbidden"
+
+
+class KeyNotFoundError(PerdureError, LookupError):
+    """No API key has this id in the environment."""
+
+    code = "key_not_found"
+
+
 class RemoteError(PerdureError):
     """The perdure server could not be reached, or answered with an error no other class
     describes (a bug on the server, a proxy in between, an unknown route).

@@ -13,10 +13,12 @@ from datetime import datetime
 from typing import Any, Final
 
 from perdure.errors import (
+    ForbiddenError,
     FunctionNotFoundError,
     InvalidCronError,
     InvalidExpressionError,
     InvalidInputError,
+    KeyNotFoundError,
     PayloadTooLargeError,
     PerdureError,
     RemoteError,
@@ -164,6 +166,9 @@ ERRORS: Final[dict[str, type[PerdureError]]] = {
     "run_not_ended": RunNotEndedError,
     "unavailable": StoreUnavailableError,
     "unauthorized": UnauthorizedError,
+    "forbidden": ForbiddenError,
+    "csrf_failed": ForbiddenError,
+    "key_not_found": KeyNotFoundError,
 }
 """The API's ``error.code`` -> the error the embedded client raises for the same cause. Any
 other code (``not_found`` for an unknown route, ``internal_error``, ...) is a

@@ -14,6 +14,7 @@ from typing import Any
 
 from perdure.functions import CronTrigger, EventTrigger, FunctionRecord, Trigger
 from perdure.query import EventInfo, Page
+from perdure.store.access import AuditRow, KeyRow
 from perdure.store.base import SentEvent
 from perdure.types import RunInfo, ScheduleInfo, StepInfo, iso_utc
 
@@ -201,4 +202,35 @@ def schedules_page_json(page: Page[ScheduleInfo]) -> dict[str, Any]:
     return {
         "schedules": [schedule_json(s) for s in page.items],
         "next_cursor": page.next_cursor,
+    }
+
+
+# ---------------------------------------------------------------------- keys and audit
+
+
+def key_json(key: KeyRow) -> dict[str, Any]:
+    """An API key as the API shows it (never its token or hash)."""
+    return {
+        "id": key.id,
+        "name": key.name,
+        "scopes": list(key.scopes),
+        "prefix": key.prefix,
+        "created_by": key.created_by,
+        "created_at": iso(key.created_at),
+        "expires_at": iso(key.expires_at),
+        "last_used_at": iso(key.last_used_at),
+        "revoked_at": iso(key.revoked_at),
+    }
+
+
+def audit_json(entry: AuditRow) -> dict[str, Any]:
+    """An entry of the audit trail."""
+    return {
+        "seq": entry.seq,
+        "at": iso(entry.at),
+        "actor": entry.actor,
+        "action": entry.action,
+        "run_id": entry.run_id,
+        "target": entry.target,
+        "detail": entry.detail,
     }

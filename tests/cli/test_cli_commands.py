@@ -100,7 +100,7 @@ BAD_ARGUMENTS = [
     ["worker", "no_such_module_xyz:app"],
     ["worker", "cli_app:app", "--functions", "nope"],
     ["dev", "--port", "70000"],
-    ["server"],
+    ["--env", "Bad-Name", "runs", "list"],
     ["server", "--no-auth", "--api-token", "abc"],
 ]
 
@@ -115,7 +115,7 @@ def test_bad_arguments_give_one_line_and_status_2(tmp_path: Path) -> None:
     assert "must be a JSON object" in messages["send ok.name --data [1, 2]"]
     assert "whitespace" in messages["send has space"]
     assert "no_such_module_xyz" in messages["worker no_such_module_xyz:app"]
-    assert "PERDURE_API_TOKEN" in messages["server"]
+    assert "invalid environment name 'Bad-Name'" in messages["--env Bad-Name runs list"]
     assert not (tmp_path / ".perdure").exists()  # nothing was created on the way
     # and through the interpreter's own entry, as a shell runs it
     assert "'finished'" in assert_one_line_error(

@@ -482,7 +482,8 @@ def test_rerun_and_replay_runs(client: httpx.Client) -> None:
         "sleeping",
     )
     again = client.post(f"/api/v1/runs/{nap}/rerun")
-    assert again.status_code == 201 and again.json()["status"] == "queued", again.text
+    assert again.status_code == 201, again.text
+    assert again.json()["status"] in ("queued", "running", "sleeping"), again.text
     for run_id in (nap, again.json()["id"]):
         assert client.post(f"/api/v1/runs/{run_id}/cancel").status_code == 200
 

@@ -54,14 +54,15 @@ def test_api_routes_need_the_token(
             assert r.headers["www-authenticate"].startswith("Bearer")
 
 
-def test_health_and_openapi_stay_open(secured: ServerProcess) -> None:
+def test_only_health_stays_open(secured: ServerProcess) -> None:
     r = httpx.get(f"{secured.url}/health")
     assert r.status_code == 200 and r.json()["status"] == "ok"
-    doc = httpx.get(f"{secured.url}/openapi.json").json()
+    assert_error(httpx.get(f"{secured.url}/openapi.json"), 401, "unauthorized")
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    doc = httpx.get(f"{secured.url}/openapi.json", headers=auth).json()
     assert doc["security"] == [{"bearer": []}]
-    page = httpx.get(f"{secured.url}/")
-    assert page.status_code == 200 and "bearer token" in page.text
-    assert "on-ping" not in page.text  # no data without the token
+    page = httpx.get(f"{secured.url}/")  # a page: to the login page
+    assert page.status_code == 303 and page.headers["location"].startswith("/login")
 
 
 def test_with_the_token_and_no_worker_runs_stay_queued(secured: ServerProcess) -> None:
@@ -101,26 +102,15 @@ def test_with_the_token_and_no_worker_runs_stay_queued(secured: ServerProcess) -
         assert worker.returncode == 0, err.decode()
 
 
-def test_server_refuses_to_start_without_a_token(tmp_path: Path) -> None:
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "perdure.cli",
-            "server",
-            "--port",
-            "0",
-            "--database-url",
-            f"sqlite:///{tmp_path}/db.sqlite",
-        ],
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert r.returncode == 2
-    assert r.stderr.startswith("error: ") and "PERDURE_API_TOKEN" in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+def test_a_server_without_a_token_needs_keys(tmp_path: Path) -> None:
+    server = start_server(tmp_path, ["server"], f"sqlite:///{tmp_path}/db.sqlite")
+    try:
+        assert "keys required" in server.out.read_text()
+        assert "perdure keys create" in server.out.read_text()  # no key yet: the hint
+        assert_error(httpx.get(f"{server.url}/api/v1/functions"), 401, "unauthorized")
+        assert httpx.get(f"{server.url}/health").status_code == 200
+    finally:
+        assert server.stop() == 0, server.stderr()
 
 
 def test_server_without_auth_when_asked(tmp_path: Path) -> None:

@@ -67,11 +67,12 @@ async def test_an_unexpected_error_is_a_bare_500(
     assert any("secret internals" in (rec.exc_text or str(rec.exc_info)) for rec in caplog.records)
 
 
-async def test_create_app_requires_a_token_outside_dev(app: perdure.App) -> None:
-    with pytest.raises(ValueError, match="api_token"):
-        create_app(app, dev=False, api_token=None)
+async def test_create_app_checks_its_token(app: perdure.App) -> None:
+    create_app(app, dev=False, api_token=None)  # keys from the database only
     with pytest.raises(ValueError, match="empty"):
         create_app(app, dev=False, api_token="  ")
+    with pytest.raises(ValueError, match="no authentication"):
+        create_app(app, dev=True, api_token="s3cret-token")
 
 
 async def test_smaller_event_limit_is_enforced(sqlite_url: str) -> None:

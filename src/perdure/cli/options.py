@@ -14,8 +14,10 @@ Database URL rules (also in each command's ``--help`` and in docs/http-api.md):
 from __future__ import annotations
 
 import asyncio
+import getpass
 import importlib
 import os
+import socket
 import sqlite3
 import sys
 import traceback
@@ -27,6 +29,7 @@ import orjson
 
 from perdure.app import App
 from perdure.cli.output import hide_url, one_line, redact_url
+from perdure.environments import check_env
 from perdure.errors import InvalidInputError, StoreUnavailableError
 from perdure.logs import LOG_FORMATS
 from perdure.store import DEFAULT_SQLITE_PATH, open_store
@@ -83,6 +86,41 @@ def _database_url(ctx: click.Context, param: click.Parameter, value: str | None)
             param_hint=_URL_HINT,
         ) from None
     return value
+
+
+def env_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse a malformed ``--env`` as a bad argument."""
+    if value is None:
+        return None
+    try:
+        return check_env(value)
+    except InvalidInputError as exc:
+        raise click.BadParameter(exc.message, ctx, param_hint="'--env'") from None
+
+
+def selected_env() -> str | None:
+    """The ``perdure --env`` (``PERDURE_ENV``) of the running command, if one was given."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return None
+    env = ctx.find_root().params.get("env")
+    return env if isinstance(env, str) else None
+
+
+def use_env(app: App) -> None:
+    """Put ``app`` in the environment ``perdure --env`` selects, if one was given."""
+    env = selected_env()
+    if env is not None:
+        app.env = env
+
+
+def cli_actor() -> str:
+    """Who the audit trail records for a command: ``cli:<login>@<host>``."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name (a container without a passwd entry)
+        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+    return f"cli:{user}@{socket.gethostname()}"
 
 
 def database_option(f: F) -> F:
@@ -169,6 +207,7 @@ def client(url: str | None, *, must_exist: bool = True) -> App:
     """A throwaway app on the database, for the commands that work on the database alone.
     ``must_exist``: a SQLite file must already be there (nothing is created by a read)."""
     app = App("cli", url)
+    use_env(app)
     path = sqlite_path(app.database_url)
     if must_exist and path is not None and not os.path.exists(path):
         raise click.ClickException(

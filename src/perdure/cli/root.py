@@ -11,7 +11,8 @@ import click
 from perdure._version import __version__
 from perdure.cli.admin import migrate, version
 from perdure.cli.functions import functions
-from perdure.cli.options import debug_hint, debug_traceback
+from perdure.cli.keys import keys
+from perdure.cli.options import debug_hint, debug_traceback, env_callback, option
 from perdure.cli.output import one_line
 from perdure.cli.runs import runs
 from perdure.cli.schedules import schedules
@@ -28,7 +29,17 @@ from perdure.errors import PerdureError
     }
 )
 @click.version_option(__version__, prog_name="perdure")
-def cli() -> None:
+@option(
+    "--env",
+    envvar="PERDURE_ENV",
+    default=None,
+    metavar="NAME",
+    callback=env_callback,
+    help="The environment: an isolated namespace of functions, runs, events, schedules and "
+    "keys on the database [default: default]. Put it before the command: perdure --env "
+    "staging runs list.",
+)
+def cli(env: str | None) -> None:
     """perdure: durable execution for Python.
 
     Functions made of steps whose results are checkpointed, so runs survive crashes, deploys
@@ -42,7 +53,7 @@ def cli() -> None:
     """
 
 
-for _command in (version, worker, dev, server, send, runs, schedules, functions, migrate):
+for _command in (version, worker, dev, server, send, runs, schedules, functions, keys, migrate):
     cli.add_command(_command)
 
 

@@ -8,7 +8,14 @@ import click
 
 from perdure import ids, views
 from perdure.app import App
-from perdure.cli.options import client, database_option, json_option, option, with_app
+from perdure.cli.options import (
+    cli_actor,
+    client,
+    database_option,
+    json_option,
+    option,
+    with_app,
+)
 from perdure.cli.output import dumps, duration, error_text, short, status, table
 from perdure.query import Page
 from perdure.types import RunInfo, RunStatus
@@ -175,7 +182,7 @@ def runs_cancel(run_id: str, database_url: str | None) -> None:
 
     async def work(app: App) -> tuple[RunStatus, RunInfo]:
         before = await app.query.get_run(run_id, steps=False)
-        return before.status, await app.cancel(run_id)
+        return before.status, await app.cancel(run_id, actor=cli_actor())
 
     before, after = with_app(client(database_url), work)
     if before.terminal:
@@ -198,7 +205,7 @@ def runs_rerun(run_id: str, as_json: bool, database_url: str | None) -> None:
     """
 
     async def work(app: App) -> RunInfo:
-        return await app.get_run((await app.rerun(run_id)).run_id)
+        return await app.get_run((await app.rerun(run_id, actor=cli_actor())).run_id)
 
     _print_new(with_app(client(database_url), work), as_json)
 
@@ -224,7 +231,9 @@ def runs_replay(run_id: str, from_step: str, as_json: bool, database_url: str | 
     """
 
     async def work(app: App) -> RunInfo:
-        return await app.get_run((await app.replay(run_id, from_step=from_step)).run_id)
+        return await app.get_run(
+            (await app.replay(run_id, from_step=from_step, actor=cli_actor())).run_id
+        )
 
     _print_new(with_app(client(database_url), work), as_json)
 

@@ -26,8 +26,10 @@ from perdure.cli.options import (
     log_option,
     open_app,
     option,
+    use_env,
 )
 from perdure.cli.output import redact_url
+from perdure.environments import DEFAULT_ENV
 from perdure.logs import LogFormat
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -219,6 +221,13 @@ def _use_database(app: App, database_url: str | None) -> None:
     if database_url:
         check_folder(database_url)
         app.database_url = database_url
+    use_env(app)
+
+
+def _db_text(app: App) -> str:
+    """The database (password hidden) and, unless it is ``default``, the environment."""
+    text = redact_url(app.database_url)
+    return text if app.env == DEFAULT_ENV else f"{text} (environment {app.env!r})"
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -297,7 +306,7 @@ def worker(
                 "worker %s hosting %s on %s",
                 w.id,
                 ", ".join(w.function_ids),
-                redact_url(app.database_url),
+                _db_text(app),
             )
             try:
                 await asyncio.Event().wait()
@@ -405,7 +414,7 @@ def dev(
                 routes.registry.watcher.start()
                 banner = [
                     f"perdure dev: serving app {app.name!r} ({len(app.functions)} functions) "
-                    f"at {url} with a worker, database {redact_url(app.database_url)}; "
+                    f"at {url} with a worker, database {_db_text(app)}; "
                     "Ctrl+C to stop"
                 ]
                 if app_spec is None:
@@ -443,13 +452,14 @@ def dev(
     envvar="PERDURE_API_TOKEN",
     default=None,
     metavar="TOKEN",
-    help="Bearer token required on /api/v1 (prefer the environment variable).",
+    help="An admin token of the server's environment, accepted beside the keys of "
+    "`perdure keys create` (prefer the environment variable).",
 )
 @option(
     "--no-auth",
     is_flag=True,
     envvar="PERDURE_NO_AUTH",
-    help="Serve the API without authentication (only behind something that authenticates).",
+    help="Serve everything without authentication (only behind something that authenticates).",
 )
 @_key_options
 @_lease_option
@@ -476,23 +486,20 @@ def server(
     """Run the HTTP server alone (no worker), for scaling out.
 
     Several server processes may share one PostgreSQL database; run workers separately with
-    `perdure worker`. The /api/v1 routes require 'Authorization: Bearer TOKEN' (/health stays
-    open), unless --no-auth is given explicitly.
+    `perdure worker`. Every route but /health needs a key ('Authorization: Bearer TOKEN', or
+    the dashboard's login), unless --no-auth is given explicitly: create keys with
+    `perdure keys create`, or set an admin token with PERDURE_API_TOKEN. A key's
+    environment decides what a request sees.
 
     \b
     Examples:
-      PERDURE_API_TOKEN=s3cret perdure server --host 0.0.0.0 \\
-          --database-url postgresql://db/perdure
-      curl -H 'Authorization: Bearer s3cret' localhost:8288/api/v1/runs
+      perdure keys create ops --scope admin --database-url postgresql://db/perdure
+      perdure server --host 0.0.0.0 --database-url postgresql://db/perdure
+      curl -H 'Authorization: Bearer pdk_default_...' localhost:8288/api/v1/runs
     """
     configure_logging(log_level, log_format)
     if api_token is not None and not api_token.strip():
         raise click.BadParameter("the token is empty", param_hint="'--api-token'")
-    if api_token is None and not no_auth:
-        raise click.UsageError(
-            "perdure server needs an API token: set PERDURE_API_TOKEN or --api-token "
-            "(or pass --no-auth to serve without authentication)"
-        )
     if api_token is not None and no_auth:
         raise click.UsageError("--no-auth and an API token exclude each other")
     keys = _inngest_keys(signing_key, signing_key_fallbacks, event_keys)
@@ -517,7 +524,7 @@ def server(
     )
     asgi = create_app(
         app,
-        dev=api_token is None,
+        dev=no_auth,
         api_token=api_token,
         allowed_hosts=allowed_hosts,
         extra_routes=routes.routes(),
@@ -531,11 +538,18 @@ def server(
             try:
                 if app_spec:
                     await app.register()
-                auth = "bearer token required" if api_token else "NO authentication"
+                auth = "NO authentication" if no_auth else "keys required"
                 banner = [
                     f"perdure server: serving at {url} ({auth}), database "
-                    f"{redact_url(app.database_url)}; Ctrl+C to stop"
+                    f"{_db_text(app)}; Ctrl+C to stop"
                 ]
+                if not no_auth and api_token is None:
+                    now = app.store.now()
+                    if not any(k.live(now) for k in await app.keys.list()):
+                        banner.append(
+                            "no key yet: create one with `perdure keys create NAME --scope "
+                            "admin` (same database and environment)"
+                        )
                 if keys is not None:
                     # Runs of Inngest-SDK functions are executed here (the server calls the
                     # apps); native functions stay with `perdure worker`.

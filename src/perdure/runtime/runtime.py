@@ -12,12 +12,13 @@ import asyncio
 from datetime import timedelta
 
 from perdure.clock import Clock
+from perdure.environments import DEFAULT_ENV, check_env
 from perdure.limits import Limits
 from perdure.runtime.batching import Batcher
 from perdure.runtime.hub import RunHub
 from perdure.runtime.metrics import NO_METRICS, RunMetrics
 from perdure.runtime.ports import ClientOps
-from perdure.store import open_store
+from perdure.store import env_url, open_store
 from perdure.store.base import Store, WriteOp
 
 
@@ -31,8 +32,11 @@ class Runtime:
         clock: Clock | None = None,
         limits: Limits | None = None,
         retention: timedelta | None = None,
+        env: str = DEFAULT_ENV,
     ) -> None:
         self.database_url = database_url
+        self.env = check_env(env)
+        """The environment (:mod:`perdure.environments`): which tables of the database."""
         self.clock = clock
         self.limits = limits or Limits()
         self.retention = retention
@@ -80,7 +84,7 @@ class Runtime:
         async with self._open_lock:
             if self.is_open:  # opened while this call waited for the lock
                 return
-            store = open_store(self.database_url, clock=self.clock)
+            store = open_store(env_url(self.database_url, self.env), clock=self.clock)
             await store.open()
             store.on_finished(self.hub.finished_elsewhere)
             self._committer = Batcher(store.commit, max_batch=2000)

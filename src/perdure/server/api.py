@@ -38,6 +38,7 @@ from perdure import serde, views
 from perdure.app import App
 from perdure.errors import FunctionNotFoundError, InvalidInputError, PayloadTooLargeError
 from perdure.server import models
+from perdure.server.auth import actor_of
 from perdure.server.http import (
     ApiError,
     JSONResponse,
@@ -187,12 +188,13 @@ class Api:
         """``GET /api/v1/runs/{run_id}``."""
         query_params(request, ())
         run = await self.query.get_run(request.path_params["run_id"])
-        return JSONResponse(views.run_json(run))
+        audit = await self.app.keys.audit(run.id, limit=100)
+        return JSONResponse({**views.run_json(run), "audit": [views.audit_json(a) for a in audit]})
 
     async def cancel_run(self, request: Request) -> Response:
         """``POST /api/v1/runs/{run_id}/cancel``."""
         query_params(request, ())
-        run = await self.app.cancel(request.path_params["run_id"])
+        run = await self.app.cancel(request.path_params["run_id"], actor=actor_of(request))
         return JSONResponse(views.run_json(run))
 
     async def rerun_run(self, request: Request) -> Response:
@@ -203,7 +205,7 @@ class Api:
             raise ApiError(
                 400, "invalid_input", "a rerun takes no body (or {}): it reruns the run as it was"
             )
-        handle = await self.app.rerun(request.path_params["run_id"])
+        handle = await self.app.rerun(request.path_params["run_id"], actor=actor_of(request))
         return await self._created(handle.run_id)
 
     async def replay_run(self, request: Request) -> Response:
@@ -217,7 +219,9 @@ class Api:
         replay = models.validate(
             models.ReplayRun, body, unknown="unknown field(s) (expected: from_step)"
         )
-        handle = await self.app.replay(request.path_params["run_id"], from_step=replay.from_step)
+        handle = await self.app.replay(
+            request.path_params["run_id"], from_step=replay.from_step, actor=actor_of(request)
+        )
         return await self._created(handle.run_id)
 
     async def _created(self, run_id: str) -> Response:

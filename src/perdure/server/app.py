@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import html
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -23,7 +21,9 @@ from perdure._version import __version__
 from perdure.app import App
 from perdure.errors import InvalidInputError
 from perdure.server import openapi
+from perdure.server.access_api import AccessApi
 from perdure.server.api import Api
+from perdure.server.auth import AccessGuard, Authenticator, EnvApps, EnvRouter, principal_of
 from perdure.server.guard import RequestGuard, resolve_allowed_hosts
 from perdure.server.http import (
     RETRY_AFTER_SECONDS,
@@ -39,36 +39,6 @@ log = logging.getLogger("perdure.server")
 
 HEALTH_TIMEOUT = 5.0
 """Seconds ``/health`` waits for the database before answering 503."""
-
-
-class BearerAuth:
-    """ASGI middleware: requests under ``/api/`` and for ``/metrics`` need
-    ``Authorization: Bearer <token>`` (compared in constant time); anything else passes."""
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app = app
-        self.token = token.encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
-        if path.startswith("/api/") or path == "/metrics":
-            header = Headers(scope=scope).get("authorization")
-            message = None
-            if header is None:
-                message = "this route needs an API token: send 'Authorization: Bearer <token>'"
-            else:
-                scheme, _, value = header.partition(" ")
-                if scheme.lower() != "bearer" or not value.strip():
-                    message = "the Authorization header must be 'Bearer <token>'"
-                elif not hmac.compare_digest(value.strip().encode(), self.token):
-                    message = "the API token is not valid"
-            if message is not None:
-                response = error_response(
-                    401, "unauthorized", message, {"WWW-Authenticate": 'Bearer realm="perdure"'}
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 class ExtraHeaders:
@@ -148,37 +118,41 @@ def create_app(
     app: App,
     *,
     dev: bool,
-    api_token: str | None,
+    api_token: str | None = None,
     allowed_hosts: Sequence[str] | str | None = None,
     extra_routes: Sequence[BaseRoute] = (),
     response_headers: Mapping[str, str] | None = None,
 ) -> Starlette:
-    """The HTTP server of ``app``: the REST API under ``/api/v1``, ``/health``,
-    ``/openapi.json`` and a landing page at ``/``.
+    """The HTTP server of ``app``: the REST API under ``/api/v1``, the dashboard, ``/health``,
+    ``/openapi.json``, ``/metrics`` (Prometheus, :mod:`perdure.server.metrics`; the app's
+    runtime counts into them from then on) and the login routes under ``/auth``.
 
-    ``/metrics`` serves the Prometheus metrics (:mod:`perdure.server.metrics`; the app's
-    runtime counts into them from then on).
-
-    ``api_token``: every ``/api/v1`` route and ``/metrics`` need ``Authorization: Bearer
-    <api_token>``
-    (``/health``, ``/openapi.json`` and ``/`` stay open; the landing page then shows no data).
-    ``None`` turns authentication off, which only ``dev`` may do. The token must be printable
-    ASCII without spaces (InvalidInputError otherwise).
+    Outside ``dev`` every route but ``/health`` (and the login page) needs a key
+    (:mod:`perdure.server.auth`): a key made by ``perdure keys create`` or ``POST
+    /api/v1/keys``, sent as ``Authorization: Bearer <token>`` or through the dashboard's
+    session, or ``api_token``, an ``admin`` token of ``app``'s environment (printable ASCII
+    without spaces; InvalidInputError otherwise). A request is answered from its key's
+    environment. ``dev`` turns authentication off (``api_token`` must then be ``None``).
 
     ``allowed_hosts``: the ``Host`` names served (see :mod:`perdure.server.guard`); ``None``:
-    ``PERDURE_ALLOWED_HOSTS`` if set, else the loopback names without a token and any host
-    with one. Every request body must be ``application/json`` (415 otherwise).
+    ``PERDURE_ALLOWED_HOSTS`` if set, else the loopback names in ``dev`` and any host
+    otherwise. Every request body must be ``application/json`` (415 otherwise).
 
     ``extra_routes`` are mounted beside the API (the Inngest-compatible routes, see
-    :mod:`perdure.inngest.routes`); ``response_headers`` are added to every response.
+    :mod:`perdure.inngest.routes`, which authenticate themselves); ``response_headers`` are
+    added to every response.
     """
-    if api_token is None and not dev:
-        raise InvalidInputError("a server that is not in dev mode needs an api_token")
+    if dev and api_token is not None:
+        raise InvalidInputError("a dev server has no authentication: it takes no api_token")
     if api_token is not None:
         check_api_token(api_token)
-    hosts = resolve_allowed_hosts(allowed_hosts, authenticated=api_token is not None)
-    api = Api(app)
-    auth = api_token is not None
+    auth = not dev
+    hosts = resolve_allowed_hosts(allowed_hosts, authenticated=auth)
+    envs = EnvApps(app)
+    authenticator = Authenticator(envs, api_token) if auth else None
+    apis = EnvRouter(envs, Api)
+    scheds = EnvRouter(envs, ScheduleApi)
+    access = AccessApi(envs, authenticator)
     spec = openapi.document(auth=auth)
 
     async def health(request: Request) -> Response:
@@ -203,10 +177,10 @@ def create_app(
         return JSONResponse(spec)
 
     async def landing(request: Request) -> Response:
-        return HTMLResponse(await _landing_page(app, show_data=not auth))
+        return HTMLResponse(await _landing_page(await envs.get(principal_of(request).env)))
 
     events, events_methods = _by_method(
-        {"GET": endpoint(api.list_events), "POST": endpoint(api.send_events)}
+        {"GET": apis.route(lambda a: a.list_events), "POST": apis.route(lambda a: a.send_events)}
     )
     metrics = Metrics(app)
     app.runtime.metrics = metrics
@@ -215,32 +189,58 @@ def create_app(
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics.endpoint, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/auth/login", endpoint(access.login), methods=["POST"]),
+        Route("/auth/logout", endpoint(access.logout), methods=["POST"]),
+        Route("/auth/session", endpoint(access.session), methods=["GET"]),
         Route("/api/v1/events", events, methods=events_methods),
-        Route("/api/v1/functions", endpoint(api.list_functions), methods=["GET"]),
+        Route("/api/v1/functions", apis.route(lambda a: a.list_functions), methods=["GET"]),
         Route(
-            "/api/v1/functions/{function_id:path}/runs", endpoint(api.start_run), methods=["POST"]
+            "/api/v1/functions/{function_id:path}/runs",
+            apis.route(lambda a: a.start_run),
+            methods=["POST"],
         ),
-        Route("/api/v1/functions/{function_id:path}", endpoint(api.get_function), methods=["GET"]),
-        Route("/api/v1/runs", endpoint(api.list_runs), methods=["GET"]),
-        Route("/api/v1/runs/{run_id}", endpoint(api.get_run), methods=["GET"]),
-        Route("/api/v1/runs/{run_id}/cancel", endpoint(api.cancel_run), methods=["POST"]),
-        Route("/api/v1/runs/{run_id}/rerun", endpoint(api.rerun_run), methods=["POST"]),
-        Route("/api/v1/runs/{run_id}/replay", endpoint(api.replay_run), methods=["POST"]),
+        Route(
+            "/api/v1/functions/{function_id:path}",
+            apis.route(lambda a: a.get_function),
+            methods=["GET"],
+        ),
+        Route("/api/v1/runs", apis.route(lambda a: a.list_runs), methods=["GET"]),
+        Route("/api/v1/runs/{run_id}", apis.route(lambda a: a.get_run), methods=["GET"]),
+        Route("/api/v1/runs/{run_id}/cancel", apis.route(lambda a: a.cancel_run), methods=["POST"]),
+        Route("/api/v1/runs/{run_id}/rerun", apis.route(lambda a: a.rerun_run), methods=["POST"]),
+        Route("/api/v1/runs/{run_id}/replay", apis.route(lambda a: a.replay_run), methods=["POST"]),
+        Route("/api/v1/audit", endpoint(access.audit), methods=["GET"]),
         *extra_routes,
     ]
-    sched = ScheduleApi(app)
+    keys, keys_methods = _by_method(
+        {"GET": endpoint(access.list_keys), "POST": endpoint(access.create_key)}
+    )
     schedules, schedules_methods = _by_method(
-        {"GET": endpoint(sched.list), "POST": endpoint(sched.create)}
+        {"GET": scheds.route(lambda s: s.list), "POST": scheds.route(lambda s: s.create)}
     )
     schedule, schedule_methods = _by_method(
-        {"GET": endpoint(sched.get), "DELETE": endpoint(sched.delete)}
+        {"GET": scheds.route(lambda s: s.get), "DELETE": scheds.route(lambda s: s.delete)}
     )
     routes += [
+        Route("/api/v1/keys", keys, methods=keys_methods),
+        Route("/api/v1/keys/{key_id}", endpoint(access.revoke_key), methods=["DELETE"]),
         Route("/api/v1/schedules", schedules, methods=schedules_methods),
         Route("/api/v1/schedules/{schedule_id}", schedule, methods=schedule_methods),
-        Route("/api/v1/schedules/{schedule_id}/pause", endpoint(sched.pause), methods=["POST"]),
-        Route("/api/v1/schedules/{schedule_id}/resume", endpoint(sched.resume), methods=["POST"]),
-        Route("/api/v1/schedules/{schedule_id}/trigger", endpoint(sched.trigger), methods=["POST"]),
+        Route(
+            "/api/v1/schedules/{schedule_id}/pause",
+            scheds.route(lambda s: s.pause),
+            methods=["POST"],
+        ),
+        Route(
+            "/api/v1/schedules/{schedule_id}/resume",
+            scheds.route(lambda s: s.resume),
+            methods=["POST"],
+        ),
+        Route(
+            "/api/v1/schedules/{schedule_id}/trigger",
+            scheds.route(lambda s: s.trigger),
+            methods=["POST"],
+        ),
     ]
 
     @contextlib.asynccontextmanager
@@ -249,7 +249,10 @@ def create_app(
             await app.open()
         except Exception as exc:  # the server still starts; /health reports it
             log.warning("cannot open the database yet: %s", exc)
-        yield
+        try:
+            yield
+        finally:
+            await envs.close()
 
     routes = merge_methods(routes)
     server = Starlette(
@@ -257,14 +260,16 @@ def create_app(
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
     )
-    if api_token is not None:
-        server.add_middleware(BearerAuth, token=api_token)
+    server.add_middleware(
+        AccessGuard, auth=authenticator, env=app.env, own_routes=list(extra_routes)
+    )
     server.add_middleware(RequestGuard, hosts=hosts)  # outermost: before authentication
     if response_headers:
         server.add_middleware(ExtraHeaders, headers=response_headers)  # refusals carry them too
     server.add_middleware(HttpMetrics, metrics=metrics, routes=routes)  # counts refusals too
     server.state.perdure_app = app
     server.state.perdure_metrics = metrics
+    server.state.perdure_envs = envs
     return server
 
 
@@ -298,7 +303,7 @@ def merge_methods(routes: Sequence[BaseRoute]) -> list[BaseRoute]:
     return out
 
 
-async def _landing_page(app: App, *, show_data: bool) -> str:
+async def _landing_page(app: App) -> str:
     e = html.escape
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>perdure</title>",
@@ -313,12 +318,6 @@ async def _landing_page(app: App, *, show_data: bool) -> str:
         " · <a href='/api/v1/runs'>/api/v1/runs</a>"
         " · <a href='/api/v1/events'>/api/v1/events</a></p>",
     ]
-    if not show_data:
-        parts.append(
-            "<p>The API needs a bearer token (<code>Authorization: Bearer "
-            "&lt;token&gt;</code>).</p></body></html>"
-        )
-        return "".join(parts)
     functions = await app.query.list_functions()
     runs = (await app.query.list_runs(limit=25)).items
     parts.append(

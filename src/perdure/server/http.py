@@ -11,10 +11,13 @@ code                  status meaning
 ``host_not_allowed``  400    the ``Host`` header names a host not on the allow-list
 ``unauthorized``      401    missing or wrong ``Authorization: Bearer <token>``
 ``origin_not_allowed`` 403   a browser request from a page of another site (``Origin``)
+``forbidden``         403    the key's scopes do not allow this request
+``csrf_failed``       403    a request with a session cookie lacked its ``X-CSRF-Token``
 ``not_found``         404    no such route
 ``function_not_found`` 404   no function with that id is registered
 ``run_not_found``     404    no run with that id
 ``schedule_not_found`` 404   no schedule with that id
+``key_not_found``     404    no API key with that id in the key's environment
 ``method_not_allowed`` 405   the route exists, not with this method (see ``Allow``)
 ``schedule_exists``   409    a schedule with that id already exists
 ``run_not_ended``     409    a replay of a run that has not ended
@@ -37,8 +40,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from perdure.errors import (
+    ForbiddenError,
     FunctionNotFoundError,
     InvalidInputError,
+    KeyNotFoundError,
     PayloadTooLargeError,
     RunNotEndedError,
     RunNotFoundError,
@@ -109,7 +114,11 @@ def map_error(exc: BaseException) -> ApiError | None:
         return ApiError(413, exc.code, exc.message)
     if isinstance(exc, InvalidInputError):
         return ApiError(400, exc.code, exc.message)
-    if isinstance(exc, FunctionNotFoundError | RunNotFoundError | ScheduleNotFoundError):
+    if isinstance(exc, ForbiddenError):
+        return ApiError(403, exc.code, exc.message)
+    if isinstance(
+        exc, FunctionNotFoundError | RunNotFoundError | ScheduleNotFoundError | KeyNotFoundError
+    ):
         return ApiError(404, exc.code, exc.message)
     if isinstance(exc, ScheduleExistsError | RunNotEndedError):
         return ApiError(409, exc.code, exc.message)

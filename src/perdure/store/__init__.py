@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from perdure.clock import Clock
+from perdure.environments import DEFAULT_ENV, check_env
 from perdure.errors import InvalidInputError
 from perdure.store.base import Store
 
@@ -14,6 +16,39 @@ DEFAULT_SQLITE_PATH = os.path.join(".perdure", "perdure.db")
 def default_url() -> str:
     """``PERDURE_DATABASE_URL``, else a SQLite file under ``./.perdure/``."""
     return os.environ.get("PERDURE_DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_PATH}"
+
+
+def env_url(url: str, env: str) -> str:
+    """The database URL of environment ``env`` on the database ``url`` (see
+    :mod:`perdure.environments`): ``url`` itself for ``default``; on PostgreSQL the schema
+    ``perdure_env_<env>`` (``<schema>_env_<env>`` when the URL names a ``schema``); on SQLite
+    the file ``<name>.env-<env><suffix>`` beside the database file (``perdure.db`` ->
+    ``perdure.env-staging.db``)."""
+    check_env(env)
+    if env == DEFAULT_ENV:
+        return url
+    if url.startswith("sqlite://"):
+        head, sep, query = url.partition("?")
+        folder, slash, name = head.rpartition("/")
+        stem, dot, suffix = name.rpartition(".")
+        if not dot or not stem:
+            stem, suffix = name, ""
+        else:
+            suffix = "." + suffix
+        return f"{folder}{slash}{stem}.env-{env}{suffix}{sep}{query}"
+    if url.startswith(("postgresql://", "postgres://")):
+        parts = urlsplit(url)
+        params = parse_qsl(parts.query, keep_blank_values=True)
+        base = next((v for k, v in params if k == "schema"), "") or "public"
+        schema = f"perdure_env_{env}" if base == "public" else f"{base}_env_{env}"
+        if len(schema) > 63:
+            raise InvalidInputError(
+                f"the schema of environment {env!r} would be {schema!r}, over PostgreSQL's "
+                "63 characters: use a shorter environment or schema name"
+            )
+        params = [(k, v) for k, v in params if k != "schema"] + [("schema", schema)]
+        return urlunsplit(parts._replace(query=urlencode(params, quote_via=quote)))
+    return url  # open_store refuses it with the reason
 
 
 def open_store(url: str, *, clock: Clock | None = None) -> Store:

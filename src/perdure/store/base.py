@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol
 from perdure.clock import Clock
 from perdure.engine.flow.keys import RunFlow
 from perdure.functions import FunctionRecord
+from perdure.store.access import AccessStore
 
 
 @dataclass(slots=True)
@@ -338,7 +339,7 @@ asked for), ``stale`` (nothing: the schedule changed, was deleted or paused, or 
 scheduler already handled the tick)."""
 
 
-class Store(Protocol):
+class Store(AccessStore, Protocol):
     """What the engine needs from a database. All methods are coroutines except ``now``."""
 
     url: str

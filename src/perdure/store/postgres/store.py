@@ -52,7 +52,7 @@ from perdure.store.base import (
     WriteOp,
 )
 from perdure.store.migrations import version_of
-from perdure.store.postgres import derived, flow, flow_cancel, flow_claim, reads
+from perdure.store.postgres import access, derived, flow, flow_cancel, flow_claim, reads
 from perdure.store.postgres import queries as q
 from perdure.store.postgres import schedules as sch
 from perdure.store.postgres.clock import DbClock
@@ -86,6 +86,7 @@ from perdure.store.rules import CANCELLED_ERROR, EVENT_DEDUPE_SECONDS, INVOKE_TI
 
 
 class PostgresStore(
+    access.Access,
     derived.DerivedRuns,
     flow.FlowCreation,
     flow_claim.FlowClaim,

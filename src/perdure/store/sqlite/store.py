@@ -52,6 +52,7 @@ from perdure.store.sqlite import derived, flow_claim, flow_gates
 from perdure.store.sqlite import flow_cancel as fc
 from perdure.store.sqlite import queries as q
 from perdure.store.sqlite import schedules as sch
+from perdure.store.sqlite.access import Access
 from perdure.store.sqlite.reads import Reads
 from perdure.store.sqlite.writer import Tx, Writer, connect
 
@@ -69,11 +70,12 @@ MIGRATIONS = Migrations(
         "0005_flow_cancel.sql",
         "0006_step_names.sql",
         "0007_rerun.sql",
+        "0010_access.sql",
     ),
 )
 
 
-class SqliteStore(Reads):
+class SqliteStore(Access, Reads):
     """A :class:`~perdure.store.base.Store` on a SQLite file."""
 
     def __init__(
