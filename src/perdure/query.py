@@ -14,6 +14,7 @@ open, and the first read opens it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -22,7 +23,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from perdure import serde
 from perdure.engine.flow.admission import blocked_reason
 from perdure.engine.flow.gates import input_events
-from perdure.errors import InvalidInputError, RunNotFoundError
+from perdure.errors import FunctionNotFoundError, InvalidInputError, RunNotFoundError
 from perdure.functions import FunctionRecord
 from perdure.store.base import EventRow, RunFilter, RunRow, Store, StoredStep
 from perdure.types import Event, RunInfo, RunStatus, StepInfo, to_datetime
@@ -66,6 +67,57 @@ class EventInfo:
     event: dict[str, Any]
     received_at: datetime
     run_ids: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ResumedRun:
+    """A run an event resumed: the ``wait`` step (``step_id``) the event satisfied."""
+
+    run_id: str
+    step_id: str
+    run: RunInfo | None
+    """The run (without its steps); ``None`` if it was pruned since."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventDetail:
+    """A received event with the runs it started and the runs it resumed."""
+
+    info: EventInfo
+    started: list[RunInfo]
+    resumed: list[ResumedRun]
+
+
+STATS_WINDOW = 1000
+"""How many of a function's most recent runs its statistics read."""
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionStats:
+    """A function's recent record, over its :data:`STATS_WINDOW` most recently created runs
+    (``runs`` of them exist): how many are in each status, the success rate (completed
+    among completed and failed: a cancelled or skipped run is an operator's or flow
+    control's decision, not an outcome of the code; ``None`` when none of them ended so),
+    and the percentiles of
+    the durations (``ended_at - started_at``, seconds) of the completed and failed runs
+    (``None`` when there are none)."""
+
+    window: int
+    runs: int
+    statuses: dict[str, int]
+    success_rate: float | None
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+def percentile(values: Sequence[float], p: float) -> float | None:
+    """The nearest-rank ``p``-th percentile (0 < p <= 100) of ``values``; ``None`` if empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
 
 
 class Query:
@@ -159,6 +211,49 @@ class Query:
         store = await self._store()
         row = await store.get_event(event_id)
         return None if row is None else event_info(row)
+
+    async def event_detail(self, event_id: str, *, limit: int = PAGE_MAX) -> EventDetail | None:
+        """A received event (as :meth:`get_event`) with the runs it started and those whose
+        ``wait_for_event`` steps it satisfied (``limit`` of each at most, by run id);
+        ``None`` if unknown."""
+        store = await self._store()
+        row = await store.get_event(event_id)
+        if row is None:
+            return None
+        size = _page_size(limit)
+        waits = await store.waits_resolved_by(row, size)
+        ids = sorted(set(row.run_ids))[:size]
+        rows = {r.id: r for r in await store.get_runs([*ids, *(w[0] for w in waits)])}
+        started = [run_info(rows[i], []) for i in ids if i in rows]
+        resumed = [
+            ResumedRun(rid, key, run_info(rows[rid], []) if rid in rows else None)
+            for rid, key in waits
+        ]
+        return EventDetail(event_info(row), started, resumed)
+
+    async def function_stats(self, function_id: str) -> FunctionStats:
+        """The statistics of a function's recent runs (see :class:`FunctionStats`); raises
+        :class:`~perdure.errors.FunctionNotFoundError` for an unknown function."""
+        store = await self._store()
+        if not any(r.id == function_id for r in await store.list_functions()):
+            raise FunctionNotFoundError(f"no function with id {function_id!r} is registered")
+        timings = await store.run_timings(function_id, STATS_WINDOW)
+        statuses = {s.value: 0 for s in RunStatus}
+        durations: list[float] = []
+        for status, started_at, ended_at in timings:
+            statuses[status] = statuses.get(status, 0) + 1
+            if status in ("completed", "failed") and started_at is not None and ended_at:
+                durations.append(max(0.0, ended_at - started_at))
+        decided = statuses["completed"] + statuses["failed"]
+        return FunctionStats(
+            window=STATS_WINDOW,
+            runs=len(timings),
+            statuses=statuses,
+            success_rate=statuses["completed"] / decided if decided else None,
+            p50=percentile(durations, 50),
+            p95=percentile(durations, 95),
+            p99=percentile(durations, 99),
+        )
 
 
 async def _waiting_reason(store: Store, row: RunRow) -> str | None:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from perdure.functions import CronTrigger, EventTrigger, FunctionRecord, Trigger
-from perdure.query import EventInfo, Page
+from perdure.query import EventDetail, EventInfo, FunctionStats, Page
 from perdure.store.base import SentEvent
 from perdure.types import RunInfo, ScheduleInfo, StepInfo, iso_utc
 
@@ -143,6 +143,47 @@ def event_json(info: EventInfo) -> dict[str, Any]:
     out["received_at"] = iso(info.received_at)
     out["run_ids"] = list(info.run_ids)
     return out
+
+
+def run_brief_json(run: RunInfo) -> dict[str, Any]:
+    """A run in a list of links: ``id``, ``function_id``, ``status`` and its times."""
+    return {
+        "id": run.id,
+        "function_id": run.function_id,
+        "status": run.status.value,
+        "created_at": iso(run.created_at),
+        "ended_at": iso(run.ended_at),
+    }
+
+
+def event_detail_json(detail: EventDetail) -> dict[str, Any]:
+    """A received event (:func:`event_json`) with ``started``, the runs it started, and
+    ``resumed``, the runs whose wait step it satisfied (``step_id``; ``run`` is ``null``
+    for a run pruned since)."""
+    out = event_json(detail.info)
+    out["started"] = [run_brief_json(r) for r in detail.started]
+    out["resumed"] = [
+        {
+            "run_id": r.run_id,
+            "step_id": r.step_id,
+            "run": None if r.run is None else run_brief_json(r.run),
+        }
+        for r in detail.resumed
+    ]
+    return out
+
+
+def function_stats_json(function_id: str, stats: FunctionStats) -> dict[str, Any]:
+    """A function's recent statistics (:class:`~perdure.query.FunctionStats`); durations
+    in seconds."""
+    return {
+        "function_id": function_id,
+        "window": stats.window,
+        "runs": stats.runs,
+        "statuses": dict(stats.statuses),
+        "success_rate": stats.success_rate,
+        "duration": {"p50": stats.p50, "p95": stats.p95, "p99": stats.p99},
+    }
 
 
 def events_page_json(page: Page[EventInfo]) -> dict[str, Any]:

@@ -28,6 +28,8 @@ OPERATIONS = {
     "GET /api/v1/events",
     "GET /api/v1/functions",
     "GET /api/v1/functions/{function_id}",
+    "GET /api/v1/functions/{function_id}/stats",
+    "GET /api/v1/events/{event_id}",
     "POST /api/v1/functions/{function_id}/runs",
     "GET /api/v1/runs",
     "GET /api/v1/runs/{run_id}",

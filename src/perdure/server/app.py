@@ -216,7 +216,13 @@ def create_app(
         Route("/metrics", metrics.endpoint, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/api/v1/events", events, methods=events_methods),
+        Route("/api/v1/events/{event_id:path}", endpoint(api.get_event), methods=["GET"]),
         Route("/api/v1/functions", endpoint(api.list_functions), methods=["GET"]),
+        Route(
+            "/api/v1/functions/{function_id:path}/stats",
+            endpoint(api.function_stats),
+            methods=["GET"],
+        ),
         Route(
             "/api/v1/functions/{function_id:path}/runs", endpoint(api.start_run), methods=["POST"]
         ),

@@ -89,7 +89,8 @@ _RESPONSES: dict[str, Any] = {
     ),
     "Forbidden": _error("A browser request from a page of another site (origin_not_allowed)."),
     "NotFound": _error(
-        "Unknown function, run or schedule (function_not_found, run_not_found, schedule_not_found)."
+        "Unknown event, function, run or schedule (event_not_found, function_not_found, "
+        "run_not_found, schedule_not_found)."
     ),
     "Conflict": _error(
         "A schedule with that id already exists (schedule_exists), or a replay of a run that "
@@ -223,6 +224,16 @@ def document(*, auth: bool) -> dict[str, Any]:
                 parameters=_parameters(models.EventsQuery),
             ),
         },
+        "/api/v1/events/{event_id}": {
+            "get": _op(
+                "An event with the runs it started and the runs it resumed (the wait steps "
+                "it satisfied).",
+                {"200": _resp(r.EventDetail, "The event (the newest, if its id was reused).")},
+                auth=auth,
+                errors=("NotFound",),
+                parameters=[_path("event_id")],
+            ),
+        },
         "/api/v1/functions": {
             "get": _op(
                 "Registered functions.",
@@ -264,6 +275,15 @@ def document(*, auth: bool) -> dict[str, Any]:
             "get": _op(
                 "A registered function with its triggers and flow-control options.",
                 {"200": _resp(r.Function, "The function.")},
+                auth=auth,
+                errors=("NotFound",),
+                parameters=[_path("function_id")],
+            ),
+        },
+        "/api/v1/functions/{function_id}/stats": {
+            "get": _op(
+                "A function's recent success rate and duration percentiles.",
+                {"200": _resp(r.FunctionStats, "Over its 1000 most recently created runs.")},
                 auth=auth,
                 errors=("NotFound",),
                 parameters=[_path("function_id")],

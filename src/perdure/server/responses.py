@@ -27,8 +27,9 @@ class ErrorDetail(BaseModel):
 
     code: str = Field(
         description="Stable, for programs: malformed_json, invalid_input, host_not_allowed, "
-        "unauthorized, origin_not_allowed, not_found, function_not_found, run_not_found, "
-        "schedule_not_found, method_not_allowed, schedule_exists, payload_too_large, "
+        "unauthorized, origin_not_allowed, not_found, event_not_found, function_not_found, "
+        "run_not_found, schedule_not_found, method_not_allowed, schedule_exists, "
+        "payload_too_large, "
         "unsupported_media_type, unavailable, internal_error (and invalid_cron, "
         "invalid_expression, not_serializable: kinds of invalid input)."
     )
@@ -69,6 +70,33 @@ class StoredEvent(Event):
 
     received_at: datetime
     run_ids: list[str] = Field(description="The runs this event started.")
+
+
+class RunBrief(_Open):
+    """A run in a list of links."""
+
+    id: str
+    function_id: str
+    status: Literal[_RUN_STATUSES]  # type: ignore[valid-type]
+    created_at: datetime
+    ended_at: datetime | None
+
+
+class ResumedRun(_Open):
+    """A run an event resumed: its wait step the event satisfied."""
+
+    run_id: str
+    step_id: str = Field(description="The wait step's id.")
+    run: RunBrief | None = Field(description="null for a run pruned since.")
+
+
+class EventDetail(StoredEvent):
+    """An event with the runs it started and resumed."""
+
+    started: list[RunBrief] = Field(description="The runs it started (by id).")
+    resumed: list[ResumedRun] = Field(
+        description="The runs whose wait_for_event step it satisfied (by run id)."
+    )
 
 
 class SentEvent(_Open):
@@ -127,6 +155,32 @@ class Function(_Open):
     config: dict[str, Any]
     flow: dict[str, Any] = Field(
         default_factory=dict, description="The flow-control options (docs/flow-control.md)."
+    )
+
+
+class Durations(_Open):
+    """Duration percentiles, in seconds (null without completed or failed runs)."""
+
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+class FunctionStats(_Open):
+    """A function's recent record: its most recently created runs (up to ``window``)."""
+
+    function_id: str
+    window: int = Field(description="The most recent runs read (1000).")
+    runs: int = Field(description="How many of them exist (at most window).")
+    statuses: dict[str, int] = Field(description="How many are in each status.")
+    success_rate: float | None = Field(
+        description="completed / (completed + failed), from 0 to 1; null when neither. "
+        "Cancelled and skipped runs do not count (an operator's or flow control's "
+        "decision)."
+    )
+    duration: Durations = Field(
+        description="Over the completed and failed runs: ended_at - started_at "
+        "(nearest-rank percentiles)."
     )
 
 
@@ -262,7 +316,9 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Error,
     SendResult,
     EventPage,
+    EventDetail,
     FunctionList,
+    FunctionStats,
     StartedRun,
     Run,
     RunPage,

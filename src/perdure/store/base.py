@@ -275,6 +275,10 @@ class SentEvent:
         return cls(event_id, False, ids, cancelled=list(cancelled), skipped=skipped)
 
 
+RunTiming = tuple[str, float | None, float | None]
+"""A run's ``(status, started_at, ended_at)``."""
+
+
 @dataclass(slots=True)
 class RunFilter:
     """Filters and cursor for listing runs (newest first)."""
@@ -438,10 +442,21 @@ class Store(Protocol):
         """Events, newest first; ``before`` is a sequence-number cursor."""
         ...
 
-    # worker side
     async def get_event(self, event_id: str) -> EventRow | None:
         """The newest stored event with this id, with the runs it started."""
         ...
+
+    async def waits_resolved_by(self, event: EventRow, limit: int) -> list[tuple[str, str]]:
+        """``(run id, step key)`` of the ``wait`` steps ``event`` resolved (their output is
+        the event, recorded when it was received), by run id, at most ``limit``."""
+        ...
+
+    async def run_timings(self, function_id: str, limit: int) -> list[RunTiming]:
+        """The ``limit`` most recently created runs of a function (an indexed read), newest
+        first: ``(status, started_at, ended_at)`` of each."""
+        ...
+
+    # worker side
 
     async def claim(
         self, worker_id: str, function_ids: Sequence[str], limit: int, lease_seconds: float

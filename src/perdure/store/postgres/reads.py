@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
 from perdure.store import inputs
-from perdure.store.base import DueBacklog, EventRow, RunFilter, RunRow, StoredStep
+from perdure.store.base import DueBacklog, EventRow, RunFilter, RunRow, RunTiming, StoredStep
 from perdure.store.postgres import queries as q
 from perdure.store.postgres.pool import Pool
 from perdure.store.rows import run_from_row, step_from_row
@@ -92,7 +92,33 @@ class Reads:
         seq, ev_id, name, body, at, run_ids = row
         return EventRow(seq, ev_id, name, body, at, list(run_ids or ()))
 
+    async def waits_resolved_by(self, event: EventRow, limit: int) -> list[tuple[str, str]]:
+        """The wait steps ``event`` resolved: completed with it as output, at or after its
+        receipt (an older event of the same id resolved the earlier ones)."""
+        params = {"at": event.received_at, "id": event.id, "limit": inputs.row_limit(limit)}
+        rows = await self._pool.read_all(_WAITS_RESOLVED, params)
+        return [(str(run_id), str(key)) for run_id, key in rows]
 
+    async def run_timings(self, function_id: str, limit: int) -> list[RunTiming]:
+        """The newest runs of a function: status, start and end (the function's run index)."""
+        if not inputs.storable(function_id):
+            return []
+        params = {"fid": function_id, "limit": inputs.row_limit(limit)}
+        rows = await self._pool.read_all(_RUN_TIMINGS, params)
+        return [(str(status), started, ended) for status, started, ended in rows]
+
+
+# Every recorded wait step is read (no index names a wait's event): a schema change could add
+# one (see docs/dashboard.md, "Events").
+_WAITS_RESOLVED: Final = (
+    "SELECT run_id, key FROM steps WHERE kind = 'wait' AND status = 'completed' "
+    "AND ended_at >= %(at)s AND output IS NOT NULL AND (output::json ->> 'id') = %(id)s "
+    "ORDER BY run_id, key LIMIT %(limit)s"
+)
+_RUN_TIMINGS: Final = (
+    "SELECT status, started_at, ended_at FROM runs WHERE function_id = %(fid)s "
+    "ORDER BY id DESC LIMIT %(limit)s"
+)
 _GET_EVENT: Final = (
     "SELECT e.seq, e.id, e.name, e.body, e.received_at, "
     "ARRAY(SELECT r.id FROM runs r WHERE r.event_id = e.id ORDER BY r.id) "
