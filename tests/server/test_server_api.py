@@ -113,6 +113,8 @@ def test_openapi_document(client: httpx.Client) -> None:
         "/api/v1/runs/{run_id}/rerun": {"post"},
         "/api/v1/runs/{run_id}/replay": {"post"},
         "/api/v1/schedules": {"get", "post"},
+        "/api/v1/apps": {"get"},
+        "/api/v1/apps/{app_id}/resync": {"post"},
         "/api/v1/schedules/{schedule_id}": {"get", "delete"},
         "/api/v1/schedules/{schedule_id}/pause": {"post"},
         "/api/v1/schedules/{schedule_id}/resume": {"post"},

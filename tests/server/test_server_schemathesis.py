@@ -37,6 +37,8 @@ OPERATIONS = {
     "POST /api/v1/runs/{run_id}/rerun",
     "POST /api/v1/runs/{run_id}/replay",
     "GET /api/v1/schedules",
+    "GET /api/v1/apps",
+    "POST /api/v1/apps/{app_id}/resync",
     "POST /api/v1/schedules",
     "GET /api/v1/schedules/{schedule_id}",
     "DELETE /api/v1/schedules/{schedule_id}",

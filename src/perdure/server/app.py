@@ -24,6 +24,7 @@ from perdure.app import App
 from perdure.errors import InvalidInputError
 from perdure.server import openapi
 from perdure.server.api import Api
+from perdure.server.apps import AppsApi, AppSource
 from perdure.server.guard import RequestGuard, resolve_allowed_hosts
 from perdure.server.http import (
     RETRY_AFTER_SECONDS,
@@ -152,6 +153,7 @@ def create_app(
     allowed_hosts: Sequence[str] | str | None = None,
     extra_routes: Sequence[BaseRoute] = (),
     response_headers: Mapping[str, str] | None = None,
+    apps: AppSource | None = None,
 ) -> Starlette:
     """The HTTP server of ``app``: the REST API under ``/api/v1``, ``/health``,
     ``/openapi.json`` and a landing page at ``/``.
@@ -171,6 +173,7 @@ def create_app(
 
     ``extra_routes`` are mounted beside the API (the Inngest-compatible routes, see
     :mod:`perdure.inngest.routes`); ``response_headers`` are added to every response.
+    ``apps``: the Inngest SDK apps ``/api/v1/apps`` lists and resyncs (none: an empty list).
     """
     if api_token is None and not dev:
         raise InvalidInputError("a server that is not in dev mode needs an api_token")
@@ -241,7 +244,10 @@ def create_app(
     schedule, schedule_methods = _by_method(
         {"GET": endpoint(sched.get), "DELETE": endpoint(sched.delete)}
     )
+    apps_api = AppsApi(apps)
     routes += [
+        Route("/api/v1/apps", endpoint(apps_api.list), methods=["GET"]),
+        Route("/api/v1/apps/{app_id:path}/resync", endpoint(apps_api.resync), methods=["POST"]),
         Route("/api/v1/schedules", schedules, methods=schedules_methods),
         Route("/api/v1/schedules/{schedule_id}", schedule, methods=schedule_methods),
         Route("/api/v1/schedules/{schedule_id}/pause", endpoint(sched.pause), methods=["POST"]),

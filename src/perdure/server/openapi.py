@@ -89,8 +89,8 @@ _RESPONSES: dict[str, Any] = {
     ),
     "Forbidden": _error("A browser request from a page of another site (origin_not_allowed)."),
     "NotFound": _error(
-        "Unknown event, function, run or schedule (event_not_found, function_not_found, "
-        "run_not_found, schedule_not_found)."
+        "Unknown app, event, function, run or schedule (app_not_found, event_not_found, "
+        "function_not_found, run_not_found, schedule_not_found)."
     ),
     "Conflict": _error(
         "A schedule with that id already exists (schedule_exists), or a replay of a run that "
@@ -360,6 +360,28 @@ def document(*, auth: bool) -> dict[str, Any]:
             ),
         },
         **_schedule_paths(auth),
+        "/api/v1/apps": {
+            "get": _op(
+                "The apps on the official Inngest SDKs: URL, functions, last sync and error.",
+                {"200": _resp(r.AppList, "The apps.")},
+                auth=auth,
+            ),
+        },
+        "/api/v1/apps/{app_id}/resync": {
+            "post": _op(
+                "Resync an app: the server sends its URL the sync PUT, as the Inngest dev "
+                "server does, and records the outcome.",
+                {"200": _resp(r.Resync, "Attempted (sync.ok says whether it worked).")},
+                auth=auth,
+                errors=("NotFound", *_WRITE),
+                description="No body (or {}, or null).",
+                parameters=[_path("app_id")],
+                requestBody=_body(
+                    {"anyOf": [{"type": "object", "maxProperties": 0}, {"type": "null"}]},
+                    required=False,
+                ),
+            ),
+        },
     }
     doc: dict[str, Any] = {
         "openapi": "3.1.0",

@@ -27,7 +27,8 @@ class ErrorDetail(BaseModel):
 
     code: str = Field(
         description="Stable, for programs: malformed_json, invalid_input, host_not_allowed, "
-        "unauthorized, origin_not_allowed, not_found, event_not_found, function_not_found, "
+        "unauthorized, origin_not_allowed, not_found, app_not_found, event_not_found, "
+        "function_not_found, "
         "run_not_found, schedule_not_found, method_not_allowed, schedule_exists, "
         "payload_too_large, "
         "unsupported_media_type, unavailable, internal_error (and invalid_cron, "
@@ -304,6 +305,46 @@ class SchedulePage(_Open):
     next_cursor: str | None
 
 
+class AppSync(_Open):
+    """One sync attempt of an Inngest SDK app."""
+
+    at: datetime
+    ok: bool
+    error: str | None
+    source: Literal["register", "poll", "resync"] = Field(
+        description="register: the app posted /fn/register; poll: the -u poller's PUT; "
+        "resync: a PUT asked for through the API."
+    )
+
+
+class App(_Open):
+    """An app on an official Inngest SDK (sync times and errors are what this server saw
+    since it started)."""
+
+    id: str | None = Field(description="null for a -u URL that never registered.")
+    url: str
+    functions: list[str]
+    function_count: int
+    sdk: str | None
+    framework: str | None
+    last_synced_at: datetime | None = Field(description="The last registration seen here.")
+    last_attempt: AppSync | None
+    last_error: str | None = Field(description="The last attempt's error, if it failed.")
+
+
+class AppList(_Open):
+    """The Inngest SDK apps, by id."""
+
+    apps: list[App]
+
+
+class Resync(_Open):
+    """The answer to a resync: the app after it, and the attempt."""
+
+    app: App
+    sync: AppSync
+
+
 class Health(_Open):
     """``/health``."""
 
@@ -324,6 +365,8 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     RunPage,
     Schedule,
     SchedulePage,
+    AppList,
+    Resync,
     Health,
 )
 """The models the OpenAPI document's responses refer to (and, through them, the others)."""
