@@ -1,4 +1,4 @@
-"""The read side: what the HTTP API, the landing page and the CLI show.
+"""The read side: what the HTTP API, the dashboard and the CLI show.
 
 The server and the CLI never touch the store: they read through a :class:`Query`, which turns
 the store's records (:mod:`perdure.store.base`) into the public value types

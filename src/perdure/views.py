@@ -2,7 +2,7 @@
 
 This is the one place that shapes them (the OpenAPI document at ``/openapi.json`` describes
 the same shapes). Times are ISO 8601 UTC strings ending in ``Z`` (:func:`iso`), or ``null``.
-The few human-readable renderings both the CLI and the landing page print (a trigger, a
+The few human-readable renderings both the CLI and the dashboard show (a trigger, a
 timestamp) are here too.
 """
 

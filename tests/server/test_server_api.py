@@ -69,11 +69,14 @@ def test_unknown_route_and_wrong_method_are_json(client: httpx.Client) -> None:
     assert set(r.headers["allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
 
 
-def test_landing_page_lists_functions(client: httpx.Client) -> None:
+def test_root_redirects_to_the_dashboard(client: httpx.Client) -> None:
     r = client.get("/")
+    assert r.status_code == 307
+    assert r.headers["location"] == "/runs"
+    r = client.get("/runs")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/html")
-    assert "on-ping" in r.text and "/openapi.json" in r.text
+    assert '<script type="module" src="/static/runs.js">' in r.text
 
 
 def _refs(node: Any) -> list[str]:

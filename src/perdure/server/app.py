@@ -1,11 +1,10 @@
-"""The ASGI application: routes, authentication, error handling, landing page."""
+"""The ASGI application: routes, authentication, error handling, the dashboard."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import hmac
-import html
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -14,17 +13,17 @@ from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from perdure import views
 from perdure._version import __version__
 from perdure.app import App
 from perdure.errors import InvalidInputError
 from perdure.server import openapi
 from perdure.server.api import Api
 from perdure.server.apps import AppsApi, AppSource
+from perdure.server.dashboard import dashboard_routes
 from perdure.server.guard import RequestGuard, resolve_allowed_hosts
 from perdure.server.http import (
     RETRY_AFTER_SECONDS,
@@ -156,14 +155,16 @@ def create_app(
     apps: AppSource | None = None,
 ) -> Starlette:
     """The HTTP server of ``app``: the REST API under ``/api/v1``, ``/health``,
-    ``/openapi.json`` and a landing page at ``/``.
+    ``/openapi.json`` and the dashboard (``/`` redirects to ``/runs``; see
+    :mod:`perdure.server.dashboard`).
 
     ``/metrics`` serves the Prometheus metrics (:mod:`perdure.server.metrics`; the app's
     runtime counts into them from then on).
 
     ``api_token``: every ``/api/v1`` route and ``/metrics`` need ``Authorization: Bearer
     <api_token>``
-    (``/health``, ``/openapi.json`` and ``/`` stay open; the landing page then shows no data).
+    (``/health``, ``/openapi.json`` and the dashboard pages stay open; a page shows no data
+    without a token).
     ``None`` turns authentication off, which only ``dev`` may do. The token must be printable
     ASCII without spaces (InvalidInputError otherwise).
 
@@ -205,16 +206,12 @@ def create_app(
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(spec)
 
-    async def landing(request: Request) -> Response:
-        return HTMLResponse(await _landing_page(app, show_data=not auth))
-
     events, events_methods = _by_method(
         {"GET": endpoint(api.list_events), "POST": endpoint(api.send_events)}
     )
     metrics = Metrics(app)
     app.runtime.metrics = metrics
     routes = [
-        Route("/", endpoint(landing), methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics.endpoint, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
@@ -236,6 +233,7 @@ def create_app(
         Route("/api/v1/runs/{run_id}/rerun", endpoint(api.rerun_run), methods=["POST"]),
         Route("/api/v1/runs/{run_id}/replay", endpoint(api.replay_run), methods=["POST"]),
         *extra_routes,
+        *dashboard_routes(),
     ]
     sched = ScheduleApi(app)
     schedules, schedules_methods = _by_method(
@@ -308,55 +306,3 @@ def merge_methods(routes: Sequence[BaseRoute]) -> list[BaseRoute]:
 
         out.append(Route(route.path, dispatch, methods=list(handlers)))
     return out
-
-
-async def _landing_page(app: App, *, show_data: bool) -> str:
-    e = html.escape
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>perdure</title>",
-        "<style>body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:60rem;"
-        "padding:0 1rem}table{border-collapse:collapse;width:100%}td,th{text-align:left;"
-        "padding:.25rem .5rem;border-bottom:1px solid #ddd}code{background:#f4f4f4;"
-        "padding:0 .2rem}.completed{color:#080}.failed{color:#b00}.cancelled{color:#777}"
-        "</style></head><body>",
-        f"<h1>perdure <small>{e(__version__)}</small></h1>",
-        "<p>API: <a href='/openapi.json'>/openapi.json</a> · <a href='/health'>/health</a>"
-        " · <a href='/api/v1/functions'>/api/v1/functions</a>"
-        " · <a href='/api/v1/runs'>/api/v1/runs</a>"
-        " · <a href='/api/v1/events'>/api/v1/events</a></p>",
-    ]
-    if not show_data:
-        parts.append(
-            "<p>The API needs a bearer token (<code>Authorization: Bearer "
-            "&lt;token&gt;</code>).</p></body></html>"
-        )
-        return "".join(parts)
-    functions = await app.query.list_functions()
-    runs = (await app.query.list_runs(limit=25)).items
-    parts.append(
-        f"<h2>Functions ({len(functions)})</h2><table><tr><th>id</th><th>app</th>"
-        "<th>triggers</th></tr>"
-    )
-    for f in functions:
-        triggers = ", ".join(views.trigger_text(t) for t in f.triggers) or "direct"
-        parts.append(
-            f"<tr><td><code>{e(f.id)}</code></td><td>{e(f.app)}</td><td>{e(triggers)}</td></tr>"
-        )
-    parts.append("</table><h2>Latest runs</h2>")
-    if not runs:
-        parts.append(
-            "<p>No runs yet. Send an event: <code>perdure send NAME --data "
-            "'{...}'</code> or <code>POST /api/v1/events</code>.</p>"
-        )
-    else:
-        parts.append("<table><tr><th>run</th><th>function</th><th>status</th><th>created</th></tr>")
-        for r in runs:
-            created = views.when_text(r.created_at)
-            parts.append(
-                f"<tr><td><a href='/api/v1/runs/{e(r.id)}'><code>{e(r.id)}</code></a></td>"
-                f"<td>{e(r.function_id)}</td><td class='{e(r.status.value)}'>"
-                f"{e(r.status.value)}</td><td>{e(created)}</td></tr>"
-            )
-        parts.append("</table>")
-    parts.append("</body></html>")
-    return "".join(parts)

@@ -21,6 +21,7 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
 from typing import Final, LiteralString
 
 from perdure.store.rows import FUNCTION_COLUMNS, RUN_COLUMNS, STEP_COLUMNS
@@ -140,30 +141,37 @@ STEPS_OF_RUN: Final = (
 )
 
 
-def _list_runs(status: bool, function: bool, before: bool) -> LiteralString:
+_UPPER: LiteralString = "'ABCDEFGHIJKLMNOPQRSTUVWXYZ'"
+_LOWER: LiteralString = "'abcdefghijklmnopqrstuvwxyz'"
+_RUN_FILTERS: Final[tuple[LiteralString, ...]] = (
+    " AND status = %(status)s",
+    " AND function_id = %(fid)s",
+    " AND id < %(before)s",
+    " AND created_at >= %(created_after)s",
+    " AND created_at < %(created_before)s",
+    " AND id >= %(id_lo)s AND id < %(id_hi)s",
+    " AND event_id = %(event_id)s",
+    # ASCII letters only, as ascii_fold (lower() would fold other letters by the locale)
+    " AND strpos(translate(input, " + _UPPER + ", " + _LOWER + "), %(text)s) > 0",
+    " AND (status IN ('completed', 'failed', 'cancelled', 'skipped')) = %(ended)s",
+)
+
+
+@functools.cache
+def list_runs(shape: tuple[bool, ...]) -> LiteralString:
+    """The statement listing runs, newest first, with the filters of ``shape``
+    (:meth:`~perdure.store.base.RunFilter.shape`) given; one constant statement per shape."""
     where: LiteralString = ""
-    if status:
-        where += " AND status = %(status)s"
-    if function:
-        where += " AND function_id = %(fid)s"
-    if before:
-        where += " AND id < %(before)s"
+    for given, clause in zip(shape, _RUN_FILTERS, strict=True):
+        if given:
+            where += clause
     return (
         "SELECT "
         + RUN_COLUMNS
         + " FROM runs WHERE true"
         + where
-        + (" ORDER BY id DESC LIMIT %(limit)s")
+        + " ORDER BY id DESC LIMIT %(limit)s"
     )
-
-
-# Keyed by (status given, function given, cursor given): one constant statement each.
-LIST_RUNS: Final[dict[tuple[bool, bool, bool], LiteralString]] = {
-    (s, f, b): _list_runs(s, f, b)
-    for s in (False, True)
-    for f in (False, True)
-    for b in (False, True)
-}
 
 
 def _list_events(name: bool, before: bool) -> LiteralString:

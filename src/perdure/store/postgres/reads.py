@@ -56,18 +56,11 @@ class Reads:
         return [step_from_row(row) for row in rows]
 
     async def list_runs(self, flt: RunFilter) -> list[RunRow]:
-        """Runs, newest first, filtered."""
-        if not inputs.all_storable((flt.status, flt.function_id, flt.before)):
+        """Runs, newest first, filtered (see :class:`~perdure.store.base.RunFilter`)."""
+        params = inputs.run_filter_params(flt)
+        if params is None:
             return []
-        stmt = q.LIST_RUNS[
-            (flt.status is not None, flt.function_id is not None, flt.before is not None)
-        ]
-        params = {
-            "status": flt.status,
-            "fid": flt.function_id,
-            "before": flt.before,
-            "limit": inputs.row_limit(flt.limit),
-        }
+        stmt = q.list_runs(flt.shape())
         return [run_from_row(row) for row in await self._pool.read_all(stmt, params)]
 
     async def list_events(self, name: str | None, before: int | None, limit: int) -> list[EventRow]:

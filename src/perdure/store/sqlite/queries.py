@@ -6,6 +6,7 @@ Statements with a ``{fids}``, ``{ids}`` or ``{keys}`` field get a list of ``?`` 
 
 from __future__ import annotations
 
+import functools
 from typing import Final, LiteralString
 
 from perdure.store.rows import FUNCTION_COLUMNS, RUN_COLUMNS, STEP_COLUMNS
@@ -185,24 +186,29 @@ ENDED_SINCE: Final[LiteralString] = (
 SELECT_RUNS: Final[LiteralString] = "SELECT " + RUN_COLUMNS + " FROM runs WHERE id IN ({ids})"
 
 
-def _list_runs(status: bool, function: bool, before: bool) -> LiteralString:
+_RUN_FILTERS: Final[tuple[LiteralString, ...]] = (
+    " AND status = :status",
+    " AND function_id = :fid",
+    " AND id < :before",
+    " AND created_at >= :created_after",
+    " AND created_at < :created_before",
+    " AND id >= :id_lo AND id < :id_hi",
+    " AND event_id = :event_id",
+    " AND instr(lower(input), :text) > 0",  # lower(): ASCII letters only, as ascii_fold
+    " AND (status IN ('completed', 'failed', 'cancelled', 'skipped')) = :ended",
+)
+
+
+@functools.cache
+def list_runs(shape: tuple[bool, ...]) -> LiteralString:
+    """The statement listing runs, newest first, with the filters of ``shape``
+    (:meth:`~perdure.store.base.RunFilter.shape`) given; one constant statement per shape."""
     where: LiteralString = ""
-    if status:
-        where += " AND status = :status"
-    if function:
-        where += " AND function_id = :fid"
-    if before:
-        where += " AND id < :before"
+    for given, clause in zip(shape, _RUN_FILTERS, strict=True):
+        if given:
+            where += clause
     return "SELECT " + RUN_COLUMNS + " FROM runs WHERE 1" + where + " ORDER BY id DESC LIMIT :limit"
 
-
-# Keyed by (status given, function given, cursor given): one constant statement each.
-LIST_RUNS: Final[dict[tuple[bool, bool, bool], LiteralString]] = {
-    (s, f, b): _list_runs(s, f, b)
-    for s in (False, True)
-    for f in (False, True)
-    for b in (False, True)
-}
 
 DEDUPE_EVENT: Final[LiteralString] = (
     "INSERT INTO event_ids (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO UPDATE "

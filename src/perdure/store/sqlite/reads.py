@@ -75,18 +75,11 @@ class Reads:
         return [_step(row) for row in rows]
 
     async def list_runs(self, flt: RunFilter) -> list[RunRow]:
-        """Runs, newest first."""
-        if not inputs.all_storable((flt.status, flt.function_id, flt.before)):
+        """Runs, newest first, filtered (see :class:`~perdure.store.base.RunFilter`)."""
+        args = inputs.run_filter_params(flt)
+        if args is None:
             return []
-        sql = q.LIST_RUNS[
-            (flt.status is not None, flt.function_id is not None, flt.before is not None)
-        ]
-        args = {
-            "status": flt.status,
-            "fid": flt.function_id,
-            "before": flt.before,
-            "limit": inputs.row_limit(flt.limit),
-        }
+        sql = q.list_runs(flt.shape())
         rows = await self._read(lambda c: c.execute(sql, args).fetchall())
         return [run_from_row(row) for row in rows]
 
