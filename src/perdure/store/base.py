@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol
 from perdure.clock import Clock
 from perdure.engine.flow.keys import RunFlow
 from perdure.functions import FunctionRecord
+from perdure.store.operations import OperationsStore
 
 
 @dataclass(slots=True)
@@ -338,8 +339,10 @@ asked for), ``stale`` (nothing: the schedule changed, was deleted or paused, or 
 scheduler already handled the tick)."""
 
 
-class Store(Protocol):
-    """What the engine needs from a database. All methods are coroutines except ``now``."""
+class Store(OperationsStore, Protocol):
+    """What the engine needs from a database. All methods are coroutines except ``now``
+    (the operations part, workers, pauses and bounded pruning, is
+    :class:`~perdure.store.operations.OperationsStore`)."""
 
     url: str
     clock: Clock
