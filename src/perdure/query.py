@@ -26,7 +26,8 @@ from perdure.engine.flow.gates import input_events
 from perdure.errors import FunctionNotFoundError, InvalidInputError, RunNotFoundError
 from perdure.functions import FunctionRecord
 from perdure.store.base import EventRow, RunFilter, RunRow, Store, StoredStep
-from perdure.types import Event, RunInfo, RunStatus, StepInfo, to_datetime
+from perdure.store.operations import WorkerRow
+from perdure.types import Event, RunInfo, RunStatus, StepInfo, WorkerInfo, to_datetime
 
 T = TypeVar("T")
 
@@ -148,7 +149,18 @@ class Query:
     async def list_functions(self) -> list[FunctionRecord]:
         """Every function registered in the database, by id."""
         store = await self._store()
-        return sorted(await store.list_functions(), key=lambda r: r.id)
+        records = sorted(await store.list_functions(), key=lambda r: r.id)
+        paused = await store.paused_functions()
+        return [replace(r, paused_at=paused.get(r.id)) for r in records]
+
+    async def list_workers(self, *, include_dead: bool = False) -> list[WorkerInfo]:
+        """The live workers, oldest start first; ``include_dead``: also those that stopped
+        or died within the last hour (:data:`perdure.runtime.presence.FORGET_AFTER`)."""
+        store = await self._store()
+        now = store.now()
+        rows = await store.list_workers(now - WORKERS_REMEMBERED)
+        infos = [worker_info(row, now) for row in rows]
+        return infos if include_dead else [w for w in infos if w.live]
 
     async def get_run(self, run_id: str, *, steps: bool = True) -> RunInfo:
         """One run, with its recorded steps (``steps=False``: without); raises
@@ -268,6 +280,31 @@ async def _waiting_reason(store: Store, row: RunRow) -> str | None:
     if spec is None:
         return None
     return blocked_reason(row.id, spec, load.keys, load.running, load.now)
+
+
+WORKERS_REMEMBERED = 3600.0
+"""How far back ``list_workers(include_dead=True)`` looks (seconds since the last beat)."""
+
+
+def worker_info(row: WorkerRow, now: float) -> WorkerInfo:
+    """A registered worker as :class:`~perdure.types.WorkerInfo`, its status at ``now``."""
+    status = "stopped" if row.stopped_at is not None else "live" if row.live(now) else "dead"
+    started, beat = to_datetime(row.started_at), to_datetime(row.last_heartbeat)
+    assert started is not None and beat is not None
+    return WorkerInfo(
+        id=row.id,
+        host=row.host,
+        pid=row.pid,
+        app=row.app,
+        functions=list(row.functions),
+        slots=row.slots,
+        slots_used=row.slots_used,
+        started_at=started,
+        last_heartbeat=beat,
+        stopped_at=to_datetime(row.stopped_at),
+        stale_after=row.stale_after,
+        status=status,
+    )
 
 
 def _page_size(limit: int) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 from perdure.functions import CronTrigger, EventTrigger, FunctionRecord, Trigger
 from perdure.query import EventDetail, EventInfo, FunctionStats, Page
 from perdure.store.base import SentEvent
-from perdure.types import RunInfo, ScheduleInfo, StepInfo, iso_utc
+from perdure.types import RunInfo, ScheduleInfo, StepInfo, WorkerInfo, iso_utc
 
 # ---------------------------------------------------------------------- time
 
@@ -126,12 +126,38 @@ def function_json(record: FunctionRecord) -> dict[str, Any]:
         "triggers": [trigger_json(t) for t in record.triggers],
         "config": record.config,
         "flow": record.flow.to_dict(),
+        "paused": record.paused_at is not None,
+        "paused_at": iso(record.paused_at),
     }
 
 
 def functions_json(records: Sequence[FunctionRecord]) -> dict[str, Any]:
     """The registered functions: ``{"functions": [...]}``."""
     return {"functions": [function_json(r) for r in records]}
+
+
+def worker_json(info: WorkerInfo) -> dict[str, Any]:
+    """A registered worker (``status``: live, stopped or dead)."""
+    return {
+        "id": info.id,
+        "host": info.host,
+        "pid": info.pid,
+        "app": info.app,
+        "functions": list(info.functions),
+        "slots": info.slots,
+        "slots_used": info.slots_used,
+        "started_at": iso(info.started_at),
+        "last_heartbeat": iso(info.last_heartbeat),
+        "stopped_at": iso(info.stopped_at),
+        "stale_after": info.stale_after,
+        "status": info.status,
+        "live": info.live,
+    }
+
+
+def workers_json(infos: Sequence[WorkerInfo]) -> dict[str, Any]:
+    """The registered workers: ``{"workers": [...]}``."""
+    return {"workers": [worker_json(w) for w in infos]}
 
 
 # ---------------------------------------------------------------------- events

@@ -161,6 +161,33 @@ class Api:
         stats = await self.query.function_stats(function_id)
         return JSONResponse(views.function_stats_json(function_id, stats))
 
+    async def pause_function(self, request: Request) -> Response:
+        """``POST /api/v1/functions/{function_id}/pause``: the function after pausing."""
+        return await self._set_paused(request, True)
+
+    async def resume_function(self, request: Request) -> Response:
+        """``POST /api/v1/functions/{function_id}/resume``: the function after resuming."""
+        return await self._set_paused(request, False)
+
+    async def _set_paused(self, request: Request, paused: bool) -> Response:
+        query_params(request, ())
+        body = await read_json(request, optional=True)
+        if body not in (None, {}):
+            raise ApiError(400, "invalid_input", "pause and resume take no body (or {})")
+        function_id: str = request.path_params["function_id"]
+        if paused:
+            await self.app.pause(function_id)
+        else:
+            await self.app.resume(function_id)
+        return await self.get_function(request)
+
+    async def list_workers(self, request: Request) -> Response:
+        """``GET /api/v1/workers``: the live workers (``?all=true``: also those that stopped
+        or died within the last hour)."""
+        query = models.validate(models.WorkersQuery, query_params(request, ("all",)))
+        workers = await self.query.list_workers(include_dead=query.all == "true")
+        return JSONResponse(views.workers_json(workers))
+
     async def start_run(self, request: Request) -> Response:
         """``POST /api/v1/functions/{function_id}/runs``."""
         query_params(request, ())

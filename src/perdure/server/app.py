@@ -226,7 +226,18 @@ def create_app(
         Route(
             "/api/v1/functions/{function_id:path}/runs", endpoint(api.start_run), methods=["POST"]
         ),
+        Route(
+            "/api/v1/functions/{function_id:path}/pause",
+            endpoint(api.pause_function),
+            methods=["POST"],
+        ),
+        Route(
+            "/api/v1/functions/{function_id:path}/resume",
+            endpoint(api.resume_function),
+            methods=["POST"],
+        ),
         Route("/api/v1/functions/{function_id:path}", endpoint(api.get_function), methods=["GET"]),
+        Route("/api/v1/workers", endpoint(api.list_workers), methods=["GET"]),
         Route("/api/v1/runs", endpoint(api.list_runs), methods=["GET"]),
         Route("/api/v1/runs/{run_id}", endpoint(api.get_run), methods=["GET"]),
         Route("/api/v1/runs/{run_id}/cancel", endpoint(api.cancel_run), methods=["POST"]),

@@ -382,6 +382,7 @@ def document(*, auth: bool) -> dict[str, Any]:
                 ),
             ),
         },
+        **_operations_paths(auth),
     }
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -463,6 +464,47 @@ def _schedule_paths(auth: bool) -> dict[str, Any]:
                 auth=auth,
                 errors=("NotFound", *_WRITE),
                 parameters=sid,
+            ),
+        },
+    }
+
+
+def _operations_paths(auth: bool) -> dict[str, Any]:
+    """Pausing and resuming functions; the workers registry (docs/operations.md)."""
+    r = responses
+    after = {"200": _resp(r.Function, "The function after the change.")}
+    no_body = _body(
+        {"anyOf": [{"type": "object", "maxProperties": 0}, {"type": "null"}]}, required=False
+    )
+    fid = [_path("function_id")]
+    return {
+        "/api/v1/functions/{function_id}/pause": {
+            "post": _op(
+                "Pause a function: its runs are created and queue, none starts until it is "
+                "resumed; its cron triggers and schedules skip their ticks.",
+                after,
+                auth=auth,
+                errors=("NotFound", *_WRITE),
+                parameters=fid,
+                requestBody=no_body,
+            ),
+        },
+        "/api/v1/functions/{function_id}/resume": {
+            "post": _op(
+                "Resume a function: its queued runs start, in their queue order.",
+                after,
+                auth=auth,
+                errors=("NotFound", *_WRITE),
+                parameters=fid,
+                requestBody=no_body,
+            ),
+        },
+        "/api/v1/workers": {
+            "get": _op(
+                "The live workers (all=true: also those that stopped or died in the last hour).",
+                {"200": _resp(r.WorkerList, "The workers, oldest start first.")},
+                auth=auth,
+                parameters=_parameters(models.WorkersQuery),
             ),
         },
     }

@@ -157,6 +157,10 @@ class Function(_Open):
     flow: dict[str, Any] = Field(
         default_factory=dict, description="The flow-control options (docs/flow-control.md)."
     )
+    paused: bool = Field(
+        default=False, description="Paused: its runs queue, none starts (docs/operations.md)."
+    )
+    paused_at: datetime | None = None
 
 
 class Durations(_Open):
@@ -189,6 +193,30 @@ class FunctionList(_Open):
     """Every registered function."""
 
     functions: list[Function]
+
+
+class Worker(_Open):
+    """A registered worker (docs/operations.md)."""
+
+    id: str
+    host: str
+    pid: int
+    app: str = Field(description="The apps of its functions, comma-separated.")
+    functions: list[str]
+    slots: int = Field(description="Runs it can execute at once.")
+    slots_used: int = Field(description="Runs it was executing at its last heartbeat.")
+    started_at: datetime
+    last_heartbeat: datetime
+    stopped_at: datetime | None
+    stale_after: float = Field(description="Seconds without a heartbeat after which it is dead.")
+    status: Literal["live", "stopped", "dead"]
+    live: bool
+
+
+class WorkerList(_Open):
+    """Registered workers, oldest start first."""
+
+    workers: list[Worker]
 
 
 class StartedRun(_Open):
@@ -360,6 +388,8 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     EventDetail,
     FunctionList,
     FunctionStats,
+    Function,
+    WorkerList,
     StartedRun,
     Run,
     RunPage,

@@ -30,6 +30,7 @@ MIGRATIONS = Migrations(
         "0005_flow_cancel.sql",
         "0006_step_names.sql",
         "0007_rerun.sql",
+        "0008_operations.sql",
     ),
 )
 SCHEMA_FILE = "schema.sql"
