@@ -40,7 +40,7 @@ from perdure.schedules import Schedules
 from perdure.store import default_url
 from perdure.store.base import SentEvent, Store
 from perdure.sync import SyncBridge
-from perdure.types import Event, RunInfo, RunStatus
+from perdure.types import Event, FunctionPause, RunInfo, RunStatus
 
 __all__ = ["INVOKED_EVENT", "App", "Limits", "RunHandle"]
 
@@ -347,6 +347,18 @@ class App(ClientSyncTwins):
         :class:`~perdure.errors.InvalidInputError` (the run recorded no such step). Both
         runs' audit trails record ``actor`` (default ``app:<name>``)."""
         return await self.client.replay(run_id, from_step=from_step, actor=actor or self._actor)
+
+    async def pause(self, function: Any) -> FunctionPause:
+        """Pause a function (decorated function or id): its runs are created and queue, none
+        starts until :meth:`resume`; its cron triggers and schedules skip their ticks
+        meanwhile (docs/operations.md). The pause is kept in the database, apart from the
+        function's registration: restarting workers or syncing keeps it. Raises
+        :class:`~perdure.errors.FunctionNotFoundError` for an unknown function."""
+        return await self.client.pause(function)
+
+    async def resume(self, function: Any) -> FunctionPause:
+        """Resume a paused function: its queued runs start, in their queue order."""
+        return await self.client.resume(function)
 
     async def send(self, events: Event | Sequence[Event]) -> list[str]:
         """Send events; return their ids. Each starts the runs of the functions it triggers

@@ -47,7 +47,7 @@ from perdure.store.base import (
     StoredStep,
 )
 from perdure.sync import SyncBridge
-from perdure.types import Event, RunInfo, RunStatus
+from perdure.types import Event, FunctionPause, RunInfo, RunStatus, to_datetime
 
 log = logging.getLogger("perdure.client")
 
@@ -137,6 +137,10 @@ class ClientSyncTwins:
 
         async def replay(self, run_id: str, *, from_step: str) -> RunHandle: ...
 
+        async def pause(self, function: Any) -> FunctionPause: ...
+
+        async def resume(self, function: Any) -> FunctionPause: ...
+
     def start_sync(
         self,
         function: Any,
@@ -166,6 +170,14 @@ class ClientSyncTwins:
     def replay_sync(self, run_id: str, *, from_step: str) -> RunHandle:
         """:meth:`replay` for code outside asyncio."""
         return self.bridge.call(self.replay(run_id, from_step=from_step))
+
+    def pause_sync(self, function: Any) -> FunctionPause:
+        """:meth:`pause` for code outside asyncio."""
+        return self.bridge.call(self.pause(function))
+
+    def resume_sync(self, function: Any) -> FunctionPause:
+        """:meth:`resume` for code outside asyncio."""
+        return self.bridge.call(self.resume(function))
 
 
 class Client:
@@ -345,6 +357,25 @@ class Client:
         if actor is not None and row.status == "cancelled" and before and not before.ended_at:
             await self._audit([AuditIn(actor, "cancel", run_id)])
         return run_info(row, await store.get_steps(run_id))
+
+    async def pause(self, function: Any) -> FunctionPause:
+        """Pause a function (decorated function or id): its runs are still created (events,
+        starts, invokes) and queue, but none starts until :meth:`resume`; its cron triggers
+        and schedules skip their ticks. A pause survives the function's re-registration.
+        Pausing a paused function changes nothing. Raises
+        :class:`~perdure.errors.FunctionNotFoundError` for an unknown function."""
+        return await self._set_paused(function, True)
+
+    async def resume(self, function: Any) -> FunctionPause:
+        """Resume a paused function: its queued runs start, in their queue order."""
+        return await self._set_paused(function, False)
+
+    async def _set_paused(self, function: Any, paused: bool) -> FunctionPause:
+        fid = function_id_of(function)
+        await self.open()
+        await self._check_function(fid)
+        at = await self.runtime.store.set_function_paused(fid, paused)
+        return FunctionPause(fid, at is not None, to_datetime(at))
 
     async def rerun(self, run_id: str, *, actor: str | None = None) -> RunHandle:
         """Start a new run of the same function with the same input (the event or events

@@ -146,6 +146,9 @@ class FunctionRecord:
     triggers: tuple[Trigger, ...]
     config: dict[str, Any]
     flow: FlowControl = field(init=False, repr=False, compare=False)
+    paused_at: float | None = field(default=None, compare=False)
+    """When the function was paused (``None``: it runs). Kept apart from the function's row
+    in the store (a sync does not change it); filled in by the query layer."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "flow", FlowControl.from_dict(self.config.get("flow")))

@@ -1,4 +1,4 @@
-"""The read side: what the HTTP API, the landing page and the CLI show.
+"""The read side: what the HTTP API, the dashboard and the CLI show.
 
 The server and the CLI never touch the store: they read through a :class:`Query`, which turns
 the store's records (:mod:`perdure.store.base`) into the public value types
@@ -14,6 +14,7 @@ open, and the first read opens it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -22,10 +23,11 @@ from typing import Any, Generic, Protocol, TypeVar
 from perdure import serde
 from perdure.engine.flow.admission import blocked_reason
 from perdure.engine.flow.gates import input_events
-from perdure.errors import InvalidInputError, RunNotFoundError
+from perdure.errors import FunctionNotFoundError, InvalidInputError, RunNotFoundError
 from perdure.functions import FunctionRecord
 from perdure.store.base import EventRow, RunFilter, RunRow, Store, StoredStep
-from perdure.types import Event, RunInfo, RunStatus, StepInfo, to_datetime
+from perdure.store.operations import WorkerRow
+from perdure.types import Event, RunInfo, RunStatus, StepInfo, WorkerInfo, to_datetime
 
 T = TypeVar("T")
 
@@ -68,6 +70,57 @@ class EventInfo:
     run_ids: list[str]
 
 
+@dataclass(frozen=True, slots=True)
+class ResumedRun:
+    """A run an event resumed: the ``wait`` step (``step_id``) the event satisfied."""
+
+    run_id: str
+    step_id: str
+    run: RunInfo | None
+    """The run (without its steps); ``None`` if it was pruned since."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventDetail:
+    """A received event with the runs it started and the runs it resumed."""
+
+    info: EventInfo
+    started: list[RunInfo]
+    resumed: list[ResumedRun]
+
+
+STATS_WINDOW = 1000
+"""How many of a function's most recent runs its statistics read."""
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionStats:
+    """A function's recent record, over its :data:`STATS_WINDOW` most recently created runs
+    (``runs`` of them exist): how many are in each status, the success rate (completed
+    among completed and failed: a cancelled or skipped run is an operator's or flow
+    control's decision, not an outcome of the code; ``None`` when none of them ended so),
+    and the percentiles of
+    the durations (``ended_at - started_at``, seconds) of the completed and failed runs
+    (``None`` when there are none)."""
+
+    window: int
+    runs: int
+    statuses: dict[str, int]
+    success_rate: float | None
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+def percentile(values: Sequence[float], p: float) -> float | None:
+    """The nearest-rank ``p``-th percentile (0 < p <= 100) of ``values``; ``None`` if empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
 class Query:
     """The read operations over one store source (see the module docstring)."""
 
@@ -96,7 +149,18 @@ class Query:
     async def list_functions(self) -> list[FunctionRecord]:
         """Every function registered in the database, by id."""
         store = await self._store()
-        return sorted(await store.list_functions(), key=lambda r: r.id)
+        records = sorted(await store.list_functions(), key=lambda r: r.id)
+        paused = await store.paused_functions()
+        return [replace(r, paused_at=paused.get(r.id)) for r in records]
+
+    async def list_workers(self, *, include_dead: bool = False) -> list[WorkerInfo]:
+        """The live workers, oldest start first; ``include_dead``: also those that stopped
+        or died within the last hour (:data:`perdure.runtime.presence.FORGET_AFTER`)."""
+        store = await self._store()
+        now = store.now()
+        rows = await store.list_workers(now - WORKERS_REMEMBERED)
+        infos = [worker_info(row, now) for row in rows]
+        return infos if include_dead else [w for w in infos if w.live]
 
     async def get_run(self, run_id: str, *, steps: bool = True) -> RunInfo:
         """One run, with its recorded steps (``steps=False``: without); raises
@@ -160,6 +224,49 @@ class Query:
         row = await store.get_event(event_id)
         return None if row is None else event_info(row)
 
+    async def event_detail(self, event_id: str, *, limit: int = PAGE_MAX) -> EventDetail | None:
+        """A received event (as :meth:`get_event`) with the runs it started and those whose
+        ``wait_for_event`` steps it satisfied (``limit`` of each at most, by run id);
+        ``None`` if unknown."""
+        store = await self._store()
+        row = await store.get_event(event_id)
+        if row is None:
+            return None
+        size = _page_size(limit)
+        waits = await store.waits_resolved_by(row, size)
+        ids = sorted(set(row.run_ids))[:size]
+        rows = {r.id: r for r in await store.get_runs([*ids, *(w[0] for w in waits)])}
+        started = [run_info(rows[i], []) for i in ids if i in rows]
+        resumed = [
+            ResumedRun(rid, key, run_info(rows[rid], []) if rid in rows else None)
+            for rid, key in waits
+        ]
+        return EventDetail(event_info(row), started, resumed)
+
+    async def function_stats(self, function_id: str) -> FunctionStats:
+        """The statistics of a function's recent runs (see :class:`FunctionStats`); raises
+        :class:`~perdure.errors.FunctionNotFoundError` for an unknown function."""
+        store = await self._store()
+        if not any(r.id == function_id for r in await store.list_functions()):
+            raise FunctionNotFoundError(f"no function with id {function_id!r} is registered")
+        timings = await store.run_timings(function_id, STATS_WINDOW)
+        statuses = {s.value: 0 for s in RunStatus}
+        durations: list[float] = []
+        for status, started_at, ended_at in timings:
+            statuses[status] = statuses.get(status, 0) + 1
+            if status in ("completed", "failed") and started_at is not None and ended_at:
+                durations.append(max(0.0, ended_at - started_at))
+        decided = statuses["completed"] + statuses["failed"]
+        return FunctionStats(
+            window=STATS_WINDOW,
+            runs=len(timings),
+            statuses=statuses,
+            success_rate=statuses["completed"] / decided if decided else None,
+            p50=percentile(durations, 50),
+            p95=percentile(durations, 95),
+            p99=percentile(durations, 99),
+        )
+
 
 async def _waiting_reason(store: Store, row: RunRow) -> str | None:
     """Why a due run is not executing, computed now (nothing is written: the claim path stays
@@ -173,6 +280,31 @@ async def _waiting_reason(store: Store, row: RunRow) -> str | None:
     if spec is None:
         return None
     return blocked_reason(row.id, spec, load.keys, load.running, load.now)
+
+
+WORKERS_REMEMBERED = 3600.0
+"""How far back ``list_workers(include_dead=True)`` looks (seconds since the last beat)."""
+
+
+def worker_info(row: WorkerRow, now: float) -> WorkerInfo:
+    """A registered worker as :class:`~perdure.types.WorkerInfo`, its status at ``now``."""
+    status = "stopped" if row.stopped_at is not None else "live" if row.live(now) else "dead"
+    started, beat = to_datetime(row.started_at), to_datetime(row.last_heartbeat)
+    assert started is not None and beat is not None
+    return WorkerInfo(
+        id=row.id,
+        host=row.host,
+        pid=row.pid,
+        app=row.app,
+        functions=list(row.functions),
+        slots=row.slots,
+        slots_used=row.slots_used,
+        started_at=started,
+        last_heartbeat=beat,
+        stopped_at=to_datetime(row.stopped_at),
+        stale_after=row.stale_after,
+        status=status,
+    )
 
 
 def _page_size(limit: int) -> int:

@@ -286,6 +286,41 @@ class RunInfo:
     it were kept), or ``None``."""
 
 
+@dataclass(frozen=True, slots=True)
+class FunctionPause:
+    """Whether a function is paused (:meth:`perdure.App.pause`), and since when. A paused
+    function's runs are created and queue; none starts until it is resumed."""
+
+    function_id: str
+    paused: bool
+    paused_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker as registered (:meth:`perdure.query.Query.list_workers`). ``status`` is
+    ``live`` (beating), ``stopped`` (shut down cleanly) or ``dead`` (no beat for longer than
+    ``stale_after`` seconds: it crashed or lost the database)."""
+
+    id: str
+    host: str
+    pid: int
+    app: str
+    functions: list[str]
+    slots: int
+    slots_used: int
+    started_at: datetime
+    last_heartbeat: datetime
+    stopped_at: datetime | None
+    stale_after: float
+    status: str
+
+    @property
+    def live(self) -> bool:
+        """Whether the worker is running now."""
+        return self.status == "live"
+
+
 def iso_utc(value: datetime | float) -> str:
     """An instant (aware datetime or epoch seconds) as ISO 8601 text in UTC (``...Z``)."""
     if isinstance(value, datetime):

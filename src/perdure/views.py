@@ -2,7 +2,7 @@
 
 This is the one place that shapes them (the OpenAPI document at ``/openapi.json`` describes
 the same shapes). Times are ISO 8601 UTC strings ending in ``Z`` (:func:`iso`), or ``null``.
-The few human-readable renderings both the CLI and the landing page print (a trigger, a
+The few human-readable renderings both the CLI and the dashboard show (a trigger, a
 timestamp) are here too.
 """
 
@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from perdure.functions import CronTrigger, EventTrigger, FunctionRecord, Trigger
-from perdure.query import EventInfo, Page
+from perdure.query import EventDetail, EventInfo, FunctionStats, Page
 from perdure.store.access import AuditRow, KeyRow
 from perdure.store.base import SentEvent
-from perdure.types import RunInfo, ScheduleInfo, StepInfo, iso_utc
+from perdure.types import RunInfo, ScheduleInfo, StepInfo, WorkerInfo, iso_utc
 
 # ---------------------------------------------------------------------- time
 
@@ -127,12 +127,38 @@ def function_json(record: FunctionRecord) -> dict[str, Any]:
         "triggers": [trigger_json(t) for t in record.triggers],
         "config": record.config,
         "flow": record.flow.to_dict(),
+        "paused": record.paused_at is not None,
+        "paused_at": iso(record.paused_at),
     }
 
 
 def functions_json(records: Sequence[FunctionRecord]) -> dict[str, Any]:
     """The registered functions: ``{"functions": [...]}``."""
     return {"functions": [function_json(r) for r in records]}
+
+
+def worker_json(info: WorkerInfo) -> dict[str, Any]:
+    """A registered worker (``status``: live, stopped or dead)."""
+    return {
+        "id": info.id,
+        "host": info.host,
+        "pid": info.pid,
+        "app": info.app,
+        "functions": list(info.functions),
+        "slots": info.slots,
+        "slots_used": info.slots_used,
+        "started_at": iso(info.started_at),
+        "last_heartbeat": iso(info.last_heartbeat),
+        "stopped_at": iso(info.stopped_at),
+        "stale_after": info.stale_after,
+        "status": info.status,
+        "live": info.live,
+    }
+
+
+def workers_json(infos: Sequence[WorkerInfo]) -> dict[str, Any]:
+    """The registered workers: ``{"workers": [...]}``."""
+    return {"workers": [worker_json(w) for w in infos]}
 
 
 # ---------------------------------------------------------------------- events
@@ -144,6 +170,47 @@ def event_json(info: EventInfo) -> dict[str, Any]:
     out["received_at"] = iso(info.received_at)
     out["run_ids"] = list(info.run_ids)
     return out
+
+
+def run_brief_json(run: RunInfo) -> dict[str, Any]:
+    """A run in a list of links: ``id``, ``function_id``, ``status`` and its times."""
+    return {
+        "id": run.id,
+        "function_id": run.function_id,
+        "status": run.status.value,
+        "created_at": iso(run.created_at),
+        "ended_at": iso(run.ended_at),
+    }
+
+
+def event_detail_json(detail: EventDetail) -> dict[str, Any]:
+    """A received event (:func:`event_json`) with ``started``, the runs it started, and
+    ``resumed``, the runs whose wait step it satisfied (``step_id``; ``run`` is ``null``
+    for a run pruned since)."""
+    out = event_json(detail.info)
+    out["started"] = [run_brief_json(r) for r in detail.started]
+    out["resumed"] = [
+        {
+            "run_id": r.run_id,
+            "step_id": r.step_id,
+            "run": None if r.run is None else run_brief_json(r.run),
+        }
+        for r in detail.resumed
+    ]
+    return out
+
+
+def function_stats_json(function_id: str, stats: FunctionStats) -> dict[str, Any]:
+    """A function's recent statistics (:class:`~perdure.query.FunctionStats`); durations
+    in seconds."""
+    return {
+        "function_id": function_id,
+        "window": stats.window,
+        "runs": stats.runs,
+        "statuses": dict(stats.statuses),
+        "success_rate": stats.success_rate,
+        "duration": {"p50": stats.p50, "p95": stats.p95, "p99": stats.p99},
+    }
 
 
 def events_page_json(page: Page[EventInfo]) -> dict[str, Any]:

@@ -69,11 +69,14 @@ def test_unknown_route_and_wrong_method_are_json(client: httpx.Client) -> None:
     assert set(r.headers["allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
 
 
-def test_landing_page_lists_functions(client: httpx.Client) -> None:
+def test_root_redirects_to_the_dashboard(client: httpx.Client) -> None:
     r = client.get("/")
+    assert r.status_code == 307
+    assert r.headers["location"] == "/runs"
+    r = client.get("/runs")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/html")
-    assert "on-ping" in r.text and "/openapi.json" in r.text
+    assert '<script type="module" src="/static/runs.js">' in r.text
 
 
 def _refs(node: Any) -> list[str]:
@@ -102,8 +105,10 @@ def test_openapi_document(client: httpx.Client) -> None:
         "/openapi.json": {"get"},
         "/metrics": {"get"},
         "/api/v1/events": {"get", "post"},
+        "/api/v1/events/{event_id}": {"get"},
         "/api/v1/functions": {"get", "post"},
         "/api/v1/functions/{function_id}": {"get"},
+        "/api/v1/functions/{function_id}/stats": {"get"},
         "/api/v1/functions/{function_id}/runs": {"post"},
         "/api/v1/runs": {"get"},
         "/api/v1/runs/{run_id}": {"get"},
@@ -111,6 +116,11 @@ def test_openapi_document(client: httpx.Client) -> None:
         "/api/v1/runs/{run_id}/rerun": {"post"},
         "/api/v1/runs/{run_id}/replay": {"post"},
         "/api/v1/schedules": {"get", "post"},
+        "/api/v1/apps": {"get"},
+        "/api/v1/workers": {"get"},
+        "/api/v1/functions/{function_id}/pause": {"post"},
+        "/api/v1/functions/{function_id}/resume": {"post"},
+        "/api/v1/apps/{app_id}/resync": {"post"},
         "/api/v1/schedules/{schedule_id}": {"get", "delete"},
         "/api/v1/schedules/{schedule_id}/pause": {"post"},
         "/api/v1/schedules/{schedule_id}/resume": {"post"},

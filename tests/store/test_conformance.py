@@ -975,3 +975,60 @@ async def test_claims_tell_first_starts_and_takeovers_and_the_due_backlog_counts
         ("r2", False, True),
     ]
     assert "f" not in (await store.due_backlog()).functions
+
+
+async def test_an_event_names_the_waits_it_resolved(store: Store, clock: ManualClock) -> None:
+    await store.create_runs([new_run("r1"), new_run("r2"), new_run("r3")])
+    runs = {r.id: r for r in (await store.claim("w", ["f"], 3, LEASE)).runs}
+    writes: list[WriteOp] = []
+    for rid in ("r1", "r2", "r3"):
+        spec = WaitSpec("shipped", "data.run", serde.dumps(rid), None, None)
+        writes += [
+            StepWrite(rid, runs[rid].token, "w", 0, "wait", "waiting", wait=spec),
+            Outcome(rid, runs[rid].token, "suspend", status="waiting", watch_keys=("w",)),
+        ]
+    assert await store.commit(writes) == [True] * 6
+    await store.send_events([event_body("shipped", {"run": "r2"}, "x1")])
+    old = await store.get_event("x1")
+    assert old is not None
+    assert await store.waits_resolved_by(old, 10) == [("r2", "w")]
+    await clock.advance(1)
+    await store.send_events([event_body("other", {"run": "r1"}, "x2")])  # another name
+    other = await store.get_event("x2")
+    assert other is not None and await store.waits_resolved_by(other, 10) == []
+    # the same id once the dedupe window has passed: the new event resolves r1 and r3 only
+    await clock.advance(24 * 3600 + 1)
+    await store.send_events([event_body("shipped", {"run": "r1"}, "x1")])
+    await store.send_events([event_body("shipped", {"run": "r3"}, "x3")])
+    new = await store.get_event("x1")
+    assert new is not None and new.seq > old.seq
+    assert await store.waits_resolved_by(new, 10) == [("r1", "w")]
+    assert await store.waits_resolved_by(old, 10) == [("r1", "w"), ("r2", "w")]
+    assert await store.waits_resolved_by(old, 1) == [("r1", "w")]
+
+
+async def test_run_timings_are_the_newest_runs_of_a_function(
+    store: Store, clock: ManualClock
+) -> None:
+    await store.create_runs([new_run(f"r{i}") for i in range(4)] + [new_run("g1", fid="g")])
+    claimed = {r.id: r for r in (await store.claim("w", ["f"], 4, LEASE)).runs}
+    start = clock.now()
+    await clock.advance(2)
+    await store.commit(
+        [
+            Outcome("r0", claimed["r0"].token, "complete", output="1"),
+            Outcome("r1", claimed["r1"].token, "fail", error='{"type": "E", "message": "x"}'),
+        ]
+    )
+    await store.cancel_run("r2")
+    timings = await store.run_timings("f", 10)
+    assert [t[0] for t in timings] == ["running", "cancelled", "failed", "completed"]
+    for status, started, ended in timings:
+        assert started == start
+        assert (ended is None) == (status == "running")
+        if ended is not None:
+            assert ended == start + 2
+    assert [t[0] for t in await store.run_timings("f", 2)] == ["running", "cancelled"]
+    assert [t[0] for t in await store.run_timings("g", 10)] == ["queued"]
+    assert await store.run_timings("nobody", 10) == []
+    assert await store.run_timings("bad\x00id", 10) == []

@@ -369,6 +369,7 @@ def dev(
     urls = _sdk_urls(sdk_urls)
     sock = _bind(host, port)
     from perdure.drivers.python import PythonDriver
+    from perdure.inngest.apps import AppDirectory
     from perdure.inngest.driver import InngestDriver
     from perdure.inngest.routes import InngestRoutes
     from perdure.inngest.sync import AppPoller
@@ -403,6 +404,7 @@ def dev(
                     allowed_hosts=allowed_hosts,
                     extra_routes=routes.routes(),
                     response_headers=routes.headers,
+                    apps=AppDirectory(routes.registry, poller=poller),
                 )
                 w = Worker(
                     app.runtime,
@@ -510,6 +512,7 @@ def server(
     app = load_app(app_spec, "'--app'") if app_spec else App("server", database_url)
     _use_database(app, database_url)
     sock = _bind(host, port)
+    from perdure.inngest.apps import AppDirectory
     from perdure.inngest.driver import InngestDriver
     from perdure.inngest.routes import InngestRoutes
     from perdure.inngest.sync import AppPoller
@@ -529,6 +532,7 @@ def server(
         allowed_hosts=allowed_hosts,
         extra_routes=routes.routes(),
         response_headers=routes.headers,
+        apps=AppDirectory(routes.registry, poller=poller, server_kind="cloud", keys=keys),
     )
 
     async def main() -> None:

@@ -36,11 +36,12 @@ from perdure.inngest.auth import InngestKeys
 from perdure.inngest.discovery import discover
 from perdure.inngest.driver import InngestDriver
 from perdure.inngest.functions import InngestApp, InngestFunction, parse_register
+from perdure.inngest.sync_log import SyncLog
 from perdure.inngest.watch import RegistryWatcher, retire_runs
 
 log = logging.getLogger("perdure.inngest")
 
-__all__ = ["AppPoller", "AppRegistry", "ConflictError", "SyncResult"]
+__all__ = ["AppPoller", "AppRegistry", "ConflictError", "SyncResult", "sync_put"]
 
 _NAMESPACE = uuid.UUID("1f0c6a5e-5b8a-4c1e-9a61-3c8a2f4e7d10")
 PING_TIMEOUT = 10.0
@@ -77,6 +78,8 @@ class AppRegistry:
         self.driver = driver
         self._checksums: dict[str, str] = {}
         self._lock = asyncio.Lock()
+        self.log = SyncLog()
+        """The syncs this server saw (:mod:`perdure.inngest.sync_log`)."""
         self.watcher = RegistryWatcher(app, driver)
         """Keeps this server's driver current with syncs made through other servers; its
         listeners hear of every change (see :mod:`perdure.inngest.watch`)."""
@@ -92,6 +95,17 @@ class AppRegistry:
         """Register an app from a ``/fn/register`` payload (``body``: its raw bytes, for the
         unchanged-sync check). InvalidInputError for an invalid payload, ConflictError for a
         function id another app or a native function has; nothing is written then."""
+        try:
+            return await self._register(payload, body)
+        except (InvalidInputError, ConflictError) as exc:
+            if isinstance(payload, dict) and isinstance(payload.get("appName"), str):
+                url = payload.get("url")
+                self.log.refused(
+                    payload["appName"], url if isinstance(url, str) else "", exc.message
+                )
+            raise
+
+    async def _register(self, payload: Any, body: bytes) -> SyncResult:
         app = parse_register(payload, retry_policy=self.app.retry_policy)
         checksum = hashlib.sha256(body).hexdigest() if body else ""
         async with self._lock:
@@ -145,6 +159,7 @@ class AppRegistry:
                     len(app.functions),
                     f", removed {', '.join(removed)}" if removed else "",
                 )
+        self.log.registered(app.id, app.url, app.sdk, app.framework)
         if removed:
             await retire_runs(self.app, removed, app.id)
         return SyncResult(
@@ -201,6 +216,43 @@ class PollState:
     body: Any = field(default=None, repr=False)
 
 
+async def sync_put(
+    http: httpx.AsyncClient,
+    state: PollState,
+    server_kind: str,
+    keys: InngestKeys | None = None,
+    timeout: float = PING_TIMEOUT,
+) -> None:
+    """Send the sync ``PUT`` to ``state.url`` as the Inngest dev server does (signed with
+    ``keys`` in self-hosted mode): the SDK then registers with this server. The outcome
+    (``ok``, ``error``, ``last_status``, ``body``) is kept in ``state``."""
+    body = orjson.dumps({"url": state.url})
+    headers = {"X-Inngest-Server-Kind": server_kind, "Content-Type": "application/json"}
+    if keys is not None:
+        body, headers["X-Inngest-Signature"] = keys.sign_body(body, time.time())
+    try:
+        response = await http.put(state.url, content=body, headers=headers, timeout=timeout)
+    except httpx.HTTPError as exc:
+        state.ok, state.error, state.last_status = False, f"unreachable: {exc}", None
+        return
+    state.last_status = response.status_code
+    state.body = None
+    with contextlib.suppress(ValueError):
+        state.body = response.json()
+    # Python apps answer 200 with the server's JSON even when registration failed.
+    failed = isinstance(state.body, dict) and (
+        state.body.get("ok") is False or "error" in state.body
+    )
+    if response.status_code >= 400 or failed:
+        message = None
+        if isinstance(state.body, dict):
+            message = state.body.get("error") or state.body.get("message")
+        state.ok = False
+        state.error = f"sync failed ({response.status_code}): {message or response.text[:200]}"
+    else:
+        state.ok, state.error = True, None
+
+
 class AppPoller:
     """Sends the sync ``PUT`` to app URLs: once at start, then every ``interval`` seconds to
     every URL (``poll``) or only to those whose last sync failed (``poll=False``). With
@@ -233,37 +285,16 @@ class AppPoller:
         self._own_http = http is None
         self._task: asyncio.Task[None] | None = None
         self.passes = 0
+        self.on_result: Callable[[PollState], None] | None = None
+        """Told the outcome of every ``PUT`` (the sync log: :mod:`perdure.inngest.apps`)."""
 
     async def ping(self, state: PollState) -> None:
-        """One sync ``PUT`` to an app URL; its outcome is kept in ``state``."""
-        http = self._client()
+        """One sync ``PUT`` to an app URL; its outcome is kept in ``state`` (and told to
+        ``on_result``)."""
         state.attempts += 1
-        body = orjson.dumps({"url": state.url})
-        headers = {"X-Inngest-Server-Kind": self.server_kind, "Content-Type": "application/json"}
-        if self.keys is not None:
-            body, headers["X-Inngest-Signature"] = self.keys.sign_body(body, time.time())
-        try:
-            response = await http.put(
-                state.url, content=body, headers=headers, timeout=PING_TIMEOUT
-            )
-        except httpx.HTTPError as exc:
-            state.ok, state.error, state.last_status = False, f"unreachable: {exc}", None
-            return
-        state.last_status = response.status_code
-        with contextlib.suppress(ValueError):
-            state.body = response.json()
-        # Python apps answer 200 with the server's JSON even when registration failed.
-        failed = isinstance(state.body, dict) and (
-            state.body.get("ok") is False or "error" in state.body
-        )
-        if response.status_code >= 400 or failed:
-            message = None
-            if isinstance(state.body, dict):
-                message = state.body.get("error") or state.body.get("message")
-            state.ok = False
-            state.error = f"sync failed ({response.status_code}): {message or response.text[:200]}"
-        else:
-            state.ok, state.error = True, None
+        await sync_put(self._client(), state, self.server_kind, self.keys)
+        if self.on_result is not None:
+            self.on_result(state)
 
     async def tick(self) -> None:
         """One pass: discover apps (while none is synced), then ping the URLs due one."""

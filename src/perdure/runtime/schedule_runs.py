@@ -14,7 +14,7 @@ The event of a run started by a tick or a trigger is named ``perdure/scheduled.t
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -122,9 +122,10 @@ class ScheduleFirer:
             found = self._crons[key] = CronSchedule.parse(row.cron, row.tz)
         return found
 
-    async def fire_due(self, now: float) -> float | None:
-        """Fire every due tick; when the next one is (``None``: nothing is scheduled, or what
-        is due cannot be handled by this scheduler now; look again after a poll interval)."""
+    async def fire_due(self, now: float, paused: Set[str] = frozenset()) -> float | None:
+        """Fire every due tick (those of ``paused`` functions are skipped: counted as missed);
+        when the next one is (``None``: nothing is scheduled, or what is due cannot be handled
+        by this scheduler now; look again after a poll interval)."""
         if not self.function_ids:
             return None
         store = self.runtime.store
@@ -134,7 +135,7 @@ class ScheduleFirer:
             if self._broken.get(row.id) == row.revision:
                 continue
             try:
-                progressed = await self._fire(row, now) or progressed
+                progressed = await self._fire(row, now, row.function_id in paused) or progressed
             except StoreUnavailableError:
                 raise
             except Exception:
@@ -149,8 +150,9 @@ class ScheduleFirer:
             return None  # due but not handled here (another scheduler, a broken schedule)
         return nxt
 
-    async def _fire(self, row: ScheduleRow, now: float) -> bool:
-        """Handle the due ticks of one schedule; whether anything changed."""
+    async def _fire(self, row: ScheduleRow, now: float, paused: bool = False) -> bool:
+        """Handle the due ticks of one schedule (``paused``: skip them as missed); whether
+        anything changed."""
         store = self.runtime.store
         cron = self._cron(row)
         catchup = check_catchup(row.catchup)
@@ -162,9 +164,10 @@ class ScheduleFirer:
                 row.id, row.revision, row.last_tick + 1e-6, next_tick(cron, row.last_tick), None, 0
             )
             return result != "stale"
-        if not plan.fire:
+        if not plan.fire or paused:
+            missed = plan.missed + (len(plan.fire) if paused else 0)
             result = await store.fire_schedule(
-                row.id, row.revision, plan.latest, next_tick(cron, plan.latest), None, plan.missed
+                row.id, row.revision, plan.latest, next_tick(cron, plan.latest), None, missed
             )
             if result != "stale":
                 log.info(

@@ -36,6 +36,10 @@ process wakes it at once (:meth:`Scheduler.wake`); changes made by other process
 within :attr:`Scheduler.poll_interval` (the store's poll interval, at least one second). A
 store outage makes a pass fail: the scheduler logs it and tries again a second later.
 
+**Paused functions** (``app.pause``): their decorator cron triggers and their schedules skip
+the ticks due while they are paused (the cursor moves past them; a schedule counts them as
+missed); after the resume, the next tick runs as usual. This is Inngest's behaviour too.
+
 Schedulers also prune ended runs older than the app's ``retention``, at most every 10 minutes.
 """
 
@@ -146,7 +150,8 @@ class Scheduler:
         """Fire what is due; return when to look again (``None``: after a poll interval)."""
         store = self.runtime.store
         now = store.now()
-        times = [await self._cron_pass(now), await self.schedules.fire_due(now)]
+        paused = set(await store.paused_functions()) if self.function_ids else set()
+        times = [await self._cron_pass(now, paused), await self.schedules.fire_due(now, paused)]
         if self.runtime.retention is not None and now - self._last_prune >= _PRUNE_EVERY:
             self._last_prune = now
             cutoff = now - self.runtime.retention.total_seconds()
@@ -156,20 +161,24 @@ class Scheduler:
         due = [t for t in times if t is not None]
         return min(due) if due else None
 
-    async def _cron_pass(self, now: float) -> float | None:
-        """Fire the decorator triggers that are due; the earliest next tick."""
+    async def _cron_pass(self, now: float, paused: set[str]) -> float | None:
+        """Fire the decorator triggers that are due (a paused function's ticks are skipped);
+        the earliest next tick."""
         earliest: float | None = None
         for fdef, trig in list(self.triggers):
             key = (fdef.id, trigger_key(trig))
             due = self._cron_due.get(key)
             if due is None or due <= now:
-                due = await self._fire_trigger(fdef, trig, now)
+                due = await self._fire_trigger(fdef, trig, now, fdef.id in paused)
                 self._cron_due[key] = due
             earliest = due if earliest is None else min(earliest, due)
         return earliest
 
-    async def _fire_trigger(self, fdef: HostedFunction, trig: CronTrigger, now: float) -> float:
-        """Handle the due ticks of one trigger; its next tick."""
+    async def _fire_trigger(
+        self, fdef: HostedFunction, trig: CronTrigger, now: float, paused: bool = False
+    ) -> float:
+        """Handle the due ticks of one trigger (``paused``: move past them, start nothing);
+        its next tick."""
         store = self.runtime.store
         key = trigger_key(trig)
         last = await store.cron_last_tick(fdef.id, key)
@@ -179,8 +188,11 @@ class Scheduler:
         plan = plan_ticks(trig.schedule, last, now, trig.catchup, trig.catchup_seconds)
         if plan is None:
             return next_tick(trig.schedule, last)
-        if not plan.fire:
+        if not plan.fire or paused:
             await store.fire_cron(fdef.id, key, plan.latest, None)
+            if paused:
+                log.info("cron %s skipped %s: paused", fdef.id, iso_utc(plan.latest))
+                return next_tick(trig.schedule, plan.latest)
         for index, tick in enumerate(plan.fire):
             run = cron_run(fdef, trig, key, tick, plan.missed if index == 0 else 0)
             if await store.fire_cron(fdef.id, key, tick, run, trig.overlap):

@@ -35,12 +35,15 @@ from perdure._signals import LeaseLost
 from perdure.engine.attempts import crashed_too_often
 from perdure.engine.failures import worker_crashes
 from perdure.errors import StoreUnavailableError
+from perdure.functions import FunctionRecord
 from perdure.runtime.attempt import Attempt
 from perdure.runtime.deadlines import DeadlineSweeper
 from perdure.runtime.driver import Driver, HostedFunction
+from perdure.runtime.presence import DEFAULT_INTERVAL, Presence
 from perdure.runtime.runtime import Runtime
 from perdure.runtime.scheduler import Scheduler
 from perdure.store.base import ClaimedRun, Outcome, WriteOp
+from perdure.store.operations import WorkerBeat
 
 log = logging.getLogger("perdure.worker")
 
@@ -62,6 +65,7 @@ class Worker:
         functions: Sequence[str] | None = None,
         worker_id: str | None = None,
         schedule: bool = True,
+        heartbeat_interval: float | None = None,
     ) -> None:
         self.runtime = runtime
         self.drivers = list(drivers)
@@ -73,6 +77,10 @@ class Worker:
         self._poll_interval = poll_interval
         self._id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{ids.new_id()[-6:]}"
         self._function_ids = list(functions) if functions is not None else None
+        # The registry row's cadence (docs/operations.md): every few seconds, not per run.
+        self.heartbeat_interval = heartbeat_interval or min(DEFAULT_INTERVAL, lease_seconds / 3)
+        self.presence: Presence | None = None
+        self._apps = ""
         self.schedule = schedule
         self.scheduler: Scheduler | None = None
         self.deadlines: DeadlineSweeper | None = None
@@ -122,6 +130,19 @@ class Worker:
             return self._function_ids
         return list(self.functions)
 
+    def _beat(self, stale_after: float) -> WorkerBeat:
+        """This worker's registry row now (:class:`~perdure.runtime.presence.Presence`)."""
+        return WorkerBeat(
+            id=self._id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            app=self._apps,
+            functions=tuple(self.function_ids),
+            slots=self.concurrency,
+            slots_used=len(self._active) + self._reserved,
+            stale_after=stale_after,
+        )
+
     def holds(self, run_id: str) -> bool:
         """Whether this worker is executing the run now."""
         return run_id in self._active
@@ -142,6 +163,9 @@ class Worker:
         records = [f.record() for f in functions.values()]
         await store.register_functions(records)
         self._gated = any(r.flow.claim_gated for r in records)
+        self._apps = _apps_of(records)
+        self.presence = Presence(store, self._beat, self.heartbeat_interval)
+        await self.presence.beat()
         store.on_wake(self.wake)
         self.runtime.hub.attach(self)
         loop = asyncio.get_running_loop()
@@ -149,6 +173,7 @@ class Worker:
             loop.create_task(self._claim_loop(), name="perdure-claim"),
             loop.create_task(self._heartbeat_loop(), name="perdure-heartbeat"),
             loop.create_task(self._recover(), name="perdure-recover"),
+            loop.create_task(self.presence.run(), name="perdure-presence"),
         ]
         if self.schedule:
             hosted = [functions[f] for f in self.function_ids]
@@ -185,7 +210,9 @@ class Worker:
             return
         functions = self.functions
         hosted = [functions[f] for f in self.function_ids if f in functions]
-        self._gated = any(f.record().flow.claim_gated for f in hosted)
+        records = [f.record() for f in hosted]
+        self._gated = any(r.flow.claim_gated for r in records)
+        self._apps = _apps_of(records)
         if self.scheduler is not None:
             self.scheduler.set_functions(hosted)
             if self.deadlines is not None:
@@ -221,6 +248,8 @@ class Worker:
                 await task
         with contextlib.suppress(RuntimeError):  # the runtime was closed under us
             await self.runtime.committer.drain()
+        if self.presence is not None:
+            await self.presence.stopped(self._id)
         self.runtime.hub.detach(self)
         for driver in self.drivers:
             with contextlib.suppress(Exception):  # a driver failing to close stops nothing else
@@ -445,3 +474,8 @@ class Worker:
                 attempt = self._active.get(run_id)
                 if attempt is not None and attempt.token == token:
                     attempt.renewed(asked_at)
+
+
+def _apps_of(records: Sequence[FunctionRecord]) -> str:
+    """The apps of the hosted functions (comma-separated: an Inngest driver hosts several)."""
+    return ",".join(sorted({r.app for r in records}))

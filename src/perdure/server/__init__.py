@@ -1,4 +1,4 @@
-"""perdure's HTTP server: the REST API, ``/health``, ``/openapi.json`` and a landing page.
+"""perdure's HTTP server: the REST API, ``/health``, ``/openapi.json`` and the dashboard.
 
 ``create_app(app, dev=..., api_token=...)`` builds the Starlette application;
 ``perdure dev`` and ``perdure server`` serve it with uvicorn (see :mod:`perdure.server.serve`).

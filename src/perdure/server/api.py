@@ -9,8 +9,12 @@ Shapes (the OpenAPI document at ``/openapi.json`` is the reference):
   start nothing; ``skipped`` lists the runs flow control recorded as skipped.
 - ``GET /api/v1/events?name=&cursor=&limit=``: ``{"events": [...], "next_cursor"}``, newest
   first; each event has ``received_at`` and the ``run_ids`` it started.
+- ``GET /api/v1/events/{id}``: the event with ``started`` (the runs it started) and
+  ``resumed`` (the runs whose ``wait_for_event`` step it satisfied); 404 ``event_not_found``.
 - ``GET /api/v1/functions``: ``{"functions": [{"id", "app", "triggers", "config", "flow"}]}``;
-  ``GET /api/v1/functions/{id}``: one of them (404 for an unknown id).
+  ``GET /api/v1/functions/{id}``: one of them (404 for an unknown id);
+  ``GET /api/v1/functions/{id}/stats``: the success rate and duration percentiles of its
+  last 1000 runs.
 - ``POST /api/v1/functions/{id}/runs`` with ``{"data": {...}, "idempotency_key": "..."}``
   (both optional): ``201 {"run_id", "created": true}``, or ``200`` with ``"created": false``
   when the idempotency key names an existing run; ``Location`` is the run's URL.
@@ -124,6 +128,15 @@ class Api:
         page = await self.query.list_events(name=query.name, before=before, limit=query.limit)
         return JSONResponse(views.events_page_json(page))
 
+    async def get_event(self, request: Request) -> Response:
+        """``GET /api/v1/events/{event_id}``: the event, the runs it started and resumed."""
+        query_params(request, ())
+        event_id: str = request.path_params["event_id"]
+        detail = await self.query.event_detail(event_id)
+        if detail is None:
+            raise ApiError(404, "event_not_found", f"no event with id {event_id!r}")
+        return JSONResponse(views.event_detail_json(detail))
+
     # ------------------------------------------------------------------ functions
 
     async def list_functions(self, request: Request) -> Response:
@@ -140,6 +153,41 @@ class Api:
         if record is None:
             raise FunctionNotFoundError(f"no function with id {function_id!r} is registered")
         return JSONResponse(views.function_json(record))
+
+    async def function_stats(self, request: Request) -> Response:
+        """``GET /api/v1/functions/{function_id}/stats``: its recent success rate and
+        duration percentiles."""
+        query_params(request, ())
+        function_id: str = request.path_params["function_id"]
+        stats = await self.query.function_stats(function_id)
+        return JSONResponse(views.function_stats_json(function_id, stats))
+
+    async def pause_function(self, request: Request) -> Response:
+        """``POST /api/v1/functions/{function_id}/pause``: the function after pausing."""
+        return await self._set_paused(request, True)
+
+    async def resume_function(self, request: Request) -> Response:
+        """``POST /api/v1/functions/{function_id}/resume``: the function after resuming."""
+        return await self._set_paused(request, False)
+
+    async def _set_paused(self, request: Request, paused: bool) -> Response:
+        query_params(request, ())
+        body = await read_json(request, optional=True)
+        if body not in (None, {}):
+            raise ApiError(400, "invalid_input", "pause and resume take no body (or {})")
+        function_id: str = request.path_params["function_id"]
+        if paused:
+            await self.app.pause(function_id)
+        else:
+            await self.app.resume(function_id)
+        return await self.get_function(request)
+
+    async def list_workers(self, request: Request) -> Response:
+        """``GET /api/v1/workers``: the live workers (``?all=true``: also those that stopped
+        or died within the last hour)."""
+        query = models.validate(models.WorkersQuery, query_params(request, ("all",)))
+        workers = await self.query.list_workers(include_dead=query.all == "true")
+        return JSONResponse(views.workers_json(workers))
 
     async def start_run(self, request: Request) -> Response:
         """``POST /api/v1/functions/{function_id}/runs``."""

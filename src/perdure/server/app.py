@@ -1,10 +1,9 @@
-"""The ASGI application: routes, authentication, error handling, landing page."""
+"""The ASGI application: routes, authentication, error handling, the dashboard."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -12,18 +11,19 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from perdure import views
 from perdure._version import __version__
 from perdure.app import App
 from perdure.errors import InvalidInputError
 from perdure.server import openapi
 from perdure.server.access_api import AccessApi
 from perdure.server.api import Api
-from perdure.server.auth import AccessGuard, Authenticator, EnvApps, EnvRouter, principal_of
+from perdure.server.apps import AppsApi, AppSource
+from perdure.server.auth import AccessGuard, Authenticator, EnvApps, EnvRouter
+from perdure.server.dashboard import dashboard_routes
 from perdure.server.guard import RequestGuard, resolve_allowed_hosts
 from perdure.server.http import (
     RETRY_AFTER_SECONDS,
@@ -122,6 +122,7 @@ def create_app(
     allowed_hosts: Sequence[str] | str | None = None,
     extra_routes: Sequence[BaseRoute] = (),
     response_headers: Mapping[str, str] | None = None,
+    apps: AppSource | None = None,
 ) -> Starlette:
     """The HTTP server of ``app``: the REST API under ``/api/v1``, the dashboard, ``/health``,
     ``/openapi.json``, ``/metrics`` (Prometheus, :mod:`perdure.server.metrics`; the app's
@@ -140,7 +141,8 @@ def create_app(
 
     ``extra_routes`` are mounted beside the API (the Inngest-compatible routes, see
     :mod:`perdure.inngest.routes`, which authenticate themselves); ``response_headers`` are
-    added to every response.
+    added to every response. ``apps``: the Inngest SDK apps ``/api/v1/apps`` lists and
+    resyncs (none: an empty list).
     """
     if dev and api_token is not None:
         raise InvalidInputError("a dev server has no authentication: it takes no api_token")
@@ -176,16 +178,12 @@ def create_app(
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(spec)
 
-    async def landing(request: Request) -> Response:
-        return HTMLResponse(await _landing_page(await envs.get(principal_of(request).env)))
-
     events, events_methods = _by_method(
         {"GET": apis.route(lambda a: a.list_events), "POST": apis.route(lambda a: a.send_events)}
     )
     metrics = Metrics(app)
     app.runtime.metrics = metrics
     routes = [
-        Route("/", endpoint(landing), methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics.endpoint, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
@@ -193,10 +191,26 @@ def create_app(
         Route("/auth/logout", endpoint(access.logout), methods=["POST"]),
         Route("/auth/session", endpoint(access.session), methods=["GET"]),
         Route("/api/v1/events", events, methods=events_methods),
+        Route("/api/v1/events/{event_id:path}", apis.route(lambda a: a.get_event), methods=["GET"]),
         Route("/api/v1/functions", apis.route(lambda a: a.list_functions), methods=["GET"]),
+        Route(
+            "/api/v1/functions/{function_id:path}/stats",
+            apis.route(lambda a: a.function_stats),
+            methods=["GET"],
+        ),
         Route(
             "/api/v1/functions/{function_id:path}/runs",
             apis.route(lambda a: a.start_run),
+            methods=["POST"],
+        ),
+        Route(
+            "/api/v1/functions/{function_id:path}/pause",
+            apis.route(lambda a: a.pause_function),
+            methods=["POST"],
+        ),
+        Route(
+            "/api/v1/functions/{function_id:path}/resume",
+            apis.route(lambda a: a.resume_function),
             methods=["POST"],
         ),
         Route(
@@ -204,6 +218,7 @@ def create_app(
             apis.route(lambda a: a.get_function),
             methods=["GET"],
         ),
+        Route("/api/v1/workers", apis.route(lambda a: a.list_workers), methods=["GET"]),
         Route("/api/v1/runs", apis.route(lambda a: a.list_runs), methods=["GET"]),
         Route("/api/v1/runs/{run_id}", apis.route(lambda a: a.get_run), methods=["GET"]),
         Route("/api/v1/runs/{run_id}/cancel", apis.route(lambda a: a.cancel_run), methods=["POST"]),
@@ -211,6 +226,7 @@ def create_app(
         Route("/api/v1/runs/{run_id}/replay", apis.route(lambda a: a.replay_run), methods=["POST"]),
         Route("/api/v1/audit", endpoint(access.audit), methods=["GET"]),
         *extra_routes,
+        *dashboard_routes(),
     ]
     keys, keys_methods = _by_method(
         {"GET": endpoint(access.list_keys), "POST": endpoint(access.create_key)}
@@ -221,9 +237,12 @@ def create_app(
     schedule, schedule_methods = _by_method(
         {"GET": scheds.route(lambda s: s.get), "DELETE": scheds.route(lambda s: s.delete)}
     )
+    apps_api = AppsApi(apps)
     routes += [
         Route("/api/v1/keys", keys, methods=keys_methods),
         Route("/api/v1/keys/{key_id}", endpoint(access.revoke_key), methods=["DELETE"]),
+        Route("/api/v1/apps", endpoint(apps_api.list), methods=["GET"]),
+        Route("/api/v1/apps/{app_id:path}/resync", endpoint(apps_api.resync), methods=["POST"]),
         Route("/api/v1/schedules", schedules, methods=schedules_methods),
         Route("/api/v1/schedules/{schedule_id}", schedule, methods=schedule_methods),
         Route(
@@ -301,49 +320,3 @@ def merge_methods(routes: Sequence[BaseRoute]) -> list[BaseRoute]:
 
         out.append(Route(route.path, dispatch, methods=list(handlers)))
     return out
-
-
-async def _landing_page(app: App) -> str:
-    e = html.escape
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>perdure</title>",
-        "<style>body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:60rem;"
-        "padding:0 1rem}table{border-collapse:collapse;width:100%}td,th{text-align:left;"
-        "padding:.25rem .5rem;border-bottom:1px solid #ddd}code{background:#f4f4f4;"
-        "padding:0 .2rem}.completed{color:#080}.failed{color:#b00}.cancelled{color:#777}"
-        "</style></head><body>",
-        f"<h1>perdure <small>{e(__version__)}</small></h1>",
-        "<p>API: <a href='/openapi.json'>/openapi.json</a> · <a href='/health'>/health</a>"
-        " · <a href='/api/v1/functions'>/api/v1/functions</a>"
-        " · <a href='/api/v1/runs'>/api/v1/runs</a>"
-        " · <a href='/api/v1/events'>/api/v1/events</a></p>",
-    ]
-    functions = await app.query.list_functions()
-    runs = (await app.query.list_runs(limit=25)).items
-    parts.append(
-        f"<h2>Functions ({len(functions)})</h2><table><tr><th>id</th><th>app</th>"
-        "<th>triggers</th></tr>"
-    )
-    for f in functions:
-        triggers = ", ".join(views.trigger_text(t) for t in f.triggers) or "direct"
-        parts.append(
-            f"<tr><td><code>{e(f.id)}</code></td><td>{e(f.app)}</td><td>{e(triggers)}</td></tr>"
-        )
-    parts.append("</table><h2>Latest runs</h2>")
-    if not runs:
-        parts.append(
-            "<p>No runs yet. Send an event: <code>perdure send NAME --data "
-            "'{...}'</code> or <code>POST /api/v1/events</code>.</p>"
-        )
-    else:
-        parts.append("<table><tr><th>run</th><th>function</th><th>status</th><th>created</th></tr>")
-        for r in runs:
-            created = views.when_text(r.created_at)
-            parts.append(
-                f"<tr><td><a href='/api/v1/runs/{e(r.id)}'><code>{e(r.id)}</code></a></td>"
-                f"<td>{e(r.function_id)}</td><td class='{e(r.status.value)}'>"
-                f"{e(r.status.value)}</td><td>{e(created)}</td></tr>"
-            )
-        parts.append("</table>")
-    parts.append("</body></html>")
-    return "".join(parts)

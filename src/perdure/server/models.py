@@ -179,6 +179,16 @@ class RunsQuery(_Page):
     )
 
 
+class WorkersQuery(BaseModel):
+    """The query of ``GET /api/v1/workers``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    all: Literal["true", "false"] = Field(
+        default="false", description="true: also the workers that stopped or died lately."
+    )
+
+
 class ScheduleIn(BaseModel):
     """The body of ``POST /api/v1/schedules``."""
 

@@ -89,7 +89,8 @@ _RESPONSES: dict[str, Any] = {
     ),
     "Forbidden": _error("A browser request from a page of another site (origin_not_allowed)."),
     "NotFound": _error(
-        "Unknown function, run or schedule (function_not_found, run_not_found, schedule_not_found)."
+        "Unknown app, event, function, run or schedule (app_not_found, event_not_found, "
+        "function_not_found, run_not_found, schedule_not_found)."
     ),
     "Conflict": _error(
         "A schedule with that id already exists (schedule_exists), or a replay of a run that "
@@ -223,6 +224,16 @@ def document(*, auth: bool) -> dict[str, Any]:
                 parameters=_parameters(models.EventsQuery),
             ),
         },
+        "/api/v1/events/{event_id}": {
+            "get": _op(
+                "An event with the runs it started and the runs it resumed (the wait steps "
+                "it satisfied).",
+                {"200": _resp(r.EventDetail, "The event (the newest, if its id was reused).")},
+                auth=auth,
+                errors=("NotFound",),
+                parameters=[_path("event_id")],
+            ),
+        },
         "/api/v1/functions": {
             "get": _op(
                 "Registered functions.",
@@ -264,6 +275,15 @@ def document(*, auth: bool) -> dict[str, Any]:
             "get": _op(
                 "A registered function with its triggers and flow-control options.",
                 {"200": _resp(r.Function, "The function.")},
+                auth=auth,
+                errors=("NotFound",),
+                parameters=[_path("function_id")],
+            ),
+        },
+        "/api/v1/functions/{function_id}/stats": {
+            "get": _op(
+                "A function's recent success rate and duration percentiles.",
+                {"200": _resp(r.FunctionStats, "Over its 1000 most recently created runs.")},
                 auth=auth,
                 errors=("NotFound",),
                 parameters=[_path("function_id")],
@@ -340,6 +360,29 @@ def document(*, auth: bool) -> dict[str, Any]:
             ),
         },
         **_schedule_paths(auth),
+        "/api/v1/apps": {
+            "get": _op(
+                "The apps on the official Inngest SDKs: URL, functions, last sync and error.",
+                {"200": _resp(r.AppList, "The apps.")},
+                auth=auth,
+            ),
+        },
+        "/api/v1/apps/{app_id}/resync": {
+            "post": _op(
+                "Resync an app: the server sends its URL the sync PUT, as the Inngest dev "
+                "server does, and records the outcome.",
+                {"200": _resp(r.Resync, "Attempted (sync.ok says whether it worked).")},
+                auth=auth,
+                errors=("NotFound", *_WRITE),
+                description="No body (or {}, or null).",
+                parameters=[_path("app_id")],
+                requestBody=_body(
+                    {"anyOf": [{"type": "object", "maxProperties": 0}, {"type": "null"}]},
+                    required=False,
+                ),
+            ),
+        },
+        **_operations_paths(auth),
     }
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -421,6 +464,47 @@ def _schedule_paths(auth: bool) -> dict[str, Any]:
                 auth=auth,
                 errors=("NotFound", *_WRITE),
                 parameters=sid,
+            ),
+        },
+    }
+
+
+def _operations_paths(auth: bool) -> dict[str, Any]:
+    """Pausing and resuming functions; the workers registry (docs/operations.md)."""
+    r = responses
+    after = {"200": _resp(r.Function, "The function after the change.")}
+    no_body = _body(
+        {"anyOf": [{"type": "object", "maxProperties": 0}, {"type": "null"}]}, required=False
+    )
+    fid = [_path("function_id")]
+    return {
+        "/api/v1/functions/{function_id}/pause": {
+            "post": _op(
+                "Pause a function: its runs are created and queue, none starts until it is "
+                "resumed; its cron triggers and schedules skip their ticks.",
+                after,
+                auth=auth,
+                errors=("NotFound", *_WRITE),
+                parameters=fid,
+                requestBody=no_body,
+            ),
+        },
+        "/api/v1/functions/{function_id}/resume": {
+            "post": _op(
+                "Resume a function: its queued runs start, in their queue order.",
+                after,
+                auth=auth,
+                errors=("NotFound", *_WRITE),
+                parameters=fid,
+                requestBody=no_body,
+            ),
+        },
+        "/api/v1/workers": {
+            "get": _op(
+                "The live workers (all=true: also those that stopped or died in the last hour).",
+                {"200": _resp(r.WorkerList, "The workers, oldest start first.")},
+                auth=auth,
+                parameters=_parameters(models.WorkersQuery),
             ),
         },
     }

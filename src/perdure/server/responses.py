@@ -27,8 +27,10 @@ class ErrorDetail(BaseModel):
 
     code: str = Field(
         description="Stable, for programs: malformed_json, invalid_input, host_not_allowed, "
-        "unauthorized, origin_not_allowed, not_found, function_not_found, run_not_found, "
-        "schedule_not_found, method_not_allowed, schedule_exists, payload_too_large, "
+        "unauthorized, origin_not_allowed, not_found, app_not_found, event_not_found, "
+        "function_not_found, "
+        "run_not_found, schedule_not_found, method_not_allowed, schedule_exists, "
+        "payload_too_large, "
         "unsupported_media_type, unavailable, internal_error (and invalid_cron, "
         "invalid_expression, not_serializable: kinds of invalid input)."
     )
@@ -69,6 +71,33 @@ class StoredEvent(Event):
 
     received_at: datetime
     run_ids: list[str] = Field(description="The runs this event started.")
+
+
+class RunBrief(_Open):
+    """A run in a list of links."""
+
+    id: str
+    function_id: str
+    status: Literal[_RUN_STATUSES]  # type: ignore[valid-type]
+    created_at: datetime
+    ended_at: datetime | None
+
+
+class ResumedRun(_Open):
+    """A run an event resumed: its wait step the event satisfied."""
+
+    run_id: str
+    step_id: str = Field(description="The wait step's id.")
+    run: RunBrief | None = Field(description="null for a run pruned since.")
+
+
+class EventDetail(StoredEvent):
+    """An event with the runs it started and resumed."""
+
+    started: list[RunBrief] = Field(description="The runs it started (by id).")
+    resumed: list[ResumedRun] = Field(
+        description="The runs whose wait_for_event step it satisfied (by run id)."
+    )
 
 
 class SentEvent(_Open):
@@ -128,12 +157,66 @@ class Function(_Open):
     flow: dict[str, Any] = Field(
         default_factory=dict, description="The flow-control options (docs/flow-control.md)."
     )
+    paused: bool = Field(
+        default=False, description="Paused: its runs queue, none starts (docs/operations.md)."
+    )
+    paused_at: datetime | None = None
+
+
+class Durations(_Open):
+    """Duration percentiles, in seconds (null without completed or failed runs)."""
+
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+class FunctionStats(_Open):
+    """A function's recent record: its most recently created runs (up to ``window``)."""
+
+    function_id: str
+    window: int = Field(description="The most recent runs read (1000).")
+    runs: int = Field(description="How many of them exist (at most window).")
+    statuses: dict[str, int] = Field(description="How many are in each status.")
+    success_rate: float | None = Field(
+        description="completed / (completed + failed), from 0 to 1; null when neither. "
+        "Cancelled and skipped runs do not count (an operator's or flow control's "
+        "decision)."
+    )
+    duration: Durations = Field(
+        description="Over the completed and failed runs: ended_at - started_at "
+        "(nearest-rank percentiles)."
+    )
 
 
 class FunctionList(_Open):
     """Every registered function."""
 
     functions: list[Function]
+
+
+class Worker(_Open):
+    """A registered worker (docs/operations.md)."""
+
+    id: str
+    host: str
+    pid: int
+    app: str = Field(description="The apps of its functions, comma-separated.")
+    functions: list[str]
+    slots: int = Field(description="Runs it can execute at once.")
+    slots_used: int = Field(description="Runs it was executing at its last heartbeat.")
+    started_at: datetime
+    last_heartbeat: datetime
+    stopped_at: datetime | None
+    stale_after: float = Field(description="Seconds without a heartbeat after which it is dead.")
+    status: Literal["live", "stopped", "dead"]
+    live: bool
+
+
+class WorkerList(_Open):
+    """Registered workers, oldest start first."""
+
+    workers: list[Worker]
 
 
 class StartedRun(_Open):
@@ -250,6 +333,46 @@ class SchedulePage(_Open):
     next_cursor: str | None
 
 
+class AppSync(_Open):
+    """One sync attempt of an Inngest SDK app."""
+
+    at: datetime
+    ok: bool
+    error: str | None
+    source: Literal["register", "poll", "resync"] = Field(
+        description="register: the app posted /fn/register; poll: the -u poller's PUT; "
+        "resync: a PUT asked for through the API."
+    )
+
+
+class App(_Open):
+    """An app on an official Inngest SDK (sync times and errors are what this server saw
+    since it started)."""
+
+    id: str | None = Field(description="null for a -u URL that never registered.")
+    url: str
+    functions: list[str]
+    function_count: int
+    sdk: str | None
+    framework: str | None
+    last_synced_at: datetime | None = Field(description="The last registration seen here.")
+    last_attempt: AppSync | None
+    last_error: str | None = Field(description="The last attempt's error, if it failed.")
+
+
+class AppList(_Open):
+    """The Inngest SDK apps, by id."""
+
+    apps: list[App]
+
+
+class Resync(_Open):
+    """The answer to a resync: the app after it, and the attempt."""
+
+    app: App
+    sync: AppSync
+
+
 class Health(_Open):
     """``/health``."""
 
@@ -262,12 +385,18 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Error,
     SendResult,
     EventPage,
+    EventDetail,
     FunctionList,
+    FunctionStats,
+    Function,
+    WorkerList,
     StartedRun,
     Run,
     RunPage,
     Schedule,
     SchedulePage,
+    AppList,
+    Resync,
     Health,
 )
 """The models the OpenAPI document's responses refer to (and, through them, the others)."""

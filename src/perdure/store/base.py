@@ -23,6 +23,12 @@ from perdure.clock import Clock
 from perdure.engine.flow.keys import RunFlow
 from perdure.functions import FunctionRecord
 from perdure.store.access import AccessStore
+from perdure.store.operations import OperationsStore
+from perdure.store.records import EventIn as EventIn
+from perdure.store.records import EventRow as EventRow
+from perdure.store.records import FireResult as FireResult
+from perdure.store.records import NewSchedule as NewSchedule
+from perdure.store.records import ScheduleRow as ScheduleRow
 
 
 @dataclass(slots=True)
@@ -231,28 +237,6 @@ class RunOrigin:
 
 
 @dataclass(slots=True)
-class EventRow:
-    """An event as stored."""
-
-    seq: int
-    id: str
-    name: str
-    body: str
-    received_at: float
-    run_ids: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class EventIn:
-    """An event to store: its id, name, JSON object and JSON text."""
-
-    id: str
-    name: str
-    obj: dict[str, Any]
-    body: str
-
-
-@dataclass(slots=True)
 class SentEvent:
     """The result of storing one event."""
 
@@ -276,71 +260,100 @@ class SentEvent:
         return cls(event_id, False, ids, cancelled=list(cancelled), skipped=skipped)
 
 
+RunTiming = tuple[str, float | None, float | None]
+"""A run's ``(status, started_at, ended_at)``."""
+
+
 @dataclass(slots=True)
 class RunFilter:
-    """Filters and cursor for listing runs (newest first)."""
+    """Filters and cursor for listing runs (newest first). Every filter given must hold:
+
+    - ``status``, ``function_id``, ``event_id`` (the event that started the run; the first
+      of a batch): equal;
+    - ``created_after`` / ``created_before``: ``created_at`` (store seconds) at or after /
+      strictly before;
+    - ``id_prefix``: the run id starts with it;
+    - ``text``: the run's input (its JSON text) contains it, ignoring the case of ASCII letters;
+    - ``ended``: ``True`` only ended runs, ``False`` only runs that have not ended.
+
+    :meth:`matches` is the same test in Python (the stores' conformance suite checks that the
+    two agree)."""
 
     status: str | None = None
     function_id: str | None = None
     before: str | None = None
     limit: int = 50
+    created_after: float | None = None
+    created_before: float | None = None
+    id_prefix: str | None = None
+    event_id: str | None = None
+    text: str | None = None
+    ended: bool | None = None
+
+    def texts(self) -> tuple[str | None, ...]:
+        """The filter's text values (what must be storable for a look-up to find anything)."""
+        return (
+            self.status,
+            self.function_id,
+            self.before,
+            self.id_prefix,
+            self.event_id,
+            self.text,
+        )
+
+    def shape(self) -> tuple[bool, ...]:
+        """Which filters are given, in a fixed order: the key of a backend's statement."""
+        return (
+            self.status is not None,
+            self.function_id is not None,
+            self.before is not None,
+            self.created_after is not None,
+            self.created_before is not None,
+            self.id_prefix is not None,
+            self.event_id is not None,
+            self.text is not None,
+            self.ended is not None,
+        )
+
+    def matches(self, row: RunRow) -> bool:
+        """Whether ``row`` passes every filter (the cursor and limit aside)."""
+        if self.status is not None and row.status != self.status:
+            return False
+        if self.function_id is not None and row.function_id != self.function_id:
+            return False
+        if self.created_after is not None and row.created_at < self.created_after:
+            return False
+        if self.created_before is not None and row.created_at >= self.created_before:
+            return False
+        if self.id_prefix is not None and not row.id.startswith(self.id_prefix):
+            return False
+        if self.event_id is not None and row.event_id != self.event_id:
+            return False
+        if self.text is not None and ascii_fold(self.text) not in ascii_fold(row.input):
+            return False
+        return self.ended is None or (row.status in ENDED_STATUSES) == self.ended
 
 
-@dataclass(slots=True)
-class NewSchedule:
-    """A schedule to create (validated by the client layer). ``data`` is JSON object text;
-    ``start`` is its cursor (ticks after it run: the store's time when it was made) and
-    ``next_at`` the first tick after ``start``."""
+ENDED_STATUSES = ("completed", "failed", "cancelled", "skipped")
+"""The statuses of a run that has ended."""
 
-    id: str
-    function_id: str
-    cron: str
-    tz: str
-    data: str
-    overlap: str
-    catchup: str
-    catchup_window: float
-    paused: bool
-    start: float
-    next_at: float
-    revision: str
+ID_PREFIX_END = "\U0010ffff"
+"""Appended to an id prefix, the upper bound of the ids that start with it (the stores compare
+ids byte-wise, and no character sorts after this one)."""
 
 
-@dataclass(slots=True)
-class ScheduleRow:
-    """A schedule as stored. ``last_tick`` is its cursor (every tick at or before it is
-    handled), ``next_at`` the first tick after it; ``revision`` changes with every change of
-    the schedule (create, pause, resume)."""
-
-    id: str
-    function_id: str
-    cron: str
-    tz: str
-    data: str
-    overlap: str
-    catchup: str
-    catchup_window: float
-    paused: bool
-    last_tick: float
-    next_at: float
-    last_run_id: str | None
-    runs: int
-    skipped_overlap: int
-    missed: int
-    revision: str
-    created_at: float
-    updated_at: float
+def ascii_fold(text: str) -> str:
+    """``text`` with ASCII letters in lower case (what SQLite's ``lower()`` does)."""
+    return text.translate(_ASCII_LOWER)
 
 
-FireResult = Literal["fired", "skipped", "advanced", "stale"]
-"""What firing a schedule's tick did: ``fired`` (its run was created), ``skipped`` (the previous
-run is active and the overlap policy is ``skip``), ``advanced`` (the cursor moved; no run was
-asked for), ``stale`` (nothing: the schedule changed, was deleted or paused, or another
-scheduler already handled the tick)."""
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
-class Store(AccessStore, Protocol):
-    """What the engine needs from a database. All methods are coroutines except ``now``."""
+class Store(AccessStore, OperationsStore, Protocol):
+    """What the engine needs from a database. All methods are coroutines except ``now``
+    (the operations part, workers, pauses and bounded pruning, is
+    :class:`~perdure.store.operations.OperationsStore`)."""
 
     url: str
     clock: Clock
@@ -439,10 +452,21 @@ class Store(AccessStore, Protocol):
         """Events, newest first; ``before`` is a sequence-number cursor."""
         ...
 
-    # worker side
     async def get_event(self, event_id: str) -> EventRow | None:
         """The newest stored event with this id, with the runs it started."""
         ...
+
+    async def waits_resolved_by(self, event: EventRow, limit: int) -> list[tuple[str, str]]:
+        """``(run id, step key)`` of the ``wait`` steps ``event`` resolved (their output is
+        the event, recorded when it was received), by run id, at most ``limit``."""
+        ...
+
+    async def run_timings(self, function_id: str, limit: int) -> list[RunTiming]:
+        """The ``limit`` most recently created runs of a function (an indexed read), newest
+        first: ``(status, started_at, ended_at)`` of each."""
+        ...
+
+    # worker side
 
     async def claim(
         self, worker_id: str, function_ids: Sequence[str], limit: int, lease_seconds: float

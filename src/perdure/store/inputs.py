@@ -10,10 +10,10 @@ limits are clamped to what a 64-bit column can compare with.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import Any, Final
 
 from perdure.errors import InvalidInputError
-from perdure.store.base import NewRun, NewSchedule
+from perdure.store.base import ID_PREFIX_END, NewRun, NewSchedule, RunFilter, ascii_fold
 
 INT64_MAX: Final = 2**63 - 1
 INT64_MIN: Final = -(2**63)
@@ -80,3 +80,24 @@ def require_storable_schedule(schedule: NewSchedule) -> None:
     require_storable("a cron expression", schedule.cron)
     require_storable("a time zone", schedule.tz)
     require_storable("a schedule's data", schedule.data)
+
+
+def run_filter_params(flt: RunFilter) -> dict[str, Any] | None:
+    """The parameters of a backend's runs listing for ``flt`` (named as its statements name
+    them), or ``None`` when a text filter cannot be stored, so that nothing can match."""
+    if not all_storable(flt.texts()):
+        return None
+    prefix = flt.id_prefix
+    return {
+        "status": flt.status,
+        "fid": flt.function_id,
+        "before": flt.before,
+        "created_after": flt.created_after,
+        "created_before": flt.created_before,
+        "id_lo": prefix,
+        "id_hi": None if prefix is None else prefix + ID_PREFIX_END,
+        "event_id": flt.event_id,
+        "text": None if flt.text is None else ascii_fold(flt.text),
+        "ended": flt.ended,
+        "limit": row_limit(flt.limit),
+    }

@@ -61,13 +61,19 @@ class FunctionCache:
     transaction that routes events and reloads the functions only when it changed.
     """
 
-    __slots__ = ("records", "version")
+    __slots__ = ("paused", "records", "version")
 
     def __init__(self) -> None:
         self.version: str | None = None
         self.records: list[FunctionRecord] = []
+        self.paused: frozenset[str] = frozenset()
+        """The paused functions at ``version``, when the backend reads them with the registry
+        (SQLite; pausing bumps the version)."""
 
-    def replace(self, version: str, rows: Sequence[Sequence[Any]]) -> None:
+    def replace(
+        self, version: str, rows: Sequence[Sequence[Any]], paused: Sequence[str] = ()
+    ) -> None:
         """Remember the functions read (rows of :data:`FUNCTION_COLUMNS`) at ``version``."""
         self.records = [function_from_row(row) for row in rows]
+        self.paused = frozenset(paused)
         self.version = version

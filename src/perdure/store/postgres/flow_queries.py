@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from perdure.store.postgres import queries as q
 from perdure.store.rows import STEP_COLUMNS
 
 _NOW: Final = "perdure_now(%(now)s::float8)"
@@ -17,8 +18,11 @@ GATED_NOW: Final = "SELECT " + _NOW
 GATED_DUE: Final = (
     "SELECT id, function_id, status, started_at, available_at, concurrency_key,"
     " concurrency_key2, throttle_key, replay_of IS NOT NULL FROM runs"
-    " WHERE available_at <= " + _NOW + " AND function_id = ANY(%(fids)s::text[])"
-    " AND (available_at, id) > (%(after_at)s::float8, %(after_id)s::text)"
+    " WHERE available_at <= "
+    + _NOW
+    + " AND function_id = ANY(%(fids)s::text[])"
+    + q.UNPAUSED
+    + " AND (available_at, id) > (%(after_at)s::float8, %(after_id)s::text)"
     " AND NOT coalesce(concurrency_key = ANY(%(sat)s::text[]), false)"
     " AND NOT coalesce(concurrency_key2 = ANY(%(sat)s::text[]), false)"
     " ORDER BY available_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED"

@@ -21,6 +21,7 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
 from typing import Final, LiteralString
 
 from perdure.store.rows import FUNCTION_COLUMNS, RUN_COLUMNS, STEP_COLUMNS
@@ -33,6 +34,10 @@ T_NOW: Final = _T  # the ``t(now)`` CTE, for the other modules' statements
 BEGIN: Final = "BEGIN"
 COMMIT: Final = "COMMIT"
 ALIVE: Final = "SELECT 1"
+# The run's function is not paused (an anti-join on a small table, usually empty).
+UNPAUSED: Final = (
+    " AND NOT EXISTS (SELECT 1 FROM function_pauses fp WHERE fp.function_id = runs.function_id)"
+)
 
 # ---------------------------------------------------------------------- schema and migrations
 
@@ -85,9 +90,13 @@ REGISTRY_IF_CHANGED: Final = (
 # (when it was committed after this statement's snapshot, run_by_key finds it).
 INSERT_RUNS: Final = (
     "WITH " + _T + ", "
-    "v AS (SELECT * FROM json_to_recordset(%(runs)s::json) AS v(ord int4, id text,"
+    "j AS (SELECT * FROM json_to_recordset(%(runs)s::json) AS j(ord int4, id text,"
     " function_id text, input text, event_id text, idempotency_key text, parent_run_id text,"
     " parent_step text, owner text, lease float8)), "
+    "v AS (SELECT j.ord, j.id, j.function_id, j.input, j.event_id, j.idempotency_key,"
+    " j.parent_run_id, j.parent_step, CASE WHEN j.owner IS NULL THEN NULL"
+    " WHEN EXISTS (SELECT 1 FROM function_pauses fp WHERE fp.function_id = j.function_id)"
+    " THEN NULL ELSE j.owner END AS owner, j.lease FROM j), "
     "ins AS ("
     " INSERT INTO runs (id, function_id, status, input, event_id, idempotency_key,"
     " parent_run_id, parent_step, available_at, created_at, lease_owner,"
@@ -140,30 +149,37 @@ STEPS_OF_RUN: Final = (
 )
 
 
-def _list_runs(status: bool, function: bool, before: bool) -> LiteralString:
+_UPPER: LiteralString = "'ABCDEFGHIJKLMNOPQRSTUVWXYZ'"
+_LOWER: LiteralString = "'abcdefghijklmnopqrstuvwxyz'"
+_RUN_FILTERS: Final[tuple[LiteralString, ...]] = (
+    " AND status = %(status)s",
+    " AND function_id = %(fid)s",
+    " AND id < %(before)s",
+    " AND created_at >= %(created_after)s",
+    " AND created_at < %(created_before)s",
+    " AND id >= %(id_lo)s AND id < %(id_hi)s",
+    " AND event_id = %(event_id)s",
+    # ASCII letters only, as ascii_fold (lower() would fold other letters by the locale)
+    " AND strpos(translate(input, " + _UPPER + ", " + _LOWER + "), %(text)s) > 0",
+    " AND (status IN ('completed', 'failed', 'cancelled', 'skipped')) = %(ended)s",
+)
+
+
+@functools.cache
+def list_runs(shape: tuple[bool, ...]) -> LiteralString:
+    """The statement listing runs, newest first, with the filters of ``shape``
+    (:meth:`~perdure.store.base.RunFilter.shape`) given; one constant statement per shape."""
     where: LiteralString = ""
-    if status:
-        where += " AND status = %(status)s"
-    if function:
-        where += " AND function_id = %(fid)s"
-    if before:
-        where += " AND id < %(before)s"
+    for given, clause in zip(shape, _RUN_FILTERS, strict=True):
+        if given:
+            where += clause
     return (
         "SELECT "
         + RUN_COLUMNS
         + " FROM runs WHERE true"
         + where
-        + (" ORDER BY id DESC LIMIT %(limit)s")
+        + " ORDER BY id DESC LIMIT %(limit)s"
     )
-
-
-# Keyed by (status given, function given, cursor given): one constant statement each.
-LIST_RUNS: Final[dict[tuple[bool, bool, bool], LiteralString]] = {
-    (s, f, b): _list_runs(s, f, b)
-    for s in (False, True)
-    for f in (False, True)
-    for b in (False, True)
-}
 
 
 def _list_events(name: bool, before: bool) -> LiteralString:
@@ -259,8 +275,11 @@ RESOLVE_WAITS: Final = (
 CLAIM: Final = (
     "WITH " + _T + ", "
     "due AS (SELECT id, status, started_at, available_at FROM runs"
-    " WHERE available_at <= " + _NOW + " AND function_id = ANY(%(fids)s::text[])"
-    " ORDER BY available_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED), "
+    " WHERE available_at <= "
+    + _NOW
+    + " AND function_id = ANY(%(fids)s::text[])"
+    + UNPAUSED
+    + " ORDER BY available_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED), "
     "claimed AS (UPDATE runs r SET status = 'running', lease_token = r.lease_token + 1,"
     " lease_owner = %(worker)s, available_at = t.now + %(lease)s::float8, gate_key = NULL,"
     " started_at = coalesce(r.started_at, t.now),"
@@ -271,7 +290,7 @@ CLAIM: Final = (
     " r.available_at AS until, r.replay_of IS NOT NULL AS replayed), "
     "nxt AS (SELECT least("
     "(SELECT min(available_at) FROM runs WHERE available_at IS NOT NULL"
-    " AND function_id = ANY(%(fids)s::text[]) AND (available_at, id) > ("
+    " AND function_id = ANY(%(fids)s::text[])" + UNPAUSED + " AND (available_at, id) > ("
     "SELECT d.available_at, d.id FROM due d UNION ALL SELECT '-infinity'::float8, ''"
     " ORDER BY 1 DESC, 2 DESC LIMIT 1)),"
     " (SELECT min(until) FROM claimed)) AS next_due) "
@@ -291,7 +310,7 @@ CLAIM: Final = (
 )
 NEXT_DUE: Final = (
     "SELECT min(available_at) FROM runs "
-    "WHERE available_at IS NOT NULL AND function_id = ANY(%(fids)s::text[])"
+    "WHERE available_at IS NOT NULL AND function_id = ANY(%(fids)s::text[])" + UNPAUSED
 )
 
 _LOCK_RUNS: Final = (
@@ -478,15 +497,7 @@ CRON_LAST: Final = (
 )
 # FIRE_CRON (firing a decorator cron trigger's tick) is in schedule_queries.py.
 
-PRUNE_RUNS: Final = (
-    "WITH victims AS (SELECT id FROM runs WHERE ended_at IS NOT NULL"
-    " AND ended_at < %(before)s::float8 ORDER BY ended_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED), "
-    "ds AS (DELETE FROM steps WHERE run_id IN (SELECT id FROM victims)), "
-    "dr AS (DELETE FROM runs WHERE id IN (SELECT id FROM victims) RETURNING 1) "
-    "SELECT count(*) FROM dr"
-)
-PRUNE_EVENT_IDS: Final = "DELETE FROM event_ids WHERE expires_at < " + _NOW
-PRUNE_EVENTS: Final = "DELETE FROM events WHERE received_at < %(before)s::float8"
+# Pruning (runs in bounded batches, events, event ids) is in ops_queries.py.
 
 # ---------------------------------------------------------------------- batches of one
 #
@@ -578,15 +589,18 @@ STEP_END_ONE: Final = (
 # token 1). Returns its lease token (0 when queued) and whether it was announced.
 CREATE_ONE: Final = (
     "WITH " + _T + ", "
+    "o AS (SELECT CASE WHEN %(owner)s::text IS NULL THEN NULL WHEN EXISTS (SELECT 1 FROM"
+    " function_pauses WHERE function_id = %(fid)s::text) THEN NULL ELSE %(owner)s::text END"
+    " AS owner), "
     "ins AS (INSERT INTO runs (id, function_id, status, input, event_id, idempotency_key,"
     " parent_run_id, parent_step, available_at, created_at, lease_owner,"
     " lease_token, started_at)"
     " SELECT %(id)s::text, %(fid)s::text,"
-    " CASE WHEN %(owner)s::text IS NULL THEN 'queued' ELSE 'running' END, %(input)s::text,"
+    " CASE WHEN o.owner IS NULL THEN 'queued' ELSE 'running' END, %(input)s::text,"
     " %(event_id)s::text, NULL, %(parent)s::text, %(parent_step)s::text,"
-    " t.now + CASE WHEN %(owner)s::text IS NULL THEN 0 ELSE %(lease)s::float8 END, t.now,"
-    " %(owner)s::text, CASE WHEN %(owner)s::text IS NULL THEN 0 ELSE 1 END,"
-    " CASE WHEN %(owner)s::text IS NOT NULL THEN t.now END FROM t"
+    " t.now + CASE WHEN o.owner IS NULL THEN 0 ELSE %(lease)s::float8 END, t.now,"
+    " o.owner, CASE WHEN o.owner IS NULL THEN 0 ELSE 1 END,"
+    " CASE WHEN o.owner IS NOT NULL THEN t.now END FROM t, o"
     " RETURNING lease_token), "
     "nt AS (SELECT pg_notify(%(wake_channel)s, %(origin)s) FROM ins WHERE lease_token = 0) "
     "SELECT lease_token, (SELECT count(*) FROM nt) FROM ins"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
 from perdure.store import inputs
-from perdure.store.base import DueBacklog, EventRow, RunFilter, RunRow, StoredStep
+from perdure.store.base import DueBacklog, EventRow, RunFilter, RunRow, RunTiming, StoredStep
 from perdure.store.postgres import queries as q
 from perdure.store.postgres.pool import Pool
 from perdure.store.rows import run_from_row, step_from_row
@@ -56,18 +56,11 @@ class Reads:
         return [step_from_row(row) for row in rows]
 
     async def list_runs(self, flt: RunFilter) -> list[RunRow]:
-        """Runs, newest first, filtered."""
-        if not inputs.all_storable((flt.status, flt.function_id, flt.before)):
+        """Runs, newest first, filtered (see :class:`~perdure.store.base.RunFilter`)."""
+        params = inputs.run_filter_params(flt)
+        if params is None:
             return []
-        stmt = q.LIST_RUNS[
-            (flt.status is not None, flt.function_id is not None, flt.before is not None)
-        ]
-        params = {
-            "status": flt.status,
-            "fid": flt.function_id,
-            "before": flt.before,
-            "limit": inputs.row_limit(flt.limit),
-        }
+        stmt = q.list_runs(flt.shape())
         return [run_from_row(row) for row in await self._pool.read_all(stmt, params)]
 
     async def list_events(self, name: str | None, before: int | None, limit: int) -> list[EventRow]:
@@ -92,7 +85,33 @@ class Reads:
         seq, ev_id, name, body, at, run_ids = row
         return EventRow(seq, ev_id, name, body, at, list(run_ids or ()))
 
+    async def waits_resolved_by(self, event: EventRow, limit: int) -> list[tuple[str, str]]:
+        """The wait steps ``event`` resolved: completed with it as output, at or after its
+        receipt (an older event of the same id resolved the earlier ones)."""
+        params = {"at": event.received_at, "id": event.id, "limit": inputs.row_limit(limit)}
+        rows = await self._pool.read_all(_WAITS_RESOLVED, params)
+        return [(str(run_id), str(key)) for run_id, key in rows]
 
+    async def run_timings(self, function_id: str, limit: int) -> list[RunTiming]:
+        """The newest runs of a function: status, start and end (the function's run index)."""
+        if not inputs.storable(function_id):
+            return []
+        params = {"fid": function_id, "limit": inputs.row_limit(limit)}
+        rows = await self._pool.read_all(_RUN_TIMINGS, params)
+        return [(str(status), started, ended) for status, started, ended in rows]
+
+
+# Every recorded wait step is read (no index names a wait's event): a schema change could add
+# one (see docs/dashboard.md, "Events").
+_WAITS_RESOLVED: Final = (
+    "SELECT run_id, key FROM steps WHERE kind = 'wait' AND status = 'completed' "
+    "AND ended_at >= %(at)s AND output IS NOT NULL AND (output::json ->> 'id') = %(id)s "
+    "ORDER BY run_id, key LIMIT %(limit)s"
+)
+_RUN_TIMINGS: Final = (
+    "SELECT status, started_at, ended_at FROM runs WHERE function_id = %(fid)s "
+    "ORDER BY id DESC LIMIT %(limit)s"
+)
 _GET_EVENT: Final = (
     "SELECT e.seq, e.id, e.name, e.body, e.received_at, "
     "ARRAY(SELECT r.id FROM runs r WHERE r.event_id = e.id ORDER BY r.id) "

@@ -30,7 +30,8 @@ MIGRATIONS = Migrations(
         "0005_flow_cancel.sql",
         "0006_step_names.sql",
         "0007_rerun.sql",
-        "0010_access.sql",
+        "0008_operations.sql",
+        "0009_access.sql",
     ),
 )
 SCHEMA_FILE = "schema.sql"

@@ -52,7 +52,15 @@ from perdure.store.base import (
     WriteOp,
 )
 from perdure.store.migrations import version_of
-from perdure.store.postgres import access, derived, flow, flow_cancel, flow_claim, reads
+from perdure.store.postgres import (
+    access,
+    derived,
+    flow,
+    flow_cancel,
+    flow_claim,
+    operations,
+    reads,
+)
 from perdure.store.postgres import queries as q
 from perdure.store.postgres import schedules as sch
 from perdure.store.postgres.clock import DbClock
@@ -91,6 +99,7 @@ class PostgresStore(
     flow.FlowCreation,
     flow_claim.FlowClaim,
     flow_cancel.FlowCancelling,
+    operations.Operations,
     reads.Reads,
     sch.ScheduleMethods,
 ):
@@ -555,23 +564,3 @@ class PostgresStore(
         if not advanced:
             return False
         return True if run is None or busy else created
-
-    async def prune(self, finished_before: float, limit: int) -> int:
-        """Delete terminal runs (and their steps) that ended before the given time, expired
-        event ids, and events received before that time."""
-        before = {"before": float(finished_before)}
-
-        async def op(conn: Conn) -> int:
-            counted, _, _ = await transaction(
-                conn,
-                [
-                    (q.PRUNE_RUNS, {**before, "limit": limit}),
-                    (q.PRUNE_EVENT_IDS, {"now": self._now_param()}),
-                    (q.PRUNE_EVENTS, before),
-                ],
-            )
-            return int(counted[0][0])
-
-        pruned = await self._pool.run(op)
-        await self._prune_gates()
-        return pruned

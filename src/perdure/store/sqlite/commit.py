@@ -9,6 +9,7 @@ The rules themselves are in :mod:`perdure.store.rules`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from perdure.store.base import CreatedRun, NewRun, Outcome, StepWrite, StoredStep, WriteOp
@@ -27,6 +28,15 @@ def insert_runs(tx: Tx, runs: Sequence[NewRun]) -> list[CreatedRun]:
     if any(r.flow is not None for r in runs):
         return _insert_mixed(tx, runs)
     conn, now = tx.conn, tx.now
+    if any(r.lease_owner is not None for r in runs):
+        # A paused function's run is never created already leased: it queues.
+        runs = [
+            replace(r, lease_owner=None)
+            if r.lease_owner is not None
+            and conn.execute(q.PAUSED_AT, (r.function_id,)).fetchone() is not None
+            else r
+            for r in runs
+        ]
     if all(r.idempotency_key is None and r.lease_owner is None for r in runs):
         conn.executemany(
             q.INSERT_RUN,

@@ -6,8 +6,10 @@ Statements with a ``{fids}``, ``{ids}`` or ``{keys}`` field get a list of ``?`` 
 
 from __future__ import annotations
 
+import functools
 from typing import Final, LiteralString
 
+from perdure.store.operations import WORKER_COLUMNS
 from perdure.store.rows import FUNCTION_COLUMNS, RUN_COLUMNS, STEP_COLUMNS
 from perdure.store.schedules import SCHEDULE_COLUMNS
 
@@ -185,24 +187,29 @@ ENDED_SINCE: Final[LiteralString] = (
 SELECT_RUNS: Final[LiteralString] = "SELECT " + RUN_COLUMNS + " FROM runs WHERE id IN ({ids})"
 
 
-def _list_runs(status: bool, function: bool, before: bool) -> LiteralString:
+_RUN_FILTERS: Final[tuple[LiteralString, ...]] = (
+    " AND status = :status",
+    " AND function_id = :fid",
+    " AND id < :before",
+    " AND created_at >= :created_after",
+    " AND created_at < :created_before",
+    " AND id >= :id_lo AND id < :id_hi",
+    " AND event_id = :event_id",
+    " AND instr(lower(input), :text) > 0",  # lower(): ASCII letters only, as ascii_fold
+    " AND (status IN ('completed', 'failed', 'cancelled', 'skipped')) = :ended",
+)
+
+
+@functools.cache
+def list_runs(shape: tuple[bool, ...]) -> LiteralString:
+    """The statement listing runs, newest first, with the filters of ``shape``
+    (:meth:`~perdure.store.base.RunFilter.shape`) given; one constant statement per shape."""
     where: LiteralString = ""
-    if status:
-        where += " AND status = :status"
-    if function:
-        where += " AND function_id = :fid"
-    if before:
-        where += " AND id < :before"
+    for given, clause in zip(shape, _RUN_FILTERS, strict=True):
+        if given:
+            where += clause
     return "SELECT " + RUN_COLUMNS + " FROM runs WHERE 1" + where + " ORDER BY id DESC LIMIT :limit"
 
-
-# Keyed by (status given, function given, cursor given): one constant statement each.
-LIST_RUNS: Final[dict[tuple[bool, bool, bool], LiteralString]] = {
-    (s, f, b): _list_runs(s, f, b)
-    for s in (False, True)
-    for f in (False, True)
-    for b in (False, True)
-}
 
 DEDUPE_EVENT: Final[LiteralString] = (
     "INSERT INTO event_ids (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO UPDATE "
@@ -379,4 +386,45 @@ COPY_STEPS: Final[LiteralString] = (
     "started_at, ended_at, name) SELECT ?, key, seq, kind, status, output, error, attempts, "
     "wake_at, started_at, ended_at, name FROM steps "
     "WHERE run_id = ? AND status = 'completed' AND seq < ?"
+)
+
+
+# ---------------------------------------------------------------------- operations (0008)
+
+WORKER_BEAT: Final[LiteralString] = (
+    "INSERT INTO workers (" + WORKER_COLUMNS + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) "
+    "ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, "
+    "app = excluded.app, functions = excluded.functions, slots = excluded.slots, "
+    "slots_used = excluded.slots_used, stale_after = excluded.stale_after, "
+    "last_heartbeat = excluded.last_heartbeat, stopped_at = NULL"
+)
+WORKER_STOP: Final[LiteralString] = "UPDATE workers SET stopped_at = ? WHERE id = ?"
+WORKERS_SEEN: Final[LiteralString] = (
+    "SELECT " + WORKER_COLUMNS + " FROM workers WHERE last_heartbeat >= ? ORDER BY started_at, id"
+)
+WORKERS_PRUNE: Final[LiteralString] = "DELETE FROM workers WHERE last_heartbeat < ?"
+PAUSE_FUNCTION: Final[LiteralString] = (
+    "INSERT INTO function_pauses (function_id, paused_at) VALUES (?, ?) "
+    "ON CONFLICT (function_id) DO NOTHING"
+)
+RESUME_FUNCTION: Final[LiteralString] = "DELETE FROM function_pauses WHERE function_id = ?"
+PAUSED_AT: Final[LiteralString] = "SELECT paused_at FROM function_pauses WHERE function_id = ?"
+PAUSED_FUNCTIONS: Final[LiteralString] = "SELECT function_id, paused_at FROM function_pauses"
+# Ended runs to prune, the oldest end first (on the runs_ended index): of one function, or of
+# every function but some.
+PRUNE_PICK_ONE: Final[LiteralString] = (
+    "SELECT id FROM runs WHERE ended_at IS NOT NULL AND ended_at < ? AND function_id = ? "
+    "ORDER BY ended_at LIMIT ?"
+)
+PRUNE_PICK_OTHERS: Final[LiteralString] = (
+    "SELECT id FROM runs WHERE ended_at IS NOT NULL AND ended_at < ? "
+    "AND function_id NOT IN ({fids}) ORDER BY ended_at LIMIT ?"
+)
+PRUNE_COUNT_ONE: Final[LiteralString] = (
+    "SELECT function_id, count(*) FROM runs WHERE ended_at IS NOT NULL AND ended_at < ? "
+    "AND function_id = ? GROUP BY function_id"
+)
+PRUNE_COUNT_OTHERS: Final[LiteralString] = (
+    "SELECT function_id, count(*) FROM runs WHERE ended_at IS NOT NULL AND ended_at < ? "
+    "AND function_id NOT IN ({fids}) GROUP BY function_id"
 )

@@ -9,7 +9,15 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final, TypeVar
 
 from perdure.store import inputs
-from perdure.store.base import DueBacklog, EventRow, KeyLoad, RunFilter, RunRow, StoredStep
+from perdure.store.base import (
+    DueBacklog,
+    EventRow,
+    KeyLoad,
+    RunFilter,
+    RunRow,
+    RunTiming,
+    StoredStep,
+)
 from perdure.store.rows import run_from_row
 from perdure.store.rows import step_from_row as _step
 from perdure.store.sqlite import flow_claim
@@ -67,18 +75,11 @@ class Reads:
         return [_step(row) for row in rows]
 
     async def list_runs(self, flt: RunFilter) -> list[RunRow]:
-        """Runs, newest first."""
-        if not inputs.all_storable((flt.status, flt.function_id, flt.before)):
+        """Runs, newest first, filtered (see :class:`~perdure.store.base.RunFilter`)."""
+        args = inputs.run_filter_params(flt)
+        if args is None:
             return []
-        sql = q.LIST_RUNS[
-            (flt.status is not None, flt.function_id is not None, flt.before is not None)
-        ]
-        args = {
-            "status": flt.status,
-            "fid": flt.function_id,
-            "before": flt.before,
-            "limit": inputs.row_limit(flt.limit),
-        }
+        sql = q.list_runs(flt.shape())
         rows = await self._read(lambda c: c.execute(sql, args).fetchall())
         return [run_from_row(row) for row in rows]
 
@@ -120,7 +121,31 @@ class Reads:
 
         return await self._read(read)
 
+    async def waits_resolved_by(self, event: EventRow, limit: int) -> list[tuple[str, str]]:
+        """The wait steps ``event`` resolved: completed with it as output, at or after its
+        receipt (an older event of the same id resolved the earlier ones)."""
+        args = (event.received_at, event.id, inputs.row_limit(limit))
+        rows = await self._read(lambda c: c.execute(_WAITS_RESOLVED, args).fetchall())
+        return [(str(run_id), str(key)) for run_id, key in rows]
 
+    async def run_timings(self, function_id: str, limit: int) -> list[RunTiming]:
+        """The newest runs of a function: status, start and end (the function's run index)."""
+        if not inputs.storable(function_id):
+            return []
+        args = (function_id, inputs.row_limit(limit))
+        rows = await self._read(lambda c: c.execute(_RUN_TIMINGS, args).fetchall())
+        return [(str(status), started, ended) for status, started, ended in rows]
+
+
+# Every recorded wait step is read (no index names a wait's event): a schema change could add
+# one (see docs/dashboard.md, "Events").
+_WAITS_RESOLVED: Final = (
+    "SELECT run_id, key FROM steps WHERE kind = 'wait' AND status = 'completed' "
+    "AND ended_at >= ? AND json_extract(output, '$.id') = ? ORDER BY run_id, key LIMIT ?"
+)
+_RUN_TIMINGS: Final = (
+    "SELECT status, started_at, ended_at FROM runs WHERE function_id = ? ORDER BY id DESC LIMIT ?"
+)
 _DUE_BACKLOG: Final = (
     "SELECT function_id, count(*), min(available_at) FROM runs "
     "WHERE available_at IS NOT NULL AND available_at <= ? GROUP BY function_id"

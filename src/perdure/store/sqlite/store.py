@@ -53,6 +53,7 @@ from perdure.store.sqlite import flow_cancel as fc
 from perdure.store.sqlite import queries as q
 from perdure.store.sqlite import schedules as sch
 from perdure.store.sqlite.access import Access
+from perdure.store.sqlite.operations import Operations
 from perdure.store.sqlite.reads import Reads
 from perdure.store.sqlite.writer import Tx, Writer, connect
 
@@ -70,12 +71,13 @@ MIGRATIONS = Migrations(
         "0005_flow_cancel.sql",
         "0006_step_names.sql",
         "0007_rerun.sql",
-        "0010_access.sql",
+        "0008_operations.sql",
+        "0009_access.sql",
     ),
 )
 
 
-class SqliteStore(Access, Reads):
+class SqliteStore(Access, Operations, Reads):
     """A :class:`~perdure.store.base.Store` on a SQLite file."""
 
     def __init__(
@@ -211,7 +213,9 @@ class SqliteStore(Access, Reads):
     def _functions(self, conn: sqlite3.Connection) -> list[FunctionRecord]:
         version = conn.execute(q.REGISTRY_VERSION).fetchone()[0]
         if version != self._registry.version:
-            self._registry.replace(version, conn.execute(q.SELECT_FUNCTIONS).fetchall())
+            rows = conn.execute(q.SELECT_FUNCTIONS).fetchall()
+            paused = [r[0] for r in conn.execute(q.PAUSED_FUNCTIONS).fetchall()]
+            self._registry.replace(version, rows, paused)
         return self._registry.records
 
     # ------------------------------------------------------------------ client side
@@ -300,11 +304,16 @@ class SqliteStore(Access, Reads):
             return Claim([], None)
 
         def op(tx: Tx) -> Claim:
-            plain, gated = flow_claim.split_gated(self._functions(tx.conn), fids)
+            registry = self._functions(tx.conn)  # reads the version: pauses are exact
+            paused = self._registry.paused
+            live = [f for f in fids if f not in paused] if paused else fids
+            if not live:
+                return Claim([], None)
+            plain, gated = flow_claim.split_gated(registry, live)
             if gated:
                 claim = self._claim_mixed(tx, worker_id, plain, gated, limit, lease_seconds)
             else:
-                claim = _claim_plain(tx, worker_id, fids, limit, lease_seconds)
+                claim = _claim_plain(tx, worker_id, live, limit, lease_seconds)
             if claim.runs:
                 fc.set_finish_by(tx, self._functions(tx.conn), claim.runs)
             return claim
@@ -334,8 +343,10 @@ class SqliteStore(Access, Reads):
         return Claim(first.runs + runs, min(dues) if dues else None)
 
     async def next_due(self, function_ids: Sequence[str]) -> float | None:
-        """When the earliest run of these functions comes due (a read; no lock)."""
-        fids = list(function_ids)
+        """When the earliest run of these functions comes due (a read; no lock). Paused
+        functions are left out as the last claim knew them."""
+        paused = self._registry.paused
+        fids = [f for f in function_ids if f not in paused]
         if not fids:
             return None
         sql = q.NEXT_DUE.format(fids=q.marks(len(fids)))
