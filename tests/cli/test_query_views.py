@@ -197,6 +197,8 @@ async def test_functions_and_the_database(db_url: str) -> None:
                 "triggers": [{"event": "views/number"}],
                 "config": records[0].config,
                 "flow": {},
+                "paused": False,
+                "paused_at": None,
             },
             {
                 "id": "guarded",
@@ -204,6 +206,8 @@ async def test_functions_and_the_database(db_url: str) -> None:
                 "triggers": [{"event": "views/*", "if": "event.data.n > 1"}],
                 "config": records[1].config,
                 "flow": {},
+                "paused": False,
+                "paused_at": None,
             },
             {
                 "id": "nightly",
@@ -219,6 +223,8 @@ async def test_functions_and_the_database(db_url: str) -> None:
                 ],
                 "config": records[2].config,
                 "flow": {},
+                "paused": False,
+                "paused_at": None,
             },
         ]
         texts = [views.trigger_text(t) for r in records for t in r.triggers]

@@ -123,8 +123,8 @@ def test_every_error_the_server_maps_comes_back_as_itself() -> None:
         assert type(back) is type(exc), (api.code, back)
         assert back.code == exc.code
         assert back.message == api.message
-    assert len(mapped) == 11  # the 4xx/503 errors of perdure.errors, each under its own code
-    assert set(ERRORS) == mapped | {"malformed_json", "unauthorized"}
+    assert len(mapped) == 13  # the 4xx/503 errors of perdure.errors, each under its own code
+    assert set(ERRORS) == mapped | {"malformed_json", "unauthorized", "csrf_failed"}
 
 
 def test_payload_too_large_keeps_its_numbers() -> None:
