@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Final
 
 from perdure.store import inputs
 from perdure.store.base import DueBacklog, EventRow, RunFilter, RunRow, RunTiming, StoredStep
+from perdure.store.postgres import list_queries as lq
 from perdure.store.postgres import queries as q
 from perdure.store.postgres.pool import Pool
 from perdure.store.rows import run_from_row, step_from_row
@@ -60,7 +61,7 @@ class Reads:
         params = inputs.run_filter_params(flt)
         if params is None:
             return []
-        stmt = q.list_runs(flt.shape())
+        stmt = lq.list_runs(flt.shape())
         return [run_from_row(row) for row in await self._pool.read_all(stmt, params)]
 
     async def list_events(self, name: str | None, before: int | None, limit: int) -> list[EventRow]:
@@ -68,7 +69,7 @@ class Reads:
         if not inputs.storable(name):
             return []
         cursor = inputs.seq_cursor(before)
-        stmt = q.LIST_EVENTS[(name is not None, cursor is not None)]
+        stmt = lq.LIST_EVENTS[(name is not None, cursor is not None)]
         params = {"name": name, "before": cursor, "limit": inputs.row_limit(limit)}
         return [
             EventRow(seq, ev_id, nm, body, at, list(run_ids or ()))
