@@ -348,17 +348,18 @@ class App(ClientSyncTwins):
         runs' audit trails record ``actor`` (default ``app:<name>``)."""
         return await self.client.replay(run_id, from_step=from_step, actor=actor or self._actor)
 
-    async def pause(self, function: Any) -> FunctionPause:
+    async def pause(self, function: Any, *, actor: str | None = None) -> FunctionPause:
         """Pause a function (decorated function or id): its runs are created and queue, none
         starts until :meth:`resume`; its cron triggers and schedules skip their ticks
         meanwhile (docs/operations.md). The pause is kept in the database, apart from the
         function's registration: restarting workers or syncing keeps it. Raises
         :class:`~perdure.errors.FunctionNotFoundError` for an unknown function."""
-        return await self.client.pause(function)
+        return await self.client.pause(function, actor=actor or self._actor)
 
-    async def resume(self, function: Any) -> FunctionPause:
-        """Resume a paused function: its queued runs start, in their queue order."""
-        return await self.client.resume(function)
+    async def resume(self, function: Any, *, actor: str | None = None) -> FunctionPause:
+        """Resume a paused function: its queued runs start, in their queue order. The audit
+        trail records ``actor`` for both (default ``app:<name>``)."""
+        return await self.client.resume(function, actor=actor or self._actor)
 
     async def send(self, events: Event | Sequence[Event]) -> list[str]:
         """Send events; return their ids. Each starts the runs of the functions it triggers

@@ -137,7 +137,7 @@ class ClientSyncTwins:
 
         async def replay(self, run_id: str, *, from_step: str) -> RunHandle: ...
 
-        async def pause(self, function: Any) -> FunctionPause: ...
+        async def pause(self, function: Any, *, actor: str | None = None) -> FunctionPause: ...
 
         async def resume(self, function: Any) -> FunctionPause: ...
 
@@ -358,23 +358,25 @@ class Client:
             await self._audit([AuditIn(actor, "cancel", run_id)])
         return run_info(row, await store.get_steps(run_id))
 
-    async def pause(self, function: Any) -> FunctionPause:
+    async def pause(self, function: Any, *, actor: str | None = None) -> FunctionPause:
         """Pause a function (decorated function or id): its runs are still created (events,
         starts, invokes) and queue, but none starts until :meth:`resume`; its cron triggers
         and schedules skip their ticks. A pause survives the function's re-registration.
         Pausing a paused function changes nothing. Raises
         :class:`~perdure.errors.FunctionNotFoundError` for an unknown function."""
-        return await self._set_paused(function, True)
+        return await self._set_paused(function, True, actor)
 
-    async def resume(self, function: Any) -> FunctionPause:
+    async def resume(self, function: Any, *, actor: str | None = None) -> FunctionPause:
         """Resume a paused function: its queued runs start, in their queue order."""
-        return await self._set_paused(function, False)
+        return await self._set_paused(function, False, actor)
 
-    async def _set_paused(self, function: Any, paused: bool) -> FunctionPause:
+    async def _set_paused(self, function: Any, paused: bool, actor: str | None) -> FunctionPause:
         fid = function_id_of(function)
         await self.open()
         await self._check_function(fid)
         at = await self.runtime.store.set_function_paused(fid, paused)
+        if actor is not None:
+            await self._audit([AuditIn(actor, "pause" if paused else "resume", target=fid)])
         return FunctionPause(fid, at is not None, to_datetime(at))
 
     async def rerun(self, run_id: str, *, actor: str | None = None) -> RunHandle:

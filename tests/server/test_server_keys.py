@@ -182,6 +182,15 @@ def test_cancel_needs_admin_and_is_audited_on_the_run(world: World) -> None:
         ).json()
         assert [e["action"] for e in older["entries"]] == ["cancel"]
         assert a.post(f"/api/v1/runs/{new['id']}/cancel").status_code == 200
+        # Pausing and resuming a function is audited too.
+        assert_error(w.post("/api/v1/functions/paged/pause"), 403, "forbidden")
+        assert a.post("/api/v1/functions/paged/pause").json()["paused"] is True
+        assert a.post("/api/v1/functions/paged/resume").json()["paused"] is False
+        entries = a.get("/api/v1/audit", params={"limit": 2}).json()["entries"]
+        assert [(e["action"], e["target"], e["actor"]) for e in entries] == [
+            ("resume", "paged", f"key:{world.admin_id}"),
+            ("pause", "paged", f"key:{world.admin_id}"),
+        ]
 
 
 def test_a_key_of_another_environment_gets_404(world: World) -> None:

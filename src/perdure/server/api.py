@@ -177,9 +177,9 @@ class Api:
             raise ApiError(400, "invalid_input", "pause and resume take no body (or {})")
         function_id: str = request.path_params["function_id"]
         if paused:
-            await self.app.pause(function_id)
+            await self.app.pause(function_id, actor=actor_of(request))
         else:
-            await self.app.resume(function_id)
+            await self.app.resume(function_id, actor=actor_of(request))
         return await self.get_function(request)
 
     async def list_workers(self, request: Request) -> Response:

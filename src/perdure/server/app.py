@@ -237,12 +237,17 @@ def create_app(
     schedule, schedule_methods = _by_method(
         {"GET": scheds.route(lambda s: s.get), "DELETE": scheds.route(lambda s: s.delete)}
     )
-    apps_api = AppsApi(apps)
+    # The Inngest SDK apps are the server's own environment's: other environments list none.
+    apps_api = EnvRouter(envs, lambda a: AppsApi(apps if a is app else None))
     routes += [
         Route("/api/v1/keys", keys, methods=keys_methods),
         Route("/api/v1/keys/{key_id}", endpoint(access.revoke_key), methods=["DELETE"]),
-        Route("/api/v1/apps", endpoint(apps_api.list), methods=["GET"]),
-        Route("/api/v1/apps/{app_id:path}/resync", endpoint(apps_api.resync), methods=["POST"]),
+        Route("/api/v1/apps", apps_api.route(lambda x: x.list), methods=["GET"]),
+        Route(
+            "/api/v1/apps/{app_id:path}/resync",
+            apps_api.route(lambda x: x.resync),
+            methods=["POST"],
+        ),
         Route("/api/v1/schedules", schedules, methods=schedules_methods),
         Route("/api/v1/schedules/{schedule_id}", schedule, methods=schedule_methods),
         Route(
