@@ -22,19 +22,12 @@ from srv_helpers import ServerProcess, assert_error, clean_env, start_server
 
 import perdure
 from conftest import new_pg_schema_url
+from perdure.server.dashboard.routes import PAGES
 
-DASHBOARD_PAGES = [
-    "/",
-    "/runs",
-    "/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV",
-    "/events",
-    "/events/01ARZ3NDEKTSV4RRFFQ69G5FAV",
-    "/functions",
-    "/functions/echo",
-    "/schedules",
-    "/workers",
-    "/apps",
+DASHBOARD_PAGES = ["/"] + [
+    re.sub(r"\{[^}]+\}", "01ARZ3NDEKTSV4RRFFQ69G5FAV", path) for path in PAGES if path != "/login"
 ]
+"""Every page of the dashboard (its own list: a page added there is checked here)."""
 
 
 def cli(db_url: str, *args: str, env: str | None = None) -> subprocess.CompletedProcess[str]:
