@@ -22,6 +22,7 @@ from perdure.app import App
 from perdure.errors import InvalidInputError
 from perdure.server import openapi
 from perdure.server.api import Api
+from perdure.server.bulk import BulkApi
 from perdure.server.dashboard import dashboard_routes
 from perdure.server.guard import RequestGuard, resolve_allowed_hosts
 from perdure.server.http import (
@@ -31,6 +32,7 @@ from perdure.server.http import (
     endpoint,
     error_response,
 )
+from perdure.server.live import RunWatcher, stream_endpoint
 from perdure.server.metrics import HttpMetrics, Metrics
 from perdure.server.schedules import ScheduleApi
 
@@ -179,6 +181,8 @@ def create_app(
         check_api_token(api_token)
     hosts = resolve_allowed_hosts(allowed_hosts, authenticated=api_token is not None)
     api = Api(app)
+    bulk = BulkApi(app)
+    watcher = RunWatcher(app.query)
     auth = api_token is not None
     spec = openapi.document(auth=auth)
 
@@ -219,6 +223,9 @@ def create_app(
         ),
         Route("/api/v1/functions/{function_id:path}", endpoint(api.get_function), methods=["GET"]),
         Route("/api/v1/runs", endpoint(api.list_runs), methods=["GET"]),
+        Route("/api/v1/runs/stream", endpoint(stream_endpoint(watcher)), methods=["GET"]),
+        Route("/api/v1/runs/bulk/cancel", endpoint(bulk.cancel), methods=["POST"]),
+        Route("/api/v1/runs/bulk/rerun", endpoint(bulk.rerun), methods=["POST"]),
         Route("/api/v1/runs/{run_id}", endpoint(api.get_run), methods=["GET"]),
         Route("/api/v1/runs/{run_id}/cancel", endpoint(api.cancel_run), methods=["POST"]),
         Route("/api/v1/runs/{run_id}/rerun", endpoint(api.rerun_run), methods=["POST"]),
@@ -262,6 +269,7 @@ def create_app(
         server.add_middleware(ExtraHeaders, headers=response_headers)  # refusals carry them too
     server.add_middleware(HttpMetrics, metrics=metrics, routes=routes)  # counts refusals too
     server.state.perdure_app = app
+    server.state.perdure_close_streams = watcher.close  # serve() calls it before shutting down
     server.state.perdure_metrics = metrics
     return server
 

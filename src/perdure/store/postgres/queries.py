@@ -141,8 +141,6 @@ STEPS_OF_RUN: Final = (
 )
 
 
-_UPPER: LiteralString = "'ABCDEFGHIJKLMNOPQRSTUVWXYZ'"
-_LOWER: LiteralString = "'abcdefghijklmnopqrstuvwxyz'"
 _RUN_FILTERS: Final[tuple[LiteralString, ...]] = (
     " AND status = %(status)s",
     " AND function_id = %(fid)s",
@@ -151,8 +149,8 @@ _RUN_FILTERS: Final[tuple[LiteralString, ...]] = (
     " AND created_at < %(created_before)s",
     " AND id >= %(id_lo)s AND id < %(id_hi)s",
     " AND event_id = %(event_id)s",
-    # ASCII letters only, as ascii_fold (lower() would fold other letters by the locale)
-    " AND strpos(translate(input, " + _UPPER + ", " + _LOWER + "), %(text)s) > 0",
+    " AND strpos(translate(input, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), "
+    "%(text)s) > 0",  # ASCII letters only, as ascii_fold (lower() would use the locale)
     " AND (status IN ('completed', 'failed', 'cancelled', 'skipped')) = %(ended)s",
 )
 
