@@ -93,7 +93,7 @@ def test_bulk_cancel_then_rerun_with_dry_runs(client: httpx.Client) -> None:
     assert r.status_code == 200, r.text
     dry = r.json()
     assert dry["dry_run"] and dry["matched"] == 3 and dry["more"] is False
-    assert sorted(dry["run_ids"]) == sorted(naps) and dry["limit"] == 1000
+    assert sorted(dry["run_ids"]) == sorted(naps) and dry["limit"] == 100
     assert all(wait_run(client, i, ("sleeping",))["status"] == "sleeping" for i in naps)
     r = client.post("/api/v1/runs/bulk/cancel", json={"text": marker})
     assert r.status_code == 200, r.text

@@ -176,8 +176,9 @@ MS_QUERY = "^[0-9]{1,14}$"
 MS_MAX = 10**14 - 1
 MAX_SEARCH_TEXT = 256
 """The longest ``text`` filter of a runs search, in characters."""
-BULK_MAX = 1000
-"""The most runs one bulk action changes (the next call continues from ``next_cursor``)."""
+BULK_MAX = 100
+"""The most runs one bulk action changes (the next call continues from ``next_cursor``): each
+change is its own client operation and transaction, so a call stays within a few seconds."""
 MAX_WATCH = 500
 """The most run ids one live stream's ``watch`` names."""
 
@@ -278,6 +279,14 @@ class BulkRuns(BaseModel):
     dry_run: bool = Field(
         default=False, description="Only count and list the runs it would change."
     )
+
+    @field_validator("created_after", "created_before", mode="before")
+    @classmethod
+    def _ms(cls, value: Any) -> Any:
+        # JSON Schema's integers include 1.0: an integral number is an integer
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
 
     def search(self) -> RunSearch:
         """The query layer's search of these filters."""
