@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 from playwright.sync_api import expect
 
-from conftest import SCREENSHOTS
+pytest_plugins = ["e2e_harness"]  # the fixtures: browser, server, api, page
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 def start(api: httpx.Client, fn: str, data: dict[str, Any]) -> str:

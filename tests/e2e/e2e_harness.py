@@ -1,5 +1,7 @@
 """The browser test harness: a real ``perdure dev`` with the shop app, Debian's chromium
-driven by Playwright, a page per test.
+driven by Playwright, a page per test. A test module loads these fixtures with
+``pytest_plugins = ["e2e_harness"]`` (not a conftest.py: mypy knows the root
+tests/conftest.py by that name).
 
 Skipped with a message when /usr/bin/chromium or the playwright package is missing; required
 (a failure) when ``CI`` or ``PERDURE_REQUIRE_BROWSER=1`` is set.
