@@ -59,6 +59,63 @@ class Page(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
+class RunSearch:
+    """What a runs listing (or a bulk action, or a live view) selects: every filter given
+    must hold.
+
+    ``status``, ``function_id``; ``created_after`` / ``created_before``: the run was created at
+    or after / before (aware datetimes); ``run_id``: the run id starts with it; ``event_id``:
+    the event that started the run (the first of a batch); ``text``: the run's input (its
+    JSON text) contains it, ASCII letters ignoring case; ``ended``: only ended runs (``True``)
+    or only runs that have not ended (``False``)."""
+
+    status: str | RunStatus | None = None
+    function_id: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    run_id: str | None = None
+    event_id: str | None = None
+    text: str | None = None
+    ended: bool | None = None
+
+    def run_filter(self, *, before: str | None = None, limit: int = 50) -> RunFilter:
+        """The store's filter (``before`` and ``limit`` as given); InvalidInputError for an
+        unknown status or a naive datetime."""
+        status = self.status
+        if status is not None:
+            try:
+                status = RunStatus(status)
+            except ValueError:
+                choices = ", ".join(s.value for s in RunStatus)
+                raise InvalidInputError(f"status {status!r} is not one of: {choices}") from None
+        return RunFilter(
+            status=None if status is None else status.value,
+            function_id=self.function_id,
+            before=before,
+            limit=limit,
+            created_after=_epoch(self.created_after, "created_after"),
+            created_before=_epoch(self.created_before, "created_before"),
+            id_prefix=self.run_id or None,
+            event_id=self.event_id,
+            text=self.text or None,
+            ended=self.ended,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PolledRun:
+    """A run as :meth:`Query.poll_runs` read it: ``info`` (without steps), and whether it
+    passes a search (:meth:`matches`, the same test as the store's listing)."""
+
+    info: RunInfo
+    _row: RunRow
+
+    def matches(self, search: RunSearch) -> bool:
+        """Whether the run passes every filter of ``search``."""
+        return search.run_filter().matches(self._row)
+
+
+@dataclass(frozen=True, slots=True)
 class EventInfo:
     """A received event: the event object as it was stored (``id``, ``name``, ``data``,
     ``user``, ``ts``), when it was received, and the runs it started. ``seq`` orders events
@@ -180,29 +237,38 @@ class Query:
         function_id: str | None = None,
         before: str | None = None,
         limit: int = 50,
+        search: RunSearch | None = None,
+        ended: bool | None = None,
     ) -> Page[RunInfo]:
         """Runs without their steps, newest first: only those in ``status`` and of
-        ``function_id`` when given; ``before`` is the cursor (the ``next_cursor`` of the
-        previous page, a run id); ``limit`` runs at most (1 to :data:`PAGE_MAX`)."""
+        ``function_id`` when given, and those that pass every filter of ``search``
+        (``ended``: only ended runs, or only runs that have not ended); ``before`` is the
+        cursor (the ``next_cursor`` of the previous page, a run id); ``limit`` runs at most
+        (1 to :data:`PAGE_MAX`)."""
+        search = replace(search or RunSearch(), ended=ended)
         if status is not None:
-            try:
-                status = RunStatus(status)
-            except ValueError:
-                choices = ", ".join(s.value for s in RunStatus)
-                raise InvalidInputError(f"status {status!r} is not one of: {choices}") from None
+            search = replace(search, status=status)
+        if function_id is not None:
+            search = replace(search, function_id=function_id)
         size = _page_size(limit)
         store = await self._store()
-        rows = await store.list_runs(
-            RunFilter(
-                status=None if status is None else status.value,
-                function_id=function_id,
-                before=before,
-                limit=size + 1,
-            )
-        )
+        rows = await store.list_runs(search.run_filter(before=before, limit=size + 1))
         page = rows[:size]
         more = len(rows) > size
         return Page([run_info(r, []) for r in page], page[-1].id if more else None)
+
+    async def poll_runs(self, run_ids: Sequence[str], *, newest: int) -> list[PolledRun]:
+        """The live view's one read (:mod:`perdure.server.live`): the ``newest`` runs (1 to
+        :data:`PAGE_MAX`) and the runs of ``run_ids`` (at most :data:`PAGE_MAX` of them),
+        without their steps, newest first."""
+        store = await self._store()
+        rows = {r.id: r for r in await store.list_runs(RunFilter(limit=_page_size(newest)))}
+        missing = [i for i in dict.fromkeys(run_ids) if i not in rows][:PAGE_MAX]
+        if missing:
+            rows.update((r.id, r) for r in await store.get_runs(missing))
+        return [
+            PolledRun(run_info(r, []), r) for r in sorted(rows.values(), key=_row_id, reverse=True)
+        ]
 
     async def list_events(
         self, *, name: str | None = None, before: int | None = None, limit: int = 50
@@ -305,6 +371,18 @@ def worker_info(row: WorkerRow, now: float) -> WorkerInfo:
         stale_after=row.stale_after,
         status=status,
     )
+
+
+def _epoch(value: datetime | None, name: str) -> float | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise InvalidInputError(f"{name} must be an aware datetime (with a time zone)")
+    return value.timestamp()
+
+
+def _row_id(row: RunRow) -> str:
+    return row.id
 
 
 def _page_size(limit: int) -> int:

@@ -37,7 +37,7 @@ def run(run_id: str, fid: str, data: dict[str, object], event_id: str) -> NewRun
 
 async def seeded(store: Store, clock: ManualClock) -> list[RunRow]:
     """Six runs, one second apart: r0..r5 (ids 01AA0, 01AA1, ..., 01AB5)."""
-    specs = [
+    specs: list[tuple[str, str, dict[str, object], str]] = [
         ("01AA0", "f", {"customer": "Alice", "total": 10}, "ev-1"),
         ("01AA1", "g", {"customer": "bob", "note": "Ünïcode Straße"}, "ev-2"),
         ("01AA2", "f", {"customer": "ALICE", "total": 99}, "ev-1"),

@@ -18,8 +18,11 @@ Shapes (the OpenAPI document at ``/openapi.json`` is the reference):
 - ``POST /api/v1/functions/{id}/runs`` with ``{"data": {...}, "idempotency_key": "..."}``
   (both optional): ``201 {"run_id", "created": true}``, or ``200`` with ``"created": false``
   when the idempotency key names an existing run; ``Location`` is the run's URL.
-- ``GET /api/v1/runs?status=&function_id=&cursor=&limit=``: ``{"runs": [...], "next_cursor"}``,
-  newest first, runs without their steps.
+- ``GET /api/v1/runs?status=&function_id=&created_after=&created_before=&run_id=&event_id=&text=
+  &cursor=&limit=``: ``{"runs": [...], "next_cursor"}``, newest first, runs without their
+  steps (times in ms since the epoch; ``run_id`` matches a prefix, ``text`` the input's JSON).
+- ``GET /api/v1/runs/stream``: live changes (:mod:`perdure.server.live`);
+  ``POST /api/v1/runs/bulk/cancel`` and ``/bulk/rerun``: bulk actions (:mod:`perdure.server.bulk`).
 - ``GET /api/v1/runs/{id}``: the run with its steps. ``POST /api/v1/runs/{id}/cancel``: the run
   after cancelling (an ended run is returned unchanged).
 - ``POST /api/v1/runs/{id}/rerun`` (no body): ``201`` and the new run (``rerun_of``);
@@ -215,20 +218,14 @@ class Api:
 
     async def list_runs(self, request: Request) -> Response:
         """``GET /api/v1/runs``."""
+        names = ("cursor", "limit", *models.RunsQuery.model_fields)
         query = models.validate(
-            models.RunsQuery, query_params(request, ("status", "function_id", "cursor", "limit"))
-        )
-        status, function_id, cursor, limit = (
-            query.status,
-            query.function_id,
-            query.cursor,
-            query.limit,
+            models.RunsQuery, query_params(request, tuple(dict.fromkeys(names)))
         )
         page = await self.query.list_runs(
-            status=status,
-            function_id=function_id,
-            before=None if cursor is None else cursor.upper(),
-            limit=limit,
+            search=query.search(),
+            before=None if query.cursor is None else query.cursor.upper(),
+            limit=query.limit,
         )
         return JSONResponse(views.runs_page_json(page))
 

@@ -23,6 +23,7 @@ from perdure.server.access_api import AccessApi
 from perdure.server.api import Api
 from perdure.server.apps import AppsApi, AppSource
 from perdure.server.auth import AccessGuard, Authenticator, EnvApps, EnvRouter
+from perdure.server.bulk import BulkApi
 from perdure.server.dashboard import dashboard_routes
 from perdure.server.guard import RequestGuard, resolve_allowed_hosts
 from perdure.server.http import (
@@ -32,6 +33,7 @@ from perdure.server.http import (
     endpoint,
     error_response,
 )
+from perdure.server.live import LiveRuns
 from perdure.server.metrics import HttpMetrics, Metrics
 from perdure.server.schedules import ScheduleApi
 
@@ -155,6 +157,8 @@ def create_app(
     apis = EnvRouter(envs, Api)
     scheds = EnvRouter(envs, ScheduleApi)
     access = AccessApi(envs, authenticator)
+    bulk = EnvRouter(envs, BulkApi)
+    live = EnvRouter(envs, lambda a: LiveRuns(a.query))
     spec = openapi.document(auth=auth)
 
     async def health(request: Request) -> Response:
@@ -220,6 +224,9 @@ def create_app(
         ),
         Route("/api/v1/workers", apis.route(lambda a: a.list_workers), methods=["GET"]),
         Route("/api/v1/runs", apis.route(lambda a: a.list_runs), methods=["GET"]),
+        Route("/api/v1/runs/stream", live.route(lambda x: x.stream), methods=["GET"]),
+        Route("/api/v1/runs/bulk/cancel", bulk.route(lambda b: b.cancel), methods=["POST"]),
+        Route("/api/v1/runs/bulk/rerun", bulk.route(lambda b: b.rerun), methods=["POST"]),
         Route("/api/v1/runs/{run_id}", apis.route(lambda a: a.get_run), methods=["GET"]),
         Route("/api/v1/runs/{run_id}/cancel", apis.route(lambda a: a.cancel_run), methods=["POST"]),
         Route("/api/v1/runs/{run_id}/rerun", apis.route(lambda a: a.rerun_run), methods=["POST"]),
@@ -292,6 +299,12 @@ def create_app(
         server.add_middleware(ExtraHeaders, headers=response_headers)  # refusals carry them too
     server.add_middleware(HttpMetrics, metrics=metrics, routes=routes)  # counts refusals too
     server.state.perdure_app = app
+
+    def close_streams() -> None:
+        for each in live.instances():
+            each.watcher.close()
+
+    server.state.perdure_close_streams = close_streams  # serve() calls it before shutting down
     server.state.perdure_metrics = metrics
     server.state.perdure_envs = envs
     return server

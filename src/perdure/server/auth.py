@@ -151,6 +151,10 @@ class EnvRouter:
         self._factory = factory
         self._by_env: dict[str, Any] = {}
 
+    def instances(self) -> list[Any]:
+        """The instances made so far (one per environment that had a request)."""
+        return list(self._by_env.values())
+
     def route(self, pick: Callable[[Any], Handler]) -> Handler:
         """The handler that calls ``pick(instance)`` of the request's environment."""
 

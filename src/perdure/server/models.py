@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import re
 import sys
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from perdure.engine.ticks import check_catchup, check_overlap
 from perdure.engine.triggers import MAX_EVENT_NAME_LENGTH, validate_event_name
 from perdure.errors import InvalidInputError
+from perdure.query import RunSearch
 from perdure.schedules import SCHEDULE_ID_PATTERN, check_schedule_id
 from perdure.server.http import json_type
 from perdure.types import MAX_EVENT_ID_LENGTH, MAX_EVENT_TS, RunStatus
@@ -169,11 +171,62 @@ class EventsQuery(_Page):
         return validate_event_name(value)
 
 
-class RunsQuery(_Page):
-    """The query of ``GET /api/v1/runs``."""
+MS_QUERY = "^[0-9]{1,14}$"
+"""A time in a query string: milliseconds since the epoch, up to 14 digits (year 5138)."""
+MS_MAX = 10**14 - 1
+MAX_SEARCH_TEXT = 256
+"""The longest ``text`` filter of a runs search, in characters."""
+BULK_MAX = 100
+"""The most runs one bulk action changes (the next call continues from ``next_cursor``): each
+change is its own client operation and transaction, so a call stays within a few seconds."""
+MAX_WATCH = 500
+"""The most run ids one live stream's ``watch`` names."""
+
+
+class _RunFilters(BaseModel):
+    """The filters of a runs search (a query string: every value a string)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     status: Literal[_RUN_STATUSES] | None = None  # type: ignore[valid-type]
     function_id: Annotated[str, Field(pattern=ANY_ID)] | None = None
+    created_after: Annotated[str, Field(pattern=MS_QUERY)] | None = Field(
+        default=None, description="Created at or after (ms since the epoch)."
+    )
+    created_before: Annotated[str, Field(pattern=MS_QUERY)] | None = Field(
+        default=None, description="Created before (ms since the epoch)."
+    )
+    run_id: Annotated[str, Field(max_length=64, pattern=ANY_ID)] | None = Field(
+        default=None, description="The run id, or its first characters."
+    )
+    event_id: Annotated[str, Field(max_length=MAX_EVENT_ID_LENGTH, pattern=ANY_ID)] | None = Field(
+        default=None, description="The event that started the run."
+    )
+    text: Annotated[str, Field(max_length=MAX_SEARCH_TEXT, pattern=ANY_ID)] | None = Field(
+        default=None,
+        description="Text the run's input (its JSON) contains; ASCII letters ignore case.",
+    )
+
+    def search(self) -> RunSearch:
+        """The query layer's search of these filters."""
+        return RunSearch(
+            status=self.status,
+            function_id=self.function_id,
+            created_after=_ms_datetime(self.created_after),
+            created_before=_ms_datetime(self.created_before),
+            run_id=self.run_id,
+            event_id=self.event_id,
+            text=self.text,
+        )
+
+
+def _ms_datetime(ms: str | int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(int(ms) / 1000, UTC)
+
+
+class RunsQuery(_Page, _RunFilters):
+    """The query of ``GET /api/v1/runs``."""
+
     cursor: Annotated[str, Field(pattern=RUNS_CURSOR)] | None = Field(
         default=None, description="The next_cursor of the previous page."
     )
@@ -187,6 +240,75 @@ class WorkersQuery(BaseModel):
     all: Literal["true", "false"] = Field(
         default="false", description="true: also the workers that stopped or died lately."
     )
+
+
+class RunsStreamQuery(_RunFilters):
+    """The query of ``GET /api/v1/runs/stream`` (see :mod:`perdure.server.live`)."""
+
+    watch: Annotated[str, Field(max_length=MAX_WATCH * 27, pattern=NO_NUL)] | None = Field(
+        default=None,
+        description=f"Comma-separated ids of the runs the page shows (up to {MAX_WATCH}).",
+    )
+    new: Literal["0", "1"] = Field(
+        default="0", description="1: also send new runs that pass the filters."
+    )
+    since: Annotated[str, Field(max_length=64, pattern=NO_NUL)] | None = Field(
+        default=None, description="With new=1: send the runs newer than this id at once."
+    )
+
+    def watched(self) -> list[str]:
+        """The run ids of ``watch`` (empty parts dropped); InvalidInputError over the limit."""
+        ids = [i for i in (self.watch or "").split(",") if i]
+        if len(ids) > MAX_WATCH:
+            raise InvalidInputError(f"watch names {len(ids)} runs, over the limit of {MAX_WATCH}")
+        return ids
+
+
+class BulkRuns(BaseModel):
+    """The body of ``POST /api/v1/runs/bulk/cancel`` and ``/bulk/rerun``: the filters of a
+    runs search, a cursor, and ``dry_run``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="BulkRuns")
+
+    status: Literal[_RUN_STATUSES] | None = None  # type: ignore[valid-type]
+    function_id: Annotated[str, Field(pattern=ANY_ID)] | None = None
+    created_after: Annotated[int, Field(ge=0, le=MS_MAX)] | None = Field(
+        default=None, description="Created at or after (ms since the epoch)."
+    )
+    created_before: Annotated[int, Field(ge=0, le=MS_MAX)] | None = Field(
+        default=None, description="Created before (ms since the epoch)."
+    )
+    run_id: Annotated[str, Field(max_length=64, pattern=ANY_ID)] | None = Field(
+        default=None, description="The run id, or its first characters."
+    )
+    event_id: Annotated[str, Field(max_length=MAX_EVENT_ID_LENGTH, pattern=ANY_ID)] | None = None
+    text: Annotated[str, Field(max_length=MAX_SEARCH_TEXT, pattern=ANY_ID)] | None = None
+    cursor: Annotated[str, Field(pattern=RUNS_CURSOR)] | None = Field(
+        default=None, description="The next_cursor of the previous call: continue after it."
+    )
+    dry_run: bool = Field(
+        default=False, description="Only count and list the runs it would change."
+    )
+
+    @field_validator("created_after", "created_before", mode="before")
+    @classmethod
+    def _ms(cls, value: Any) -> Any:
+        # JSON Schema's integers include 1.0: an integral number is an integer
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
+    def search(self) -> RunSearch:
+        """The query layer's search of these filters."""
+        return RunSearch(
+            status=self.status,
+            function_id=self.function_id,
+            created_after=_ms_datetime(self.created_after),
+            created_before=_ms_datetime(self.created_before),
+            run_id=self.run_id,
+            event_id=self.event_id,
+            text=self.text,
+        )
 
 
 class ScheduleIn(BaseModel):

@@ -41,6 +41,7 @@ def _schemas() -> dict[str, Any]:
         models.EventIn,
         models.StartRun,
         models.ReplayRun,
+        models.BulkRuns,
         models.ScheduleIn,
     ]
     pairs = [(m, "validation") for m in (*request_models, *responses.RESPONSE_MODELS)]
@@ -309,6 +310,41 @@ def document(*, auth: bool) -> dict[str, Any]:
                 {"200": _resp(r.RunPage, "A page of runs (without steps).")},
                 auth=auth,
                 parameters=_parameters(models.RunsQuery),
+            ),
+        },
+        "/api/v1/runs/stream": {
+            "get": _op(
+                "Live run changes for the dashboard (server-sent events): changes of the "
+                "watched runs and, with new=1, new runs that pass the filters.",
+                {
+                    "200": {
+                        "description": "An endless text/event-stream: 'event: run' with "
+                        '{"run", "matches"}, \'event: overflow\' (reload), comment pings.',
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    }
+                },
+                auth=auth,
+                parameters=_parameters(models.RunsStreamQuery),
+            ),
+        },
+        "/api/v1/runs/bulk/cancel": {
+            "post": _op(
+                f"Cancel the runs that pass the filters and have not ended, at most "
+                f"{models.BULK_MAX} per call, newest first (dry_run: only count them).",
+                {"200": _resp(r.BulkResult, "What was (or would be) cancelled.")},
+                auth=auth,
+                errors=_WRITE,
+                requestBody=_body({"anyOf": [_ref("BulkRuns"), {"type": "null"}]}, required=False),
+            ),
+        },
+        "/api/v1/runs/bulk/rerun": {
+            "post": _op(
+                f"Rerun the runs that pass the filters, at most {models.BULK_MAX} per call, "
+                "newest first (dry_run: only count them); next_cursor continues.",
+                {"200": _resp(r.BulkResult, "What was (or would be) rerun.")},
+                auth=auth,
+                errors=_WRITE,
+                requestBody=_body({"anyOf": [_ref("BulkRuns"), {"type": "null"}]}, required=False),
             ),
         },
         "/api/v1/runs/{run_id}": {

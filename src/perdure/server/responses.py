@@ -381,6 +381,27 @@ class Health(_Open):
     version: str
 
 
+class BulkFailure(_Open):
+    """A run a bulk action could not change, and why."""
+
+    run_id: str
+    code: str
+    message: str
+
+
+class BulkResult(_Open):
+    """The answer of a bulk action (see :mod:`perdure.server.bulk`)."""
+
+    dry_run: bool
+    matched: int = Field(description="The runs selected (at most limit).")
+    more: bool = Field(description="More runs match past the selected ones.")
+    next_cursor: str | None = Field(description="Pass as cursor to go on.")
+    limit: int = Field(description="The most runs one call selects.")
+    run_ids: list[str] = Field(description="The runs changed (dry_run: that would be).")
+    new_run_ids: list[str] = Field(description="The reruns, in the order of run_ids.")
+    failed: list[BulkFailure]
+
+
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Error,
     SendResult,
@@ -393,6 +414,7 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     StartedRun,
     Run,
     RunPage,
+    BulkResult,
     Schedule,
     SchedulePage,
     AppList,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import h11
@@ -88,10 +88,19 @@ class _TimedH11(H11Protocol):
 
 
 class _Server(uvicorn.Server):
+    before_shutdown: Callable[[], None] | None = None
+    """Called when shutting down, before the open requests are awaited (it ends the
+    dashboard's live streams, which would otherwise hold the shutdown for its timeout)."""
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         # The caller handles SIGINT/SIGTERM and cancels serve().
         yield
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.before_shutdown is not None:
+            self.before_shutdown()
+        await super().shutdown(sockets=sockets)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -159,6 +168,7 @@ async def serve(
         server_header=False,
     )
     server = _Server(config)
+    server.before_shutdown = getattr(getattr(asgi, "state", None), "perdure_close_streams", None)
     task = asyncio.ensure_future(server.serve(sockets=[sock]))
     try:
         await asyncio.wait({task})

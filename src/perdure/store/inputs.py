@@ -13,7 +13,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from perdure.errors import InvalidInputError
-from perdure.store.base import ID_PREFIX_END, NewRun, NewSchedule, RunFilter, ascii_fold
+from perdure.store.base import NewRun, NewSchedule
+from perdure.store.run_filter import ID_PREFIX_END, RunFilter, ascii_fold
 
 INT64_MAX: Final = 2**63 - 1
 INT64_MIN: Final = -(2**63)

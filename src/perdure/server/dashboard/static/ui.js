@@ -7,6 +7,7 @@ export function el(tag, attrs = {}, ...children) {
   for (const [k, v] of Object.entries(attrs)) {
     if (v === null || v === undefined || v === false) continue;
     if (typeof v === "function" && k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (k === "style") node.style.cssText = v; // CSSOM: allowed by the page's CSP
     else node.setAttribute(k, v === true ? "" : String(v));
   }
   for (const c of children.flat()) {
@@ -77,7 +78,7 @@ export function toast(message, { error = false } = {}) {
 export function confirmDialog({ title, body, confirm = "Confirm", danger = false }) {
   return new Promise((resolve) => {
     const ok = el("button", { class: danger ? "danger solid" : "primary", type: "button", "data-confirm": "" }, confirm);
-    const cancel = el("button", { type: "button" }, "Cancel");
+    const cancel = el("button", { type: "button", "data-dismiss": "" }, "Cancel");
     const dialog = el("dialog", { "aria-label": title },
       el("div", { class: "d-body" }, el("h2", {}, title), body),
       el("div", { class: "d-actions" }, cancel, ok));
