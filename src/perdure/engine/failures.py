@@ -9,6 +9,7 @@ here once.
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,18 +27,23 @@ class ErrorInfo:
     message: str
     step_id: str | None = None
     cause: ErrorInfo | None = None
+    stack: str | None = None
+    """The traceback where it was raised (at most :data:`STACK_LIMIT` characters, the
+    innermost frames kept), as the dashboard shows it; the Inngest SDKs send theirs too."""
 
     @classmethod
     def of(cls, exc: BaseException) -> ErrorInfo:
-        """Describe an exception as it is recorded."""
+        """Describe an exception as it is recorded, with its traceback."""
+        stack = _stack(exc)
         if isinstance(exc, StepError):
             return cls(
                 "StepError",
                 str(exc),
                 step_id=exc.step_id,
                 cause=cls(exc.error_type, exc.error_message),
+                stack=stack,
             )
-        return cls(type(exc).__name__, str(exc))
+        return cls(type(exc).__name__, str(exc), stack=stack)
 
     @classmethod
     def from_dict(cls, value: Any) -> ErrorInfo:
@@ -46,11 +52,13 @@ class ErrorInfo:
             return cls("Error", "" if value is None else str(value))
         cause = value.get("cause")
         step_id = value.get("step_id")
+        stack = value.get("stack")
         return cls(
             str(value.get("type", "Error")),
             str(value.get("message", "")),
             step_id=step_id if isinstance(step_id, str) else None,
             cause=cls.from_dict(cause) if isinstance(cause, dict) else None,
+            stack=stack if isinstance(stack, str) else None,
         )
 
     @classmethod
@@ -65,11 +73,27 @@ class ErrorInfo:
             out["step_id"] = self.step_id
         if self.cause is not None:
             out["cause"] = self.cause.to_dict()
+        if self.stack is not None:
+            out["stack"] = self.stack
         return out
 
     def to_json(self) -> str:
         """The JSON text as recorded."""
         return orjson.dumps(self.to_dict()).decode()
+
+
+STACK_LIMIT = 8192
+"""The most characters of a traceback recorded with an error."""
+
+
+def _stack(exc: BaseException) -> str | None:
+    """The traceback of a raised exception (``None`` if it was never raised)."""
+    if exc.__traceback__ is None:
+        return None
+    text = "".join(traceback.format_exception(exc))
+    if len(text) > STACK_LIMIT:
+        text = "...\n" + text[-(STACK_LIMIT - 4) :]
+    return text
 
 
 RUN_CANCELLED = ErrorInfo("RunCancelledError", "the run was cancelled")

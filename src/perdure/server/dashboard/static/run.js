@@ -124,6 +124,19 @@ async function replay(run, step) {
   });
 }
 
+// Who cancelled, reran or replayed this run, and when (the run's audit trail, newest first).
+const AUDIT_TEXT = { cancel: "cancelled", rerun: "reran it as", replay: "replayed it as", rerun_of: "started it as a rerun of", replay_of: "started it as a replay of" };
+function auditPanel(run) {
+  const entries = run.audit || [];
+  if (!entries.length) return null;
+  return el("div", { class: "panel", id: "audit" }, el("div", { class: "panel-body" }, el("h2", {}, "Audit"),
+    el("ul", { class: "audit" }, entries.map((a) => el("li", { "data-action": a.action },
+      el("span", { class: "mono" }, a.actor), " ", AUDIT_TEXT[a.action] || a.action, " ",
+      a.target ? runLink(a.target) : null,
+      a.detail && a.detail.from_step ? [" from step ", el("code", {}, a.detail.from_step)] : null,
+      " ", el("span", { class: "sub" }, when(a.at)))))));
+}
+
 function render(run) {
   document.title = `${run.function_id} ${run.id} · perdure`;
   const actions = el("div", { class: "actions", style: "display:flex;gap:8px" });
@@ -162,7 +175,8 @@ function render(run) {
           run.idempotency_key ? [el("dt", {}, "Idempotency key"), el("dd", { class: "mono" }, run.idempotency_key)] : null,
           links))),
         el("div", { class: "panel" }, el("div", { class: "panel-body" }, el("h2", {}, events.length > 1 ? `Triggering events (${events.length})` : "Triggering event"),
-          events.map((e) => el("div", { "data-event": e.id }, el("div", {}, el("a", { class: "mono", href: `/events/${encodeURIComponent(e.id)}` }, e.id), " ", el("span", { class: "sub" }, e.name)), jsonBlock(e.data)))))))].filter(Boolean));
+          events.map((e) => el("div", { "data-event": e.id }, el("div", {}, el("a", { class: "mono", href: `/events/${encodeURIComponent(e.id)}` }, e.id), " ", el("span", { class: "sub" }, e.name)), jsonBlock(e.data))))),
+        auditPanel(run)))].filter(Boolean));
   const steps = run.steps || [];
   const pick = steps.find((s) => s.id === selected) || steps.find((s) => s.status === "failed") || steps[steps.length - 1];
   if (pick) select(run, pick.id);
