@@ -11,6 +11,7 @@ import click
 from perdure._version import __version__
 from perdure.cli.admin import migrate, version
 from perdure.cli.functions import functions
+from perdure.cli.ops import prune, workers
 from perdure.cli.options import debug_hint, debug_traceback
 from perdure.cli.output import one_line
 from perdure.cli.runs import runs
@@ -42,7 +43,19 @@ def cli() -> None:
     """
 
 
-for _command in (version, worker, dev, server, send, runs, schedules, functions, migrate):
+for _command in (
+    version,
+    worker,
+    dev,
+    server,
+    send,
+    runs,
+    schedules,
+    functions,
+    workers,
+    prune,
+    migrate,
+):
     cli.add_command(_command)
 
 
