@@ -33,7 +33,7 @@ async def until(check: object, what: str, timeout: float = DEADLINE) -> None:
 
 def make_app(db_url: str, **options: object) -> tuple[perdure.App, list[str]]:
     app = perdure.App("ops", db_url, **options)  # type: ignore[arg-type]
-    order: list[str] = []
+    order: list[int] = []
 
     @app.function(id="held")
     async def held(ctx: perdure.Context) -> int:
@@ -160,10 +160,14 @@ async def test_workers_registry_lists_and_stops(db_url: str) -> None:
         assert gone.status == "stopped" and gone.stopped_at is not None
 
 
-async def test_sigkilled_worker_stops_being_live(db_url: str, tmp_path: Path) -> None:
+async def test_sigkilled_worker_stops_being_live(db_url: str) -> None:
     env = {**os.environ, "PERDURE_DATABASE_URL": db_url, "BEAT_SECONDS": "0.3"}
-    proc = subprocess.Popen(
-        [sys.executable, str(APPS / "beater.py")], env=env, stdout=subprocess.PIPE, text=True
+    proc = await asyncio.to_thread(
+        subprocess.Popen,
+        [sys.executable, str(APPS / "beater.py")],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     app = perdure.App("observer", db_url)
     try:
@@ -175,7 +179,7 @@ async def test_sigkilled_worker_stops_being_live(db_url: str, tmp_path: Path) ->
             [info] = [w for w in await app.query.list_workers() if w.id == wid]
             assert info.live and info.stale_after == pytest.approx(0.9)
             proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=DEADLINE)
+            await asyncio.to_thread(proc.wait, DEADLINE)
 
             async def dead() -> bool:
                 return wid not in {w.id for w in await app.query.list_workers()}

@@ -9,7 +9,7 @@ import click
 
 from perdure import views
 from perdure.app import App
-from perdure.cli.options import client, database_option, json_option, with_app
+from perdure.cli.options import client, database_option, json_option, option, with_app
 from perdure.cli.output import dumps, table
 from perdure.engine.durations import format_duration, to_timedelta
 from perdure.errors import InvalidInputError
@@ -18,7 +18,7 @@ from perdure.types import WorkerInfo
 
 
 @click.command()
-@click.option("--all", "show_all", is_flag=True, help="Also workers that stopped or died lately.")
+@option("--all", "show_all", is_flag=True, help="Also workers that stopped or died lately.")
 @json_option
 @database_option
 def workers(show_all: bool, as_json: bool, database_url: str | None) -> None:
@@ -72,14 +72,14 @@ def _duration(_ctx: Any, _param: Any, value: str | None) -> timedelta | None:
 
 
 @click.command()
-@click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
-@click.option(
+@option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
+@option(
     "--older-than",
     callback=_duration,
     metavar="DURATION",
     help="Prune every ended run older than this (e.g. 7d), whatever its function's retention.",
 )
-@click.option(
+@option(
     "--retention",
     "default",
     callback=_duration,
