@@ -31,7 +31,7 @@ async def until(check: object, what: str, timeout: float = DEADLINE) -> None:
         await asyncio.sleep(0.02)
 
 
-def make_app(db_url: str, **options: object) -> tuple[perdure.App, list[str]]:
+def make_app(db_url: str, **options: object) -> tuple[perdure.App, list[int]]:
     app = perdure.App("ops", db_url, **options)  # type: ignore[arg-type]
     order: list[int] = []
 
