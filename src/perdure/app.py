@@ -112,6 +112,7 @@ class App(ClientSyncTwins):
         idempotency: str | None = None,
         cancel_on: CancelOn | Sequence[CancelOn] | None = None,
         timeouts: Timeouts | None = None,
+        retention: timedelta | None = None,
     ) -> Callable[[F], F]: ...
 
     def function(
@@ -133,6 +134,7 @@ class App(ClientSyncTwins):
         idempotency: str | None = None,
         cancel_on: CancelOn | Sequence[CancelOn] | None = None,
         timeouts: Timeouts | None = None,
+        retention: timedelta | None = None,
     ) -> Any:
         """Register ``async def f(ctx)`` or ``def f(ctx)`` as a durable function.
 
@@ -149,6 +151,9 @@ class App(ClientSyncTwins):
         run per key within 24 hours), ``cancel_on`` (events that cancel a run) and
         ``timeouts`` (start and finish). Bad options raise ``InvalidInputError`` here, naming
         the function and the option.
+
+        ``retention`` is how long this function's ended runs are kept, instead of the App's
+        ``retention`` (docs/operations.md).
         """
         flow = {
             "concurrency": concurrency,
@@ -175,6 +180,7 @@ class App(ClientSyncTwins):
                 max_crashes=max_crashes,
                 app_name=self.name,
                 flow=flow,
+                retention=retention,
             )
             if fdef.id in self.functions and self.functions[fdef.id].fn is not f:
                 raise InvalidInputError(f"a function with id {fdef.id!r} is already registered")

@@ -170,6 +170,8 @@ class FunctionDef:
     max_crashes: int
     app_name: str = ""
     flow: FlowControl = field(default_factory=FlowControl)
+    retention: float | None = None
+    """Seconds its ended runs are kept (``None``: the App's retention)."""
 
     @classmethod
     def build(
@@ -183,6 +185,7 @@ class FunctionDef:
         max_crashes: int,
         app_name: str,
         flow: dict[str, Any] | None = None,
+        retention: timedelta | None = None,
     ) -> FunctionDef:
         """Validate options and build the definition."""
         if not callable(fn):
@@ -217,6 +220,13 @@ class FunctionDef:
             control = FlowControl.build(**(flow or {}))
         except InvalidInputError as exc:
             raise InvalidInputError(f"function {fid!r}: {exc}") from None
+        keep = None
+        if retention is not None:
+            if not isinstance(retention, timedelta) or retention.total_seconds() <= 0:
+                raise InvalidInputError(
+                    f"function {fid!r}: retention must be a positive timedelta, not {retention!r}"
+                )
+            keep = retention.total_seconds()
         if control.batch is not None and any(isinstance(t, CronTrigger) for t in triggers):
             raise InvalidInputError(f"function {fid!r}: batch needs event triggers, not cron")
         return cls(
@@ -228,6 +238,7 @@ class FunctionDef:
             max_crashes=max_crashes,
             app_name=app_name,
             flow=control,
+            retention=keep,
         )
 
     def record(self) -> FunctionRecord:
@@ -245,6 +256,7 @@ class FunctionDef:
                 "sync": not self.is_async,
                 "name": getattr(self.fn, "__qualname__", self.id),
                 **({"flow": self.flow.to_dict()} if not self.flow.empty else {}),
+                **({"retention": self.retention} if self.retention is not None else {}),
             },
         )
 

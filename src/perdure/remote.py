@@ -37,11 +37,17 @@ from perdure.errors import (
 from perdure.functions import function_id_of
 from perdure.query import Page
 from perdure.remote_schedules import RemoteSchedules
-from perdure.remote_views import error_from, parse_run, parse_runs_page, parse_sent
+from perdure.remote_views import (
+    error_from,
+    parse_pause,
+    parse_run,
+    parse_runs_page,
+    parse_sent,
+)
 from perdure.results import RunOutcome
 from perdure.store.base import SentEvent
 from perdure.sync import SyncBridge
-from perdure.types import Event, RunInfo, RunStatus
+from perdure.types import Event, FunctionPause, RunInfo, RunStatus
 
 __all__ = ["API_PAGE_MAX", "Client"]
 
@@ -248,6 +254,21 @@ class Client(ClientSyncTwins):
         """Cancel a queued, running, sleeping or waiting run (an ended run is returned
         unchanged); the run after the change."""
         return parse_run(await self.request("POST", _run(run_id) + "/cancel"))
+
+    async def pause(self, function: Any) -> FunctionPause:
+        """Pause a function (see :meth:`perdure.App.pause`): its runs queue, none starts."""
+        return await self._set_paused(function, "pause")
+
+    async def resume(self, function: Any) -> FunctionPause:
+        """Resume a paused function: its queued runs start, in their queue order."""
+        return await self._set_paused(function, "resume")
+
+    async def _set_paused(self, function: Any, action: str) -> FunctionPause:
+        fid = function_id_of(function)
+        if not fid or "\x00" in fid:
+            raise FunctionNotFoundError(f"no function with id {fid!r} is registered")
+        fid = quote(fid, safe="")
+        return parse_pause(await self.request("POST", f"/api/v1/functions/{fid}/{action}"))
 
     async def rerun(self, run_id: str) -> RunHandle:
         """Start a new run of the same function with the same input; it records

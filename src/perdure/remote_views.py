@@ -32,7 +32,7 @@ from perdure.errors import (
 )
 from perdure.query import Page
 from perdure.store.base import SentEvent
-from perdure.types import Event, RunInfo, RunStatus, ScheduleInfo, StepInfo
+from perdure.types import Event, FunctionPause, RunInfo, RunStatus, ScheduleInfo, StepInfo
 
 # ---------------------------------------------------------------------- time
 
@@ -117,6 +117,11 @@ def parse_sent(obj: dict[str, Any]) -> list[SentEvent]:
         )
         for e in obj["events"]
     ]
+
+
+def parse_pause(obj: dict[str, Any]) -> FunctionPause:
+    """The pause state of a function of :func:`perdure.views.function_json`."""
+    return FunctionPause(obj["id"], bool(obj["paused"]), parse_time(obj.get("paused_at")))
 
 
 # ---------------------------------------------------------------------- schedules

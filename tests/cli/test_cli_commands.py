@@ -158,7 +158,7 @@ def test_functions(populated: Populated) -> None:
     r = perdure("functions", "--database-url", populated.url)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].split() == ["FUNCTION", "APP", "TRIGGERS"]
+    assert lines[0].split() == ["FUNCTION", "APP", "TRIGGERS", "STATE"]
     text = r.stdout
     assert "event cli/shout" in text
     assert "cron 0 9 * * * (Europe/Paris)" in text

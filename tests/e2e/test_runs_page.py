@@ -161,11 +161,3 @@ def test_cancel_from_the_detail(page: Any, api: httpx.Client) -> None:
     page.locator("dialog[open] [data-confirm]").click()
     expect(page.locator(".page-head .badge")).to_have_text("cancelled")
     assert api.get(f"/api/v1/runs/{run_id}").json()["status"] == "cancelled"
-
-
-def test_login_page_shows_the_error_of_a_refused_token(page: Any) -> None:
-    page.goto("/login?next=/runs")
-    page.fill("#token", "not-a-key")
-    page.click("#login-submit")
-    expect(page.locator("#login-error")).to_be_visible()
-    expect(page.locator("#login-error")).not_to_be_empty()

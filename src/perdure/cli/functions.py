@@ -1,4 +1,5 @@
-"""``perdure functions [list|show ID]``: the functions registered in the database."""
+"""``perdure functions [list|show ID|pause ID|resume ID]``: the functions registered in the
+database, and pausing them."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import click
 
 from perdure import views
 from perdure.app import App
-from perdure.cli.options import client, database_option, json_option, with_app
+from perdure.cli.options import cli_actor, client, database_option, json_option, with_app
 from perdure.cli.output import dumps, table
 from perdure.engine.durations import format_duration
 from perdure.functions import FunctionRecord
+from perdure.types import FunctionPause
 
 
 @click.group(invoke_without_command=True)
@@ -53,10 +55,15 @@ def _list(as_json: bool, database_url: str | None) -> None:
         click.echo("no functions registered (start a worker or `perdure dev`)", err=True)
         return
     rows = [
-        [r.id, r.app, ", ".join(views.trigger_text(t) for t in r.triggers) or "direct/invoke"]
+        [
+            r.id,
+            r.app,
+            ", ".join(views.trigger_text(t) for t in r.triggers) or "direct/invoke",
+            "paused" if r.paused_at is not None else "active",
+        ]
         for r in records
     ]
-    table(["FUNCTION", "APP", "TRIGGERS"], rows)
+    table(["FUNCTION", "APP", "TRIGGERS", "STATE"], rows)
 
 
 @functions.command("show")
@@ -85,6 +92,8 @@ def functions_show(function_id: str, as_json: bool, database_url: str | None) ->
     click.echo(f"{'function':<13}{record.id}")
     click.echo(f"{'app':<13}{record.app}")
     click.echo(f"{'triggers':<13}{triggers}")
+    paused = views.iso(record.paused_at)
+    click.echo(f"{'state':<13}{'active' if paused is None else 'paused since ' + paused}")
     lines = flow_lines(record.flow.to_dict())
     if not lines:
         click.echo(f"{'flow':<13}none")
@@ -92,6 +101,52 @@ def functions_show(function_id: str, as_json: bool, database_url: str | None) ->
     click.echo("flow control")
     for name, text in lines:
         click.echo(f"  {name:<13}{text}")
+
+
+@functions.command("pause")
+@click.argument("function_id")
+@json_option
+@database_option
+def functions_pause(function_id: str, as_json: bool, database_url: str | None) -> None:
+    """Pause a function: its runs are still created and queue, none starts until it is
+    resumed; its cron triggers and schedules skip their ticks meanwhile.
+
+    \b
+    Example:
+      perdure functions pause fulfil-order
+    """
+    _set_paused(function_id, True, as_json, database_url)
+
+
+@functions.command("resume")
+@click.argument("function_id")
+@json_option
+@database_option
+def functions_resume(function_id: str, as_json: bool, database_url: str | None) -> None:
+    """Resume a paused function: its queued runs start, in their queue order.
+
+    \b
+    Example:
+      perdure functions resume fulfil-order
+    """
+    _set_paused(function_id, False, as_json, database_url)
+
+
+def _set_paused(function_id: str, paused: bool, as_json: bool, database_url: str | None) -> None:
+    async def work(app: App) -> FunctionPause:
+        actor = cli_actor()
+        return await (
+            app.pause(function_id, actor=actor) if paused else app.resume(function_id, actor=actor)
+        )
+
+    state = with_app(client(database_url), work)
+    if as_json:
+        out = {"id": state.function_id, "paused": state.paused}
+        click.echo(dumps({**out, "paused_at": views.iso(state.paused_at)}))
+    elif state.paused:
+        click.echo(f"{function_id} paused since {views.iso(state.paused_at)}")
+    else:
+        click.echo(f"{function_id} resumed")
 
 
 # ---------------------------------------------------------------------- option texts

@@ -12,6 +12,7 @@ from perdure._version import __version__
 from perdure.cli.admin import migrate, version
 from perdure.cli.functions import functions
 from perdure.cli.keys import keys
+from perdure.cli.ops import prune, workers
 from perdure.cli.options import debug_hint, debug_traceback, env_callback, option
 from perdure.cli.output import one_line
 from perdure.cli.runs import runs
@@ -53,7 +54,20 @@ def cli(env: str | None) -> None:
     """
 
 
-for _command in (version, worker, dev, server, send, runs, schedules, functions, keys, migrate):
+for _command in (
+    version,
+    worker,
+    dev,
+    server,
+    send,
+    runs,
+    schedules,
+    functions,
+    keys,
+    workers,
+    prune,
+    migrate,
+):
     cli.add_command(_command)
 
 

@@ -40,18 +40,21 @@ store outage makes a pass fail: the scheduler logs it and tries again a second l
 the ticks due while they are paused (the cursor moves past them; a schedule counts them as
 missed); after the resume, the next tick runs as usual. This is Inngest's behaviour too.
 
-Schedulers also prune ended runs older than the app's ``retention``, at most every 10 minutes.
+Schedulers also prune ended runs past their retention (each function's, else the app's), at
+most every 10 minutes, in the background and in bounded batches (:mod:`.retention`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
 from perdure.engine.ticks import next_tick, plan_ticks
 from perdure.errors import StoreUnavailableError
 from perdure.functions import CronTrigger
+from perdure.runtime import retention
 from perdure.runtime.schedule_runs import (
     SCHEDULE_EVENT,
     ScheduleFirer,
@@ -90,7 +93,8 @@ class Scheduler:
         self._poll_interval = poll_interval
         self._cron_due: dict[tuple[str, str], float] = {}  # (function, trigger key) -> next tick
         self._wake = asyncio.Event()
-        self._last_prune = 0.0
+        self._last_prune = float("-inf")
+        self._pruning: asyncio.Task[int] | None = None
         self.set_functions(functions)
         self._wake.clear()
 
@@ -152,14 +156,43 @@ class Scheduler:
         now = store.now()
         paused = set(await store.paused_functions()) if self.function_ids else set()
         times = [await self._cron_pass(now, paused), await self.schedules.fire_due(now, paused)]
-        if self.runtime.retention is not None and now - self._last_prune >= _PRUNE_EVERY:
+        if now - self._last_prune >= _PRUNE_EVERY and self._pruning is None:
             self._last_prune = now
-            cutoff = now - self.runtime.retention.total_seconds()
-            pruned = await store.prune(cutoff, 10_000)
-            if pruned:
-                log.info("pruned %d runs that ended before %s", pruned, iso_utc(cutoff))
+            self._pruning = asyncio.get_running_loop().create_task(self._prune(now))
+            self._pruning.add_done_callback(self._pruned)
         due = [t for t in times if t is not None]
         return min(due) if due else None
+
+    async def _prune(self, now: float) -> int:
+        """Prune ended runs past their function's retention, in bounded batches
+        (:mod:`perdure.runtime.retention`), then old events (with the App's retention)."""
+        store = self.runtime.store
+        default = self.runtime.retention
+        plan = retention.cutoffs(await store.list_functions(), now, default)
+        pruned = await retention.prune(store, plan)
+        if default is not None:
+            await store.prune(now - default.total_seconds(), 0)  # events, event ids, gates
+        if pruned:
+            log.info("pruned %d ended runs past their retention", pruned)
+        return pruned
+
+    @property
+    def pruning(self) -> asyncio.Task[int] | None:
+        """The pruning started by the last pass, while it runs (its result: runs deleted)."""
+        return self._pruning
+
+    def _pruned(self, task: asyncio.Task[int]) -> None:
+        self._pruning = None
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("pruning failed (%s); trying again later", task.exception())
+
+    async def close(self) -> None:
+        """Stop a pruning in progress."""
+        task = self._pruning
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     async def _cron_pass(self, now: float, paused: set[str]) -> float | None:
         """Fire the decorator triggers that are due (a paused function's ticks are skipped);

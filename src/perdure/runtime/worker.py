@@ -246,6 +246,8 @@ class Worker:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.scheduler is not None:
+            await self.scheduler.close()
         with contextlib.suppress(RuntimeError):  # the runtime was closed under us
             await self.runtime.committer.drain()
         if self.presence is not None:

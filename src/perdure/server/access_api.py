@@ -25,12 +25,12 @@ from starlette.responses import Response
 from perdure import views
 from perdure.errors import InvalidInputError
 from perdure.keys import SESSION_PREFIX, token_env
+from perdure.server.access_models import AuditQuery, KeyIn, Login
 from perdure.server.auth import (
     SESSION_COOKIE,
     Authenticator,
     EnvApps,
     Principal,
-    check_login_body,
     principal_of,
 )
 from perdure.server.http import (
@@ -40,7 +40,7 @@ from perdure.server.http import (
     query_params,
     read_json,
 )
-from perdure.server.models import PAGE_DEFAULT, PAGE_MAX
+from perdure.server.models import PAGE_DEFAULT, PAGE_MAX, validate
 
 
 def session_json(p: Principal, *, auth: bool) -> dict[str, Any]:
@@ -63,7 +63,10 @@ class AccessApi:
     async def login(self, request: Request) -> Response:
         """``POST /auth/login``."""
         query_params(request, ())
-        token = check_login_body(await read_json(request))
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_input", 'the body must be {"token": "<key>"}')
+        token = validate(Login, body, unknown="unknown field(s) (expected: token)").token.strip()
         if self.auth is None:
             return JSONResponse(session_json(principal_of(request), auth=False))
         principal = await self.auth.bearer(token)
@@ -135,29 +138,13 @@ class AccessApi:
         body = await read_json(request)
         if not isinstance(body, dict):
             raise ApiError(400, "invalid_input", "the body must be a JSON object")
-        unknown = set(body) - {"name", "scopes", "expires_in"}
-        if unknown:
-            raise ApiError(
-                400,
-                "invalid_input",
-                f"unknown field(s): {', '.join(sorted(unknown))} (expected: name, scopes, "
-                "expires_in)",
-            )
-        name, scopes, expires = body.get("name"), body.get("scopes"), body.get("expires_in")
-        if not isinstance(name, str):
-            raise InvalidInputError("name must be a string")
-        if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
-            raise InvalidInputError("scopes must be an array of strings")
-        expires_in = None
-        if expires is not None:
-            if isinstance(expires, bool) or not isinstance(expires, int | float):
-                raise InvalidInputError("expires_in must be a number of seconds")
-            if not 0 < expires <= 100 * 365 * 86400:
-                raise InvalidInputError("expires_in must be between 0 and 100 years, in seconds")
-            expires_in = timedelta(seconds=expires)
+        valid = validate(
+            KeyIn, body, unknown="unknown field(s) (expected: name, scopes, expires_in)"
+        )
+        expires_in = None if valid.expires_in is None else timedelta(seconds=valid.expires_in)
         p = principal_of(request)
         keys = (await self.envs.get(p.env)).keys
-        created = await keys.create(name, scopes, expires_in=expires_in, actor=p.actor)
+        created = await keys.create(valid.name, valid.scopes, expires_in=expires_in, actor=p.actor)
         return JSONResponse(
             {"key": views.key_json(created.key), "token": created.token},
             status_code=201,
@@ -176,13 +163,13 @@ class AccessApi:
 
     async def audit(self, request: Request) -> Response:
         """``GET /api/v1/audit``."""
-        params = query_params(request, ("run_id", "cursor", "limit"))
-        limit = _int_param(params, "limit", PAGE_DEFAULT)
+        query = validate(AuditQuery, query_params(request, ("run_id", "cursor", "limit")))
+        limit = PAGE_DEFAULT if not query.limit else int(query.limit)
         if not 1 <= limit <= PAGE_MAX:
             raise InvalidInputError(f"limit must be between 1 and {PAGE_MAX}")
-        before = _int_param(params, "cursor", None) if params.get("cursor") else None
+        before = int(query.cursor) if query.cursor else None
         keys = (await self.envs.get(principal_of(request).env)).keys
-        rows = await keys.audit(params.get("run_id") or None, before=before, limit=limit + 1)
+        rows = await keys.audit(query.run_id or None, before=before, limit=limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
         return JSONResponse(
@@ -191,14 +178,3 @@ class AccessApi:
                 "next_cursor": str(rows[-1].seq) if more and rows else None,
             }
         )
-
-
-def _int_param(params: dict[str, str], name: str, default: int | None) -> int:
-    text = params.get(name)
-    if text is None or text == "":
-        if default is None:
-            raise InvalidInputError(f"{name} is empty")
-        return default
-    if not text.isascii() or not text.isdigit() or len(text) > 18:
-        raise InvalidInputError(f"{name} must be a non-negative integer of at most 18 digits")
-    return int(text)

@@ -41,7 +41,6 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from perdure.app import App
-from perdure.errors import InvalidInputError
 from perdure.keys import GRANTS, SESSION_PREFIX, Keys, allows, same_secret, token_env
 from perdure.server.http import Handler, endpoint, error_response
 
@@ -374,13 +373,3 @@ def _is_page(path: str) -> bool:
         "/metrics",
         "/openapi.json",
     )
-
-
-def check_login_body(body: Any) -> str:
-    """The token of a ``POST /auth/login`` body, else :class:`InvalidInputError`."""
-    if not isinstance(body, dict) or not isinstance(body.get("token"), str):
-        raise InvalidInputError('the body must be {"token": "<key>"}')
-    token: str = body["token"].strip()
-    if not token:
-        raise InvalidInputError("the token is empty")
-    return token
