@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +49,16 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Debian chromium."""
+    """Headless Debian chromium, for one test module: Playwright's sync API runs an event loop
+    of its own while it is open, which would break the asyncio tests that pytest-xdist runs
+    after it in the same process if it lived longer."""
     reason = _missing()
     if reason is not None:
         if os.environ.get("CI") or os.environ.get("PERDURE_REQUIRE_BROWSER") == "1":
             pytest.fail(f"browser tests are required here: {reason}")
-        pytest.skip(reason)
+        pytest.skip(f"browser tests skipped: {reason}")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -105,3 +107,15 @@ def page(browser: Any, server: ServerProcess) -> Iterator[Any]:
     yield p
     context.close()
     assert not errors, errors
+
+
+def _shot(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+def shot() -> Callable[[Any, str], None]:
+    """``shot(page, NAME)`` saves a screenshot of the whole page as docs/screenshots/NAME.png
+    (the README's)."""
+    return _shot

@@ -14,13 +14,12 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e_browser import browser, page, shot
 
 SERVER_TESTS = Path(__file__).resolve().parents[1] / "server"
 sys.path.insert(0, str(SERVER_TESTS))
 from srv_helpers import ServerProcess, start_server, wait_run  # noqa: E402
 
-__all__ = ["browser", "page"]  # the fixtures, for pytest
+pytest_plugins = ["e2e_harness"]  # the fixtures: browser, page (on the server below)
 
 TIMEOUT = 30_000  # ms: Playwright's expectations wait for the thing itself up to this
 
@@ -46,13 +45,21 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     assert "Traceback" not in server.stderr()
 
 
+@pytest.fixture(scope="module")
+def server(dev: ServerProcess) -> ServerProcess:
+    """The harness's ``page`` opens on this module's server."""
+    return dev
+
+
 @pytest.fixture
 def http(dev: ServerProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=dev.url, timeout=30) as c:
         yield c
 
 
-def test_events_list_send_and_detail(page: Any, dev: ServerProcess, http: httpx.Client) -> None:
+def test_events_list_send_and_detail(
+    shot: Any, page: Any, dev: ServerProcess, http: httpx.Client
+) -> None:
     from playwright.sync_api import expect
 
     order = uuid.uuid4().hex[:8]
@@ -110,7 +117,9 @@ def test_events_pages_with_a_cursor(page: Any, dev: ServerProcess, http: httpx.C
     expect(page.locator(f"tr[data-event='{ids[0]}']")).to_be_visible()
 
 
-def test_functions_stats_start_and_pause(page: Any, dev: ServerProcess, http: httpx.Client) -> None:
+def test_functions_stats_start_and_pause(
+    shot: Any, page: Any, dev: ServerProcess, http: httpx.Client
+) -> None:
     from playwright.sync_api import expect
 
     for data in ({"seconds": 0}, {"seconds": 0.2}, {"fail": True}):
@@ -147,7 +156,9 @@ def test_functions_stats_start_and_pause(page: Any, dev: ServerProcess, http: ht
     expect(page.locator("#start-run .error-box")).to_contain_text("not JSON", timeout=TIMEOUT)
 
 
-def test_schedules_pause_resume_trigger(page: Any, dev: ServerProcess, http: httpx.Client) -> None:
+def test_schedules_pause_resume_trigger(
+    shot: Any, page: Any, dev: ServerProcess, http: httpx.Client
+) -> None:
     from playwright.sync_api import expect
 
     sid = f"nightly-{uuid.uuid4().hex[:6]}"
@@ -170,7 +181,7 @@ def test_schedules_pause_resume_trigger(page: Any, dev: ServerProcess, http: htt
     shot(page, "schedules")
 
 
-def test_workers_page_lists_the_dev_worker(page: Any, dev: ServerProcess) -> None:
+def test_workers_page_lists_the_dev_worker(shot: Any, page: Any, dev: ServerProcess) -> None:
     from playwright.sync_api import expect
 
     page.goto(f"{dev.url}/workers")
@@ -181,7 +192,7 @@ def test_workers_page_lists_the_dev_worker(page: Any, dev: ServerProcess) -> Non
     shot(page, "workers")
 
 
-def test_apps_page_shows_the_sync_error(page: Any, dev: ServerProcess) -> None:
+def test_apps_page_shows_the_sync_error(shot: Any, page: Any, dev: ServerProcess) -> None:
     from playwright.sync_api import expect
 
     page.goto(f"{dev.url}/apps")
