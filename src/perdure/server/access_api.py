@@ -23,7 +23,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from perdure import views
-from perdure.errors import InvalidInputError
 from perdure.keys import SESSION_PREFIX, token_env
 from perdure.server.access_models import AuditQuery, KeyIn, Login
 from perdure.server.auth import (
@@ -40,7 +39,7 @@ from perdure.server.http import (
     query_params,
     read_json,
 )
-from perdure.server.models import PAGE_DEFAULT, PAGE_MAX, validate
+from perdure.server.models import validate
 
 
 def session_json(p: Principal, *, auth: bool) -> dict[str, Any]:
@@ -164,9 +163,7 @@ class AccessApi:
     async def audit(self, request: Request) -> Response:
         """``GET /api/v1/audit``."""
         query = validate(AuditQuery, query_params(request, ("run_id", "cursor", "limit")))
-        limit = PAGE_DEFAULT if not query.limit else int(query.limit)
-        if not 1 <= limit <= PAGE_MAX:
-            raise InvalidInputError(f"limit must be between 1 and {PAGE_MAX}")
+        limit = query.limit
         before = int(query.cursor) if query.cursor else None
         keys = (await self.envs.get(principal_of(request).env)).keys
         rows = await keys.audit(query.run_id or None, before=before, limit=limit + 1)

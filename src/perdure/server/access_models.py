@@ -7,15 +7,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from perdure.keys import SCOPES
-from perdure.server.models import NO_NUL, PAGE_MAX
+from perdure.server.models import NO_NUL, _Page
 
 Scope = Literal["admin", "read", "ingest", "worker"]
 assert set(Scope.__args__) == set(SCOPES)  # type: ignore[attr-defined]
 
 MAX_EXPIRES = 100 * 365 * 86400
+NAME = r"^[^\x00]*[^\s\x00][^\x00]*$"
+"""A key's name: not only spaces, no NUL."""
 
 
 class KeyIn(BaseModel):
@@ -23,7 +25,7 @@ class KeyIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, title="KeyIn")
 
-    name: Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)] = Field(
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=NAME)] = Field(
         description="What the key is for (shown in lists and the audit trail)."
     )
     scopes: Annotated[list[Scope], Field(min_length=1, max_length=4)] = Field(
@@ -33,6 +35,14 @@ class KeyIn(BaseModel):
     expires_in: Annotated[int, Field(gt=0, le=MAX_EXPIRES)] | None = Field(
         default=None, description="Seconds until the key stops working (none: never)."
     )
+
+    @field_validator("expires_in", mode="before")
+    @classmethod
+    def _integral(cls, value: Any) -> Any:
+        # JSON Schema's integers include 1.0: an integral number is an integer
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
 
 
 class Login(BaseModel):
@@ -45,19 +55,14 @@ class Login(BaseModel):
     )
 
 
-class AuditQuery(BaseModel):
+class AuditQuery(_Page):
     """The query of ``GET /api/v1/audit``."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
 
     run_id: Annotated[str, Field(max_length=200, pattern=NO_NUL)] | None = Field(
         default=None, description="Only the entries of this run."
     )
     cursor: Annotated[str, Field(pattern=r"^[0-9]{1,18}$")] | None = Field(
         default=None, description="The next_cursor of the previous page."
-    )
-    limit: Annotated[str, Field(pattern=r"^[0-9]{1,4}$")] | None = Field(
-        default=None, description=f"Entries per page, 1 to {PAGE_MAX} (default 50)."
     )
 
 
