@@ -29,6 +29,7 @@ from perdure.store.records import EventRow as EventRow
 from perdure.store.records import FireResult as FireResult
 from perdure.store.records import NewSchedule as NewSchedule
 from perdure.store.records import ScheduleRow as ScheduleRow
+from perdure.store.traces import TraceStore
 
 
 @dataclass(slots=True)
@@ -350,7 +351,7 @@ def ascii_fold(text: str) -> str:
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
-class Store(AccessStore, OperationsStore, Protocol):
+class Store(AccessStore, OperationsStore, TraceStore, Protocol):
     """What the engine needs from a database. All methods are coroutines except ``now``
     (the operations part, workers, pauses and bounded pruning, is
     :class:`~perdure.store.operations.OperationsStore`)."""
