@@ -9,7 +9,12 @@ opaque string: nothing else reads it, and nothing is written while tracing is of
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Final, Protocol
+
+TRACE_KEY: Final = "trace"
+"""The key of a run's input event under which the caller's trace context travels (the W3C
+``traceparent``/``tracestate`` carrier), next to ``id``, ``name``, ``data``, ``user``, ``ts``;
+like ``schedule``, it is not part of :class:`~perdure.types.Event`."""
 
 
 class TraceStore(Protocol):
