@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from perdure.client import INVOKED_EVENT, Client, ClientSyncTwins, RunHandle
 from perdure.clock import Clock
@@ -42,6 +42,9 @@ from perdure.store.base import SentEvent, Store
 from perdure.sync import SyncBridge
 from perdure.types import Event, FunctionPause, RunInfo, RunStatus
 
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
 __all__ = ["INVOKED_EVENT", "App", "Limits", "RunHandle"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -54,7 +57,10 @@ class App(ClientSyncTwins):
     ``./.perdure/``. ``env`` is the environment, an isolated namespace on that database
     (:mod:`perdure.environments`; default ``PERDURE_ENV``, else ``default``). ``clock``
     replaces the system clock (tests: :class:`perdure.testing.ManualClock`). ``retention``
-    is how long ended runs are kept (``None``: forever).
+    is how long ended runs are kept (``None``: forever). ``tracing`` turns OpenTelemetry spans
+    of runs and steps on (``True``, or a ``TracerProvider`` to use) or off (``False``); the
+    default ``None`` traces when the process has configured a global tracer provider
+    (:mod:`perdure.runtime.tracing`, docs/observability.md).
     """
 
     def __init__(
@@ -67,6 +73,7 @@ class App(ClientSyncTwins):
         retry_policy: RetryPolicy | None = None,
         retention: timedelta | None = timedelta(days=30),
         env: str | None = None,
+        tracing: bool | TracerProvider | None = None,
     ) -> None:
         if not name or not isinstance(name, str):
             raise InvalidInputError("an app needs a name")
@@ -79,6 +86,7 @@ class App(ClientSyncTwins):
             limits=limits or Limits(),
             retention=retention,
             env=check_env(env) if env is not None else env_from_environment(),
+            tracing=tracing,
         )
         self.bridge = SyncBridge()
         self.client = Client(self.runtime, self.functions, self.bridge)

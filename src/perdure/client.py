@@ -46,6 +46,7 @@ from perdure.store.base import (
     SentEvent,
     StoredStep,
 )
+from perdure.store.traces import TRACE_KEY
 from perdure.sync import SyncBridge
 from perdure.types import Event, FunctionPause, RunInfo, RunStatus, to_datetime
 
@@ -250,6 +251,11 @@ class Client:
             "user": {},
             "ts": int(now * 1000),
         }
+        tracer = self.runtime.tracer
+        if tracer is not None:
+            carrier = tracer.carrier()
+            if carrier is not None:
+                event[TRACE_KEY] = carrier
         body = serde.dumps_limited(event, "the run's input", self.runtime.limits.run_input)
         return event, body
 
@@ -455,6 +461,11 @@ class Client:
         if not isinstance(event, Event):
             raise InvalidInputError("send() takes perdure.Event objects")
         obj = event.stamped().to_dict()
+        tracer = self.runtime.tracer
+        if tracer is not None:
+            carrier = tracer.carrier()
+            if carrier is not None:
+                obj[TRACE_KEY] = carrier
         body = serde.dumps_limited(obj, f"event {event.name!r}", self.runtime.limits.event)
         return EventIn(obj["id"], obj["name"], obj, body)
 

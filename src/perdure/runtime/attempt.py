@@ -43,6 +43,7 @@ class Attempt:
         "attempt",
         "committer",
         "crashes",
+        "first",
         "function",
         "input",
         "lease_sure_until",
@@ -73,6 +74,8 @@ class Attempt:
         self.token = run.token
         self.attempt = run.attempt
         self.crashes = run.crashes
+        self.first = run.first
+        """This attempt starts the run (no attempt before it)."""
         self.input = run.input
         self.steps = run.steps
         self.worker_id = worker_id

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from perdure.clock import Clock
 from perdure.environments import DEFAULT_ENV, check_env
@@ -18,8 +19,12 @@ from perdure.runtime.batching import Batcher
 from perdure.runtime.hub import RunHub
 from perdure.runtime.metrics import NO_METRICS, RunMetrics
 from perdure.runtime.ports import ClientOps
+from perdure.runtime.tracing import resolve as resolve_tracing
 from perdure.store import env_url, open_store
 from perdure.store.base import Store, WriteOp
+
+if TYPE_CHECKING:
+    from perdure.runtime.otel import RunTracer
 
 
 class Runtime:
@@ -33,6 +38,7 @@ class Runtime:
         limits: Limits | None = None,
         retention: timedelta | None = None,
         env: str = DEFAULT_ENV,
+        tracing: Any = None,
     ) -> None:
         self.database_url = database_url
         self.env = check_env(env)
@@ -43,6 +49,12 @@ class Runtime:
         self.hub = RunHub()
         self.metrics: RunMetrics = NO_METRICS
         """Where the runtime's counts go (the HTTP server attaches its Prometheus metrics)."""
+        # Automatic tracing is decided now and again when the runtime opens (a provider may be
+        # configured after App()); a missing extra for explicit tracing is reported by App().
+        self._tracing = tracing
+        self.tracer: RunTracer | None = resolve_tracing(tracing)
+        """The OpenTelemetry spans of runs and steps, ``None`` when tracing is off
+        (:mod:`perdure.runtime.tracing`)."""
         self.client: ClientOps | None = None
         """Set by the client layer: what ``invoke`` and ``send_event`` steps call."""
         self._store: Store | None = None
@@ -84,6 +96,8 @@ class Runtime:
         async with self._open_lock:
             if self.is_open:  # opened while this call waited for the lock
                 return
+            if self._tracing is None and self.tracer is None:
+                self.tracer = resolve_tracing(None)
             store = open_store(env_url(self.database_url, self.env), clock=self.clock)
             await store.open()
             store.on_finished(self.hub.finished_elsewhere)

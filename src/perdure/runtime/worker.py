@@ -29,6 +29,7 @@ import logging
 import os
 import socket
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from perdure import faults, ids, logs
 from perdure._signals import LeaseLost
@@ -44,6 +45,9 @@ from perdure.runtime.runtime import Runtime
 from perdure.runtime.scheduler import Scheduler
 from perdure.store.base import ClaimedRun, Outcome, WriteOp
 from perdure.store.operations import WorkerBeat
+
+if TYPE_CHECKING:
+    from perdure.runtime.otel import AttemptSpan
 
 log = logging.getLogger("perdure.worker")
 
@@ -397,15 +401,22 @@ class Worker:
 
     async def _execute(self, driver: Driver, attempt: Attempt) -> None:
         logs.set_attempt(attempt.run_id, attempt.function.id, attempt.attempt)
+        span: AttemptSpan | None = None
+        outcome: Outcome | None = None
+        ok = False
         try:
             faults.hit("after_claim")
-            outcome: Outcome | None
             max_crashes = attempt.function.max_crashes
             if crashed_too_often(attempt.crashes, max_crashes):
                 error = worker_crashes(max_crashes).to_json()
                 outcome = Outcome(attempt.run_id, attempt.token, "fail", error=error)
-            else:
+            elif self.runtime.tracer is None:
                 outcome = await driver.execute(attempt)
+            else:
+                span = await self._traced(attempt)
+                outcome = await driver.execute(attempt)
+                if outcome is not None:
+                    await span.before(outcome)
             if outcome is None:
                 return
             held = attempt.take_held()
@@ -438,12 +449,34 @@ class Worker:
         except Exception:  # pragma: no cover - a bug in perdure or a driver
             log.exception("run %s: internal error", attempt.run_id)
         finally:
+            if span is not None:
+                span.end(outcome if ok else None)
             # A worker that stalled past its lease may have claimed its own run again: only
             # this attempt's entry is removed.
             if self._active.get(attempt.run_id) is attempt:
                 del self._active[attempt.run_id]
             if (self._saturated or self._gated) and not self._stopping:
                 self._wake.set()
+
+    async def _traced(self, attempt: Attempt) -> AttemptSpan:
+        """Start the span of an attempt (tracing is on), linked to the run's earlier ones."""
+        tracer, store = self.runtime.tracer, self.runtime.store
+        assert tracer is not None
+        recorded = None
+        if not attempt.first:
+            try:
+                recorded = (await store.run_traces([attempt.run_id])).get(attempt.run_id)
+            except StoreUnavailableError as exc:  # the links are lost, nothing else
+                log.warning("run %s: cannot read its trace context (%s)", attempt.run_id, exc)
+        return tracer.attempt(
+            store,
+            attempt.run_id,
+            attempt.function.id,
+            attempt.attempt,
+            attempt.token,
+            attempt.input,
+            recorded,
+        )
 
     def abort_run(self, run_id: str) -> None:
         """Stop executing a run (it was cancelled)."""

@@ -30,6 +30,7 @@ from perdure.store.records import FireResult as FireResult
 from perdure.store.records import NewSchedule as NewSchedule
 from perdure.store.records import ScheduleRow as ScheduleRow
 from perdure.store.run_filter import RunFilter as RunFilter  # re-exported: part of the protocol
+from perdure.store.traces import TraceStore
 
 
 @dataclass(slots=True)
@@ -265,7 +266,7 @@ RunTiming = tuple[str, float | None, float | None]
 """A run's ``(status, started_at, ended_at)``."""
 
 
-class Store(AccessStore, OperationsStore, Protocol):
+class Store(AccessStore, OperationsStore, TraceStore, Protocol):
     """What the engine needs from a database. All methods are coroutines except ``now``
     (the operations part, workers, pauses and bounded pruning, is
     :class:`~perdure.store.operations.OperationsStore`)."""

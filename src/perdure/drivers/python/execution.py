@@ -86,6 +86,7 @@ class RunExecution:
         self.input = lease.input
         self.steps = lease.steps
         self.now = lease.store.now
+        self.tracer = lease.runtime.tracer
         self._event: Event | None = None
         self._events: list[Event] | None = None
         self.loop = asyncio.get_running_loop()
@@ -372,16 +373,16 @@ class RunExecution:
             exc: BaseException | None = None
             try:
                 with logs.step(key):
-                    if _is_async(fn):
-                        value = await fn(*args, **kwargs)
+                    tracer = self.tracer
+                    if tracer is None:
+                        value = await self._body(fn, args, kwargs)
                     else:
-                        # The body's thread logs with this run and step too.
-                        run = contextvars.copy_context().run
-                        value = await self.loop.run_in_executor(
-                            self.step_pool, run, _call, fn, args, kwargs
-                        )
-                        if isinstance(value, Awaitable):
-                            value = await value
+                        with tracer.step(key, "run", attempts_before + 1) as span:
+                            try:
+                                value = await self._body(fn, args, kwargs)
+                            except Exception as err:
+                                span.failed(err)
+                                raise
             except Exception as err:
                 exc = err
             result = await self.after_body(key, seq, attempts_before, started, value, exc, tp)
@@ -391,10 +392,31 @@ class RunExecution:
             await self.park(key, result.wake_at, "queued", watch=False)
         return result
 
+    async def _body(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if _is_async(fn):
+            return await fn(*args, **kwargs)
+        # The body's thread logs (and traces) with this run and step too.
+        run = contextvars.copy_context().run
+        value = await self.loop.run_in_executor(self.step_pool, run, _call, fn, args, kwargs)
+        if isinstance(value, Awaitable):
+            value = await value
+        return value
+
+    def executed(self, key: str, kind: str) -> None:
+        """A step of ``kind`` other than ``run`` is executed now (not answered from its
+        checkpoint): its span, when tracing."""
+        tracer = self.tracer
+        if tracer is not None:
+            with tracer.step(key, kind, 1):
+                pass
+
     async def sleep_until(self, key: str, seq: int, wake_at: float) -> None:
         """``step.sleep`` and ``step.sleep_until``."""
         rec = self.recorded(key, seq, "sleep")
         if rec is None:
+            self.executed(key, "sleep")
             self.body_started()
             try:
                 await self.write(self.step_write(key, seq, "sleep", "sleeping", wake_at=wake_at))
@@ -450,6 +472,7 @@ class RunExecution:
         if rec is None:
             expires = None if timeout is None else self.now() + timeout
             spec = self.wait_spec(event, match, if_, expires)
+            self.executed(key, "wait")
             self.body_started()
             try:
                 await self.write(
@@ -470,6 +493,7 @@ class RunExecution:
         """``step.invoke``: start another function's run and return its output."""
         rec = self.recorded(key, seq, "invoke")
         if rec is None:
+            self.executed(key, "invoke")
             async with self.lease.store_call():
                 child = await self.lease.runtime.ops.child_run(function_id, data, self.run_id, key)
             deadline = None if timeout is None else self.now() + timeout
@@ -494,6 +518,7 @@ class RunExecution:
         rec = self.recorded(key, seq, "send")
         if rec is not None and rec.status == "completed":
             return list(serde.loads(rec.output))
+        self.executed(key, "send")
         self.body_started()
         try:
             await self.lease.flush()  # the events may carry earlier results: record them first

@@ -32,6 +32,7 @@ MIGRATIONS = Migrations(
         "0007_rerun.sql",
         "0008_operations.sql",
         "0009_access.sql",
+        "0010_traces.sql",
     ),
 )
 SCHEMA_FILE = "schema.sql"

@@ -60,6 +60,7 @@ from perdure.store.postgres import (
     flow_claim,
     operations,
     reads,
+    traces,
 )
 from perdure.store.postgres import queries as q
 from perdure.store.postgres import schedules as sch
@@ -102,6 +103,7 @@ class PostgresStore(
     operations.Operations,
     reads.Reads,
     sch.ScheduleMethods,
+    traces.Traces,
 ):
     """A :class:`~perdure.store.base.Store` on PostgreSQL."""
 

@@ -55,6 +55,7 @@ from perdure.store.sqlite import schedules as sch
 from perdure.store.sqlite.access import Access
 from perdure.store.sqlite.operations import Operations
 from perdure.store.sqlite.reads import Reads
+from perdure.store.sqlite.traces import Traces
 from perdure.store.sqlite.writer import Tx, Writer, connect
 
 T = TypeVar("T")
@@ -73,11 +74,12 @@ MIGRATIONS = Migrations(
         "0007_rerun.sql",
         "0008_operations.sql",
         "0009_access.sql",
+        "0010_traces.sql",
     ),
 )
 
 
-class SqliteStore(Access, Operations, Reads):
+class SqliteStore(Access, Operations, Reads, Traces):
     """A :class:`~perdure.store.base.Store` on a SQLite file."""
 
     def __init__(

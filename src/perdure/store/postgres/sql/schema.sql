@@ -59,7 +59,8 @@ CREATE TABLE runs (
     reason           text,
     rerun_of         text COLLATE "C",
     replay_of        text COLLATE "C",
-    replay_from_step text COLLATE "C"
+    replay_from_step text COLLATE "C",
+    trace            text
 );
 
 CREATE INDEX runs_due ON runs (available_at, id) WHERE available_at IS NOT NULL;
