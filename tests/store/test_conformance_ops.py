@@ -10,6 +10,7 @@ import pytest
 from perdure import serde
 from perdure.functions import FunctionRecord
 from perdure.store import open_store
+from perdure.store.access import AuditIn
 from perdure.store.base import NewRun, Outcome, Store
 from perdure.store.operations import WorkerBeat
 from perdure.testing import ManualClock
@@ -167,3 +168,19 @@ async def test_prune_runs_in_batches_per_function(store: Store, clock: ManualClo
     open_run = await store.get_run("f-open")
     assert open_run is not None and open_run.status == "queued"
     assert await store.prune_runs(before, 0) == 0
+
+
+async def test_a_pruned_run_takes_its_audit_entries(store: Store, clock: ManualClock) -> None:
+    await store.create_runs([run("gone"), run("kept", "g")])
+    await finish_all(store, "f", 1)
+    await store.record_audit(
+        [
+            AuditIn("key:k", "cancel", "gone"),
+            AuditIn("key:k", "cancel", "kept"),
+            AuditIn("key:k", "key.create", target="key_1"),
+        ]
+    )
+    await clock.advance(seconds=100)
+    assert await store.prune_runs(T0 + 50, 10, function_id="f") == 1
+    assert await store.list_audit("gone") == []
+    assert [e.run_id for e in await store.list_audit()] == [None, "kept"]

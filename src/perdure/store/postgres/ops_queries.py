@@ -61,6 +61,7 @@ PRUNE_BATCH: Final = (
     "WITH victims AS (SELECT id" + _PRUNABLE + " ORDER BY ended_at LIMIT %(limit)s"
     " FOR UPDATE SKIP LOCKED), "
     "ds AS (DELETE FROM steps WHERE run_id IN (SELECT id FROM victims)), "
+    "da AS (DELETE FROM audit WHERE run_id IN (SELECT id FROM victims)), "
     "dr AS (DELETE FROM runs WHERE id IN (SELECT id FROM victims) RETURNING 1) "
     "SELECT count(*) FROM dr"
 )
@@ -71,6 +72,7 @@ PRUNE_RUNS: Final = (
     "WITH victims AS (SELECT id FROM runs WHERE ended_at IS NOT NULL"
     " AND ended_at < %(before)s::float8 ORDER BY ended_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED), "
     "ds AS (DELETE FROM steps WHERE run_id IN (SELECT id FROM victims)), "
+    "da AS (DELETE FROM audit WHERE run_id IN (SELECT id FROM victims)), "
     "dr AS (DELETE FROM runs WHERE id IN (SELECT id FROM victims) RETURNING 1) "
     "SELECT count(*) FROM dr"
 )

@@ -106,6 +106,7 @@ class Operations:
             if ids:
                 marks = q.marks(len(ids))
                 conn.execute(q.PRUNE_STEPS.format(ids=marks), ids)
+                conn.execute(q.PRUNE_AUDIT.format(ids=marks), ids)
                 conn.execute(q.PRUNE_RUNS.format(ids=marks), ids)
             return len(ids)
 

@@ -260,6 +260,7 @@ PRUNE_SELECT: Final[LiteralString] = (
 )
 PRUNE_STEPS: Final[LiteralString] = "DELETE FROM steps WHERE run_id IN ({ids})"
 PRUNE_RUNS: Final[LiteralString] = "DELETE FROM runs WHERE id IN ({ids})"
+PRUNE_AUDIT: Final[LiteralString] = "DELETE FROM audit WHERE run_id IN ({ids})"
 PRUNE_EVENT_IDS: Final[LiteralString] = "DELETE FROM event_ids WHERE expires_at < ?"
 PRUNE_EVENTS: Final[LiteralString] = "DELETE FROM events WHERE received_at < ?"
 

@@ -421,6 +421,7 @@ class SqliteStore(Access, Operations, Reads, Traces):
             if ids:
                 marks = q.marks(len(ids))
                 conn.execute(q.PRUNE_STEPS.format(ids=marks), ids)
+                conn.execute(q.PRUNE_AUDIT.format(ids=marks), ids)
                 conn.execute(q.PRUNE_RUNS.format(ids=marks), ids)
             conn.execute(q.PRUNE_EVENT_IDS, (tx.now,))
             conn.execute(q.PRUNE_EVENTS, (finished_before,))
