@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -256,3 +257,41 @@ async def test_without_the_package_apps_run_and_explicit_tracing_is_refused(
         assert await handle.result(timeout=60) == 1
     assert app.runtime.tracer is None
     assert not any(name.startswith("opentelemetry") for name in sys.modules)
+
+
+async def test_a_traceparent_header_on_the_http_api_is_the_runs_parent(
+    sqlite_url: str, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    from perdure.server import create_app
+
+    app = perdure.App("t", sqlite_url, tracing=provider)
+
+    @app.function(trigger=perdure.event("order.placed"))
+    async def on_order(ctx: perdure.Context) -> int:
+        return 1
+
+    @app.function()
+    async def direct(ctx: perdure.Context) -> int:
+        return 2
+
+    trace_id, parent = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    header = {"traceparent": f"00-{trace_id}-{parent}-01"}
+    asgi = create_app(app, dev=True)
+    async with app, app.worker():
+        transport = httpx.ASGITransport(app=asgi)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
+            r = await c.post("/api/v1/events", json={"name": "order.placed"}, headers=header)
+            assert r.status_code == 200, r.text
+            r = await c.post("/api/v1/functions/direct/runs", json={}, headers=header)
+            assert r.status_code == 201, r.text
+            r = await c.post("/api/v1/functions/direct/runs", json={})  # no header: own trace
+            assert r.status_code == 201, r.text
+        spans = await spans_until(
+            exporter, lambda s: len(named(s, "run direct")) == 2 and bool(named(s, "run on-order"))
+        )
+    traced = [s for s in spans if s.name.startswith("run ")]
+    under = [s for s in traced if f"{s.context.trace_id:032x}" == trace_id]
+    assert sorted(s.name for s in under) == ["run direct", "run on-order"]
+    assert all(s.parent is not None and f"{s.parent.span_id:016x}" == parent for s in under)
+    (alone,) = [s for s in traced if s not in under]
+    assert alone.name == "run direct" and alone.parent is None

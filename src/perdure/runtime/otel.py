@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -89,6 +90,17 @@ class RunTracer:
         carrier: dict[str, str] = {}
         _W3C.inject(carrier)
         return carrier or None
+
+    @contextlib.contextmanager
+    def incoming(self, headers: Mapping[str, str]) -> Iterator[None]:
+        """While inside, the current context is the one of the W3C ``traceparent`` (and
+        ``tracestate``) headers of an incoming request: runs started and events sent then
+        carry the caller's trace, as from ``app.start`` under a span."""
+        token = otel_context.attach(_W3C.extract(headers))
+        try:
+            yield
+        finally:
+            otel_context.detach(token)
 
     def attempt(
         self,

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from perdure._version import __version__
 from perdure.app import App
 from perdure.errors import InvalidInputError
+from perdure.runtime import Runtime
 from perdure.server import openapi
 from perdure.server.access_api import AccessApi
 from perdure.server.api import Api
@@ -41,6 +43,28 @@ log = logging.getLogger("perdure.server")
 
 HEALTH_TIMEOUT = 5.0
 """Seconds ``/health`` waits for the database before answering 503."""
+
+
+class TraceHeaders:
+    """ASGI middleware: a request with a W3C ``traceparent`` header is handled in that trace
+    context when the app traces (docs/observability.md), so the runs it starts and the events
+    it sends continue the caller's trace."""
+
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        tracer = self.runtime.tracer
+        if tracer is None or scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if "traceparent" not in headers:
+            await self.app(scope, receive, send)
+            return
+        with tracer.incoming(headers):
+            await self.app(scope, receive, send)
 
 
 class ExtraHeaders:
@@ -291,6 +315,7 @@ def create_app(
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
     )
+    server.add_middleware(TraceHeaders, runtime=app.runtime)
     server.add_middleware(
         AccessGuard, auth=authenticator, env=app.env, own_routes=list(extra_routes)
     )
