@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
+from perdure.store import open_store
+from perdure.store.base import Store
+from perdure.testing import ManualClock
 
 PG_URL = os.environ.get("PERDURE_TEST_POSTGRES_URL", "")
 REQUIRE_PG = os.environ.get("PERDURE_REQUIRE_POSTGRES", "") == "1"
@@ -87,3 +91,24 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def sqlite_url(tmp_path: Path) -> str:
     """A fresh SQLite database URL."""
     return f"sqlite:///{tmp_path}/perdure.db"
+
+
+STORE_T0 = 1_800_000_000.0
+"""The time the store tests' manual clock starts at."""
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A manual clock at :data:`STORE_T0` (the store conformance suite's)."""
+    return ManualClock(STORE_T0)
+
+
+@pytest.fixture
+async def store(db_url: str, clock: ManualClock) -> AsyncIterator[Store]:
+    """An opened store on a fresh database of each backend, on the manual clock."""
+    s = open_store(db_url, clock=clock)
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()

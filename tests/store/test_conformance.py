@@ -7,7 +7,7 @@ dedupe windows are exercised without waiting.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -29,21 +29,6 @@ from perdure.store.base import (
 from perdure.testing import ManualClock
 
 LEASE = 30.0
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(1_800_000_000.0)
-
-
-@pytest.fixture
-async def store(db_url: str, clock: ManualClock) -> AsyncIterator[Store]:
-    s = open_store(db_url, clock=clock)
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 def fn_record(fid: str, *triggers: EventTrigger | CronTrigger) -> FunctionRecord:

@@ -4,31 +4,13 @@ environment cannot be found from another)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
+from conftest import STORE_T0 as T0
 from perdure.store import env_url, open_store
 from perdure.store.access import AuditIn, NewKey
 from perdure.store.base import Store
 from perdure.testing import ManualClock
-
-T0 = 1_800_000_000.0
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-async def store(db_url: str, clock: ManualClock) -> AsyncIterator[Store]:
-    s = open_store(db_url, clock=clock)
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 def key(kid: str = "key_1", **kw: object) -> NewKey:

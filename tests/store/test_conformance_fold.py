@@ -7,32 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
 from perdure import serde
-from perdure.store import open_store
 from perdure.store.base import NewRun, Outcome, StepWrite, Store, WriteOp
 from perdure.testing import ManualClock
 
 LEASE = 30.0
 ERROR = serde.dumps({"type": "StepError", "message": "boom", "step_id": "s"})
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(1_800_000_000.0)
-
-
-@pytest.fixture
-async def store(db_url: str, clock: ManualClock) -> AsyncIterator[Store]:
-    s = open_store(db_url, clock=clock)
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 def run_input(run_id: str) -> str:

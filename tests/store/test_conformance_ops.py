@@ -3,35 +3,15 @@ functions and bounded pruning. Every backend passes exactly these tests."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
+from conftest import STORE_T0 as T0
 from perdure import serde
 from perdure.functions import FunctionRecord
-from perdure.store import open_store
 from perdure.store.access import AuditIn
 from perdure.store.base import NewRun, Outcome, Store
 from perdure.store.operations import WorkerBeat
 from perdure.testing import ManualClock
 
 LEASE = 30.0
-T0 = 1_800_000_000.0
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-async def store(db_url: str, clock: ManualClock) -> AsyncIterator[Store]:
-    s = open_store(db_url, clock=clock)
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 def run(run_id: str, fid: str = "f", owner: str | None = None, key: str | None = None) -> NewRun:

@@ -3,31 +3,12 @@ ended), on every backend, and their Python twin :meth:`RunFilter.matches`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
+from conftest import STORE_T0 as START
 from perdure import serde
-from perdure.store import open_store
 from perdure.store.base import NewRun, RunFilter, RunRow, Store
 from perdure.testing import ManualClock
-
-START = 1_800_000_000.0
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(START)
-
-
-@pytest.fixture
-async def store(db_url: str, clock: ManualClock) -> AsyncIterator[Store]:
-    s = open_store(db_url, clock=clock)
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 def run(run_id: str, fid: str, data: dict[str, object], event_id: str) -> NewRun:

@@ -9,33 +9,16 @@ overlap policy of decorator cron triggers (``fire_cron``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
+from conftest import STORE_T0 as T0
 from perdure import serde
 from perdure.errors import InvalidInputError
-from perdure.store import open_store
 from perdure.store.base import NewRun, NewSchedule, Outcome, RunFilter, Store
 from perdure.testing import ManualClock
 
 LEASE = 30.0
-T0 = 1_800_000_000.0
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-async def store(db_url: str, clock: ManualClock) -> AsyncIterator[Store]:
-    s = open_store(db_url, clock=clock)
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 def schedule(

@@ -4,31 +4,11 @@ same on every backend."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from perdure import serde
-from perdure.store import open_store
 from perdure.store.base import NewRun, Outcome, Store
 from perdure.testing import ManualClock
 
 LEASE = 30.0
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(1_800_000_000.0)
-
-
-@pytest.fixture
-async def store(db_url: str, clock: ManualClock) -> AsyncIterator[Store]:
-    s = open_store(db_url, clock=clock)
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 def new_run(run_id: str) -> NewRun:
