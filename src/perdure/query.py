@@ -403,6 +403,7 @@ def step_info(step: StoredStep) -> StepInfo:
         ended_at=to_datetime(step.ended_at),
         wake_at=to_datetime(step.wake_at),
         name=step.name,
+        input=None if step.input is None else serde.loads(step.input),
     )
 
 

@@ -253,6 +253,10 @@ class StepInfo:
     name: str | None = None
     """The step's name as written in the code, when ``id`` is derived from it (the steps of
     apps on the Inngest SDKs: ``id`` is the SHA-1 of the step id)."""
+    input: Any = None
+    """What the step was given, when it was recorded: ``{"args": [...], "kwargs": {...}}`` for
+    a ``run`` step called with arguments, ``{"function", "data"}`` for ``invoke``,
+    ``{"events"}`` for ``send``, ``{"event", "match", "if", "timeout"}`` for ``wait``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,8 @@ def step_json(step: StepInfo) -> dict[str, Any]:
     }
     if step.name is not None:
         out["name"] = step.name
+    if step.input is not None:
+        out["input"] = step.input
     return out
 
 

@@ -14,9 +14,13 @@ async def checkout(ctx: perdure.Context) -> dict[str, Any]:
     order = ctx.event.data
     reserved = await ctx.step.run("reserve-stock", lambda: {"sku": order.get("sku"), "held": 1})
     await ctx.step.sleep("settle", 0.2)
-    charge = await ctx.step.run("charge-card", lambda: {"amount": order.get("total", 0)})
+    charge = await ctx.step.run("charge-card", _charge, order.get("total", 0), currency="EUR")
     shipped = await ctx.step.run("ship", lambda: {"tracking": f"TRK-{order.get('n', 0)}"})
     return {"reserved": reserved, "charge": charge, "shipped": shipped}
+
+
+def _charge(total: int, currency: str) -> dict[str, Any]:
+    return {"amount": total, "currency": currency}
 
 
 def _declined() -> None:

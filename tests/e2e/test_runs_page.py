@@ -120,6 +120,7 @@ def test_run_detail_waterfall_output_error_and_replay(page: Any, api: httpx.Clie
     expect(page.locator('.wf-row[data-kind="sleep"] .wf-bar.kind-sleep')).to_have_count(1)
     page.click('.wf-row[data-step="charge-card"]')
     expect(page.locator("#step-detail [data-output]")).to_contain_text('"amount": 0')
+    expect(page.locator("#step-detail [data-input]")).to_contain_text('"currency": "EUR"')
     expect(page.locator(f'[data-event="{event_id}"]')).to_contain_text('"sku": "mug"')
     expect(page.locator("#run-output")).to_contain_text("TRK-7")
     page.screenshot(path=str(SCREENSHOTS / "run.png"), full_page=True)

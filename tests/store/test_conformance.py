@@ -115,6 +115,29 @@ async def test_a_step_keeps_its_name_through_writes_and_claims(
     }
 
 
+async def test_a_step_keeps_its_input_through_writes_and_copies(
+    store: Store, clock: ManualClock
+) -> None:
+    await store.create_runs([new_run("r1")])
+    (run,) = (await store.claim("w", ["f"], 1, LEASE)).runs
+    given = serde.dumps({"args": [1], "kwargs": {"b": 2}})
+    one = StepWrite("r1", run.token, "a", 0, "run", "retrying", attempts=1, input=given)
+    assert await store.commit([one]) == [True]  # a batch of one (the lean statement)
+    again = StepWrite("r1", run.token, "a", 0, "run", "completed", output="1", attempts=2)
+    other = StepWrite("r1", run.token, "b", 1, "run", "completed", output="2", input='"x"')
+    assert await store.commit([again, other]) == [True, True]  # a batch of two: kept
+    last = StepWrite("r1", run.token, "c", 2, "run", "completed", output="3", input="[3]")
+    # a step folded with the run's outcome (one statement on PostgreSQL)
+    done = Outcome("r1", run.token, "complete", output="9")
+    assert await store.commit([last, done]) == [True, True]
+    steps = {s.key: s.input for s in await store.get_steps("r1")}
+    assert steps == {"a": given, "b": '"x"', "c": "[3]"}
+    # a replay copies the steps before the one it executes from, inputs included
+    copy = await store.create_derived_run(new_run("r2"), RunOrigin("r1", "replay", "c", 2))
+    assert copy is not None
+    assert {s.key: s.input for s in await store.get_steps("r2")} == {"a": given, "b": '"x"'}
+
+
 async def test_runs_created_already_leased(store: Store, clock: ManualClock) -> None:
     leased = new_run("r1", key="k")
     leased.lease_owner, leased.lease_seconds = "w1", LEASE

@@ -250,6 +250,12 @@ class Step(_Open):
         default=None,
         description="The step's name in the code when id is derived from it (Inngest SDK steps).",
     )
+    input: Any = Field(
+        default=None,
+        description='What the step was given, when recorded: {"args", "kwargs"} of a run step, '
+        '{"function", "data"} of an invoke, {"events"} of a send, {"event", "match", "if", '
+        '"timeout"} of a wait.',
+    )
 
 
 class FlowReason(_Open):

@@ -80,6 +80,10 @@ class StoredStep:
     name: str | None = None
     """The step's name as the user wrote it, when the key is a derived one (an Inngest SDK
     step's key is the SHA-1 of its id)."""
+    input: str | None = None
+    """What the step was given, as JSON text (a ``run`` step's arguments, the data of an
+    ``invoke``, the events of a ``send``, a ``wait``'s event and match), if anything. Claims
+    do not bring it back (a replay never needs it)."""
 
 
 @dataclass(slots=True)
@@ -147,6 +151,8 @@ class StepWrite:
     child: NewRun | None = None
     name: str | None = None
     """The step's name when ``key`` is derived from it (kept by later writes without one)."""
+    input: str | None = None
+    """What the step was given, JSON text (kept by later writes without one)."""
 
 
 OutcomeKind = Literal["complete", "fail", "retry", "suspend", "release"]

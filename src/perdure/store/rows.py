@@ -18,7 +18,7 @@ RUN_COLUMNS: Final[LiteralString] = (
 """The columns of a :class:`~perdure.store.base.RunRow`, in field order."""
 
 STEP_COLUMNS: Final[LiteralString] = (
-    "key, seq, kind, status, output, error, attempts, wake_at, started_at, ended_at, name"
+    "key, seq, kind, status, output, error, attempts, wake_at, started_at, ended_at, name, input"
 )
 """The columns of a :class:`~perdure.store.base.StoredStep`, in field order."""
 

@@ -178,7 +178,10 @@ class SyncStep:
             result = fn(*args, **kwargs)
         except Exception as err:
             exc = err
-        out: Any = self._call(ex.after_body(key, seq, attempts_before, started, result, exc, tp))
+        given = ex.encode_input(args, kwargs)
+        out: Any = self._call(
+            ex.after_body(key, seq, attempts_before, started, result, exc, tp, given)
+        )
         if isinstance(out, RetryAt):
             self._call(ex.park(key, out.wake_at, "queued", watch=False))
         value_out: T = out

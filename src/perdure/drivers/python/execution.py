@@ -33,11 +33,10 @@ from typing import Any, NoReturn
 
 from perdure import logs, serde
 from perdure._signals import Fatal, LeaseLost, Suspend
+from perdure.drivers.python.recorded import step_input, wait_spec
 from perdure.engine.attempts import Failure, retry_delay
-from perdure.engine.expressions import validate
 from perdure.engine.failures import ErrorInfo
 from perdure.engine.flow.gates import input_events
-from perdure.engine.triggers import validate_event_name
 from perdure.errors import (
     InvalidInputError,
     NonDeterminismError,
@@ -49,7 +48,6 @@ from perdure.errors import (
 from perdure.functions import FunctionDef
 from perdure.runtime.attempt import Attempt
 from perdure.store.base import Outcome, StepWrite, StoredStep, WaitSpec
-from perdure.store.common import MISSING, lookup_path
 from perdure.store.inputs import storable
 from perdure.types import Event
 
@@ -206,6 +204,10 @@ class RunExecution:
         except (PayloadTooLargeError, SerializationError) as exc:
             raise NonRetriableError(str(exc)) from exc
 
+    def encode_input(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        """What a ``run`` step was given (:func:`~.recorded.step_input`)."""
+        return step_input(args, kwargs, self.lease.runtime.limits.step_output)
+
     async def after_body(
         self,
         key: str,
@@ -215,9 +217,11 @@ class RunExecution:
         value: Any,
         exc: BaseException | None,
         tp: Any,
+        given: str | None = None,
     ) -> Any:
         """Record what a step body did: its value, a final failure (raises StepError), or a
-        retry (returns :class:`RetryAt`; the caller parks once its body is accounted for)."""
+        retry (returns :class:`RetryAt`; the caller parks once its body is accounted for).
+        ``given``: the step's recorded input (:meth:`encode_input`)."""
         if exc is None:
             try:
                 text = self.encode_output(key, value)
@@ -235,6 +239,7 @@ class RunExecution:
                         output=text,
                         attempts=attempts_before + 1,
                         started_at=started,
+                        input=given,
                     )
                 )
                 if value is None or (type(value) in _IMMUTABLE and _plain(tp)):
@@ -256,6 +261,7 @@ class RunExecution:
                     error=error,
                     attempts=attempts,
                     started_at=started,
+                    input=given,
                 )
             )
             raise StepError(key, type(exc).__name__, str(exc)) from exc
@@ -270,6 +276,7 @@ class RunExecution:
                 attempts=attempts,
                 wake_at=wake,
                 started_at=started,
+                input=given,
             )
         )
         return RetryAt(wake)
@@ -385,7 +392,10 @@ class RunExecution:
                                 raise
             except Exception as err:
                 exc = err
-            result = await self.after_body(key, seq, attempts_before, started, value, exc, tp)
+            given = self.encode_input(args, kwargs)
+            result = await self.after_body(
+                key, seq, attempts_before, started, value, exc, tp, given
+            )
         finally:
             self.body_finished()
         if isinstance(result, RetryAt):
@@ -434,21 +444,8 @@ class RunExecution:
     def wait_spec(
         self, event: str, match: str | None, if_: str | None, expires_at: float | None
     ) -> WaitSpec:
-        """Validate a wait and compute what it matches."""
-        validate_event_name(event)
-        if "*" in event:
-            raise InvalidInputError("wait_for_event needs an exact event name, not a pattern")
-        match_value = None
-        if match is not None:
-            found = lookup_path(self.event.to_dict(), match)
-            if found is MISSING:
-                raise InvalidInputError(
-                    f"wait_for_event match={match!r}: the run's event has no such field"
-                )
-            match_value = serde.dumps(found)
-        if if_ is not None:
-            validate(if_, {"event", "async"})
-        return WaitSpec(event, match, match_value, if_, expires_at)
+        """Validate a wait and compute what it matches (:func:`~.recorded.wait_spec`)."""
+        return wait_spec(self.event, event, match, if_, expires_at)
 
     async def resolve_expired(self, key: str) -> StoredStep:
         """A wait or invoke step whose deadline passed: time it out (unless resolved)."""
@@ -475,8 +472,17 @@ class RunExecution:
             self.executed(key, "wait")
             self.body_started()
             try:
+                given = {"event": event, "match": match, "if": if_, "timeout": timeout}
                 await self.write(
-                    self.step_write(key, seq, "wait", "waiting", wake_at=expires, wait=spec)
+                    self.step_write(
+                        key,
+                        seq,
+                        "wait",
+                        "waiting",
+                        wake_at=expires,
+                        wait=spec,
+                        input=serde.dumps(given),
+                    )
                 )
             finally:
                 self.body_finished()
@@ -499,8 +505,18 @@ class RunExecution:
             deadline = None if timeout is None else self.now() + timeout
             self.body_started()
             try:
+                sent = serde.loads(child.input)  # the invocation event, data as encoded
+                given = serde.dumps({"function": function_id, "data": sent.get("data")})
                 await self.write(
-                    self.step_write(key, seq, "invoke", "invoking", wake_at=deadline, child=child)
+                    self.step_write(
+                        key,
+                        seq,
+                        "invoke",
+                        "invoking",
+                        wake_at=deadline,
+                        child=child,
+                        input=given,
+                    )
                 )
             finally:
                 self.body_finished()
@@ -525,8 +541,9 @@ class RunExecution:
             stamped = [e.stamped(self.child_key(key, i)) for i, e in enumerate(events)]
             async with self.lease.store_call():
                 ids = await self.lease.runtime.ops.send(stamped)
+            given = serde.dumps({"events": [e.to_dict() for e in stamped]})
             await self.write(
-                self.step_write(key, seq, "send", "completed", output=serde.dumps(ids))
+                self.step_write(key, seq, "send", "completed", output=serde.dumps(ids), input=given)
             )
             return ids
         finally:

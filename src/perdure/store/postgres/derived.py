@@ -22,8 +22,8 @@ LINK_RUN: Final = (
 )
 COPY_STEPS: Final = (
     "INSERT INTO steps (run_id, key, seq, kind, status, output, error, attempts, wake_at,"
-    " started_at, ended_at, name) SELECT %(id)s, key, seq, kind, status, output, error,"
-    " attempts, wake_at, started_at, ended_at, name FROM steps"
+    " started_at, ended_at, name, input) SELECT %(id)s, key, seq, kind, status, output,"
+    " error, attempts, wake_at, started_at, ended_at, name, input FROM steps"
     " WHERE run_id = %(orig)s AND status = 'completed' AND seq < %(from_seq)s"
 )
 

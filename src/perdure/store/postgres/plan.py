@@ -134,6 +134,8 @@ class CommitPlan:
                 row["done"] = op.status in DONE_STATUSES
                 if op.name is not None:
                     row["name"] = op.name
+                if op.input is not None:
+                    row["input"] = op.input
                 if op.wait is not None:
                     w = op.wait
                     wait_rows[k] = {
@@ -298,6 +300,7 @@ def _step_params(op: StepWrite) -> dict[str, Any]:
         "started_at": op.started_at,
         "done": op.status in DONE_STATUSES,
         "name": op.name,
+        "input": op.input,
     }
 
 

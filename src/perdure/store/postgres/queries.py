@@ -274,18 +274,19 @@ _LOCK_RUNS_AND_PARENTS: Final = (
 _UPSERT_STEPS: Final = (
     "live AS (SELECT id, lease_token FROM lk WHERE status = 'running'), "
     "sw AS (INSERT INTO steps (run_id, key, seq, kind, status, output, error, attempts,"
-    " wake_at, started_at, ended_at, name)"
+    " wake_at, started_at, ended_at, name, input)"
     " SELECT w.run_id, w.key, w.seq, w.kind, w.status, w.output, w.error, w.attempts,"
     " w.wake_at, coalesce(nullif(w.started_at, 0), t.now), CASE WHEN w.done THEN t.now END,"
-    " w.name"
+    " w.name, w.input"
     " FROM json_to_recordset(%(steps)s::json) AS w(run_id text, token int8, key text,"
     " seq int4, kind text, status text, output text, error text, attempts int4,"
-    " wake_at float8, started_at float8, done bool, name text), live, t"
+    " wake_at float8, started_at float8, done bool, name text, input text), live, t"
     " WHERE live.id = w.run_id AND live.lease_token = w.token"
     " ON CONFLICT (run_id, key) DO UPDATE SET status = excluded.status,"
     " output = excluded.output, error = excluded.error, attempts = excluded.attempts,"
     " wake_at = excluded.wake_at, ended_at = excluded.ended_at,"
-    " name = coalesce(excluded.name, steps.name))"
+    " name = coalesce(excluded.name, steps.name),"
+    " input = coalesce(excluded.input, steps.input))"
 )
 _WAITS_AND_CHILDREN: Final = (
     ", wi AS (INSERT INTO waits (run_id, step_key, event_name, match_path, match_value,"
@@ -456,19 +457,20 @@ CRON_LAST: Final = (
 
 _STEP_COLUMNS_IN: Final = (
     "INSERT INTO steps (run_id, key, seq, kind, status, output, error, attempts,"
-    " wake_at, started_at, ended_at, name)"
+    " wake_at, started_at, ended_at, name, input)"
 )
 _STEP_VALUES: Final = (
     " %(key)s::text, %(seq)s::int4, %(kind)s::text, %(status)s::text, %(output)s::text,"
     " %(error)s::text, %(attempts)s::int4, %(wake_at)s::float8,"
     " coalesce(nullif(%(started_at)s::float8, 0), t.now),"
-    " CASE WHEN %(done)s::bool THEN t.now END, %(name)s::text"
+    " CASE WHEN %(done)s::bool THEN t.now END, %(name)s::text, %(input)s::text"
 )
 _STEP_CONFLICT: Final = (
     " ON CONFLICT (run_id, key) DO UPDATE SET status = excluded.status,"
     " output = excluded.output, error = excluded.error, attempts = excluded.attempts,"
     " wake_at = excluded.wake_at, ended_at = excluded.ended_at,"
-    " name = coalesce(excluded.name, steps.name)"
+    " name = coalesce(excluded.name, steps.name),"
+    " input = coalesce(excluded.input, steps.input)"
 )
 
 # One step checkpoint without wait or child: lock the run's row, write the step if the lease

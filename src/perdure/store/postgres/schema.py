@@ -33,6 +33,7 @@ MIGRATIONS = Migrations(
         "0008_operations.sql",
         "0009_access.sql",
         "0010_traces.sql",
+        "0011_step_inputs.sql",
     ),
 )
 SCHEMA_FILE = "schema.sql"

@@ -150,6 +150,7 @@ def _step_row(op: StepWrite, now: float) -> tuple[Any, ...]:
         op.started_at or now,
         now if op.status in DONE_STATUSES else None,
         op.name,
+        op.input,
     )
 
 

@@ -116,21 +116,21 @@ FENCE: Final[LiteralString] = (
 )
 UPSERT_STEP: Final[LiteralString] = (
     "INSERT INTO steps (run_id, key, seq, kind, status, output, error, attempts, wake_at, "
-    "started_at, ended_at, name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "started_at, ended_at, name, input) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (run_id, key) DO UPDATE SET status = excluded.status, "
     "output = excluded.output, error = excluded.error, attempts = excluded.attempts, "
     "wake_at = excluded.wake_at, ended_at = excluded.ended_at, "
-    "name = coalesce(excluded.name, steps.name)"
+    "name = coalesce(excluded.name, steps.name), input = coalesce(excluded.input, steps.input)"
 )
 # A checkpoint fenced in the statement itself (a batch of one run: no separate FENCE read).
 UPSERT_STEP_FENCED: Final[LiteralString] = (
     "INSERT INTO steps (run_id, key, seq, kind, status, output, error, attempts, wake_at, "
-    "started_at, ended_at, name) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS ("
-    "SELECT 1 FROM runs WHERE id = ? AND lease_token = ? AND status = 'running') "
+    "started_at, ended_at, name, input) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE "
+    "EXISTS (SELECT 1 FROM runs WHERE id = ? AND lease_token = ? AND status = 'running') "
     "ON CONFLICT (run_id, key) DO UPDATE SET status = excluded.status, "
     "output = excluded.output, error = excluded.error, attempts = excluded.attempts, "
     "wake_at = excluded.wake_at, ended_at = excluded.ended_at, "
-    "name = coalesce(excluded.name, steps.name)"
+    "name = coalesce(excluded.name, steps.name), input = coalesce(excluded.input, steps.input)"
 )
 UPSERT_WAIT: Final[LiteralString] = (
     "INSERT OR REPLACE INTO waits (run_id, step_key, event_name, match_path, match_value, "
@@ -384,8 +384,8 @@ LINK_RUN: Final[LiteralString] = (
 )
 COPY_STEPS: Final[LiteralString] = (
     "INSERT INTO steps (run_id, key, seq, kind, status, output, error, attempts, wake_at, "
-    "started_at, ended_at, name) SELECT ?, key, seq, kind, status, output, error, attempts, "
-    "wake_at, started_at, ended_at, name FROM steps "
+    "started_at, ended_at, name, input) SELECT ?, key, seq, kind, status, output, error, "
+    "attempts, wake_at, started_at, ended_at, name, input FROM steps "
     "WHERE run_id = ? AND status = 'completed' AND seq < ?"
 )
 

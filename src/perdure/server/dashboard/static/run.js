@@ -75,7 +75,7 @@ function waterfall(run) {
 
 function stepDetail(run, stepId) {
   const s = (run.steps || []).find((x) => x.id === stepId);
-  if (!s) return el("div", { class: "empty" }, "Select a step to see its output and error.");
+  if (!s) return el("div", { class: "empty" }, "Select a step to see its input, output and error.");
   const actions = el("div", { class: "toolbar" }, el("h2", { class: "mono", style: "margin:0" }, s.name || s.id), el("div", { class: "spacer" }));
   if (canWrite(session) && ENDED.includes(run.status)) {
     actions.append(el("button", { type: "button", id: "replay-step", onclick: () => replay(run, s) }, "Replay from this step…"));
@@ -89,6 +89,7 @@ function stepDetail(run, stepId) {
       el("dt", {}, "Started"), el("dd", {}, when(s.started_at)),
       el("dt", {}, "Ended"), el("dd", {}, when(s.ended_at)),
       s.wake_at ? [el("dt", {}, "Wakes at"), el("dd", {}, when(s.wake_at))] : null),
+    s.input !== undefined && s.input !== null ? el("div", { "data-input": "" }, el("h2", {}, "Input"), jsonBlock(s.input)) : null,
     s.error ? el("div", {}, el("h2", {}, "Error"), errorView(s.error)) : null,
     el("div", { "data-output": "" }, el("h2", {}, "Output"), s.output === null && s.status !== "completed" ? el("p", { class: "sub" }, "none yet") : jsonBlock(s.output))));
 }

@@ -85,6 +85,7 @@ CREATE TABLE steps (
     started_at double precision,
     ended_at   double precision,
     name       text,
+    input      text,
     PRIMARY KEY (run_id, key)
 );
 
