@@ -23,6 +23,7 @@ from perdure.clock import Clock
 from perdure.engine.flow.keys import RunFlow
 from perdure.functions import FunctionRecord
 from perdure.store.access import AccessStore
+from perdure.store.app_syncs import AppSyncStore
 from perdure.store.operations import OperationsStore
 from perdure.store.records import EventIn as EventIn
 from perdure.store.records import EventRow as EventRow
@@ -272,7 +273,7 @@ RunTiming = tuple[str, float | None, float | None]
 """A run's ``(status, started_at, ended_at)``."""
 
 
-class Store(AccessStore, OperationsStore, TraceStore, Protocol):
+class Store(AccessStore, AppSyncStore, OperationsStore, TraceStore, Protocol):
     """What the engine needs from a database. All methods are coroutines except ``now``
     (the operations part, workers, pauses and bounded pruning, is
     :class:`~perdure.store.operations.OperationsStore`)."""

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from perdure.errors import InvalidInputError
+from perdure.store.app_syncs import AppSyncIn
 from perdure.store.base import NewRun, NewSchedule
 from perdure.store.run_filter import ID_PREFIX_END, RunFilter, ascii_fold
 
@@ -81,6 +82,19 @@ def require_storable_schedule(schedule: NewSchedule) -> None:
     require_storable("a cron expression", schedule.cron)
     require_storable("a time zone", schedule.tz)
     require_storable("a schedule's data", schedule.data)
+
+
+def require_valid_app_sync(sync: AppSyncIn) -> None:
+    """Raise :class:`InvalidInputError` if a sync attempt to record has an unknown kind or
+    carries text that cannot be stored."""
+    if sync.kind not in ("app", "url"):
+        raise InvalidInputError(f"a sync row's kind is 'app' or 'url', not {sync.kind!r}")
+    require_storable("an app name or URL", sync.name)
+    require_storable("an app URL", sync.url)
+    require_storable("a sync error", sync.error)
+    require_storable("a sync source", sync.source)
+    require_storable("an SDK", sync.sdk)
+    require_storable("a framework", sync.framework)
 
 
 def run_filter_params(flt: RunFilter) -> dict[str, Any] | None:

@@ -34,6 +34,7 @@ MIGRATIONS = Migrations(
         "0009_access.sql",
         "0010_traces.sql",
         "0011_step_inputs.sql",
+        "0012_app_syncs.sql",
     ),
 )
 SCHEMA_FILE = "schema.sql"

@@ -54,6 +54,7 @@ from perdure.store.base import (
 from perdure.store.migrations import version_of
 from perdure.store.postgres import (
     access,
+    app_syncs,
     derived,
     flow,
     flow_cancel,
@@ -96,6 +97,7 @@ from perdure.store.rules import CANCELLED_ERROR, EVENT_DEDUPE_SECONDS, INVOKE_TI
 
 class PostgresStore(
     access.Access,
+    app_syncs.AppSyncs,
     derived.DerivedRuns,
     flow.FlowCreation,
     flow_claim.FlowClaim,

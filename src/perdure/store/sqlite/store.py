@@ -53,6 +53,7 @@ from perdure.store.sqlite import flow_cancel as fc
 from perdure.store.sqlite import queries as q
 from perdure.store.sqlite import schedules as sch
 from perdure.store.sqlite.access import Access
+from perdure.store.sqlite.app_syncs import AppSyncs
 from perdure.store.sqlite.operations import Operations
 from perdure.store.sqlite.reads import Reads
 from perdure.store.sqlite.traces import Traces
@@ -76,11 +77,12 @@ MIGRATIONS = Migrations(
         "0009_access.sql",
         "0010_traces.sql",
         "0011_step_inputs.sql",
+        "0012_app_syncs.sql",
     ),
 )
 
 
-class SqliteStore(Access, Operations, Reads, Traces):
+class SqliteStore(Access, AppSyncs, Operations, Reads, Traces):
     """A :class:`~perdure.store.base.Store` on a SQLite file."""
 
     def __init__(

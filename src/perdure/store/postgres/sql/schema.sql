@@ -272,3 +272,18 @@ CREATE TABLE audit (
 );
 
 CREATE INDEX audit_by_run ON audit (run_id, seq) WHERE run_id IS NOT NULL;
+
+-- The sync state of the apps on the Inngest SDKs (perdure.store.app_syncs).
+CREATE TABLE app_syncs (
+    kind           text COLLATE "C" NOT NULL CHECK (kind IN ('app', 'url')),
+    name           text COLLATE "C" NOT NULL,
+    url            text NOT NULL DEFAULT '',
+    sdk            text,
+    framework      text,
+    synced_at      double precision,
+    attempt_at     double precision NOT NULL,
+    attempt_ok     boolean NOT NULL,
+    attempt_error  text,
+    attempt_source text NOT NULL,
+    PRIMARY KEY (kind, name)
+);
