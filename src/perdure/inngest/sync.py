@@ -23,7 +23,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,8 +78,8 @@ class AppRegistry:
         self.driver = driver
         self._checksums: dict[str, str] = {}
         self._lock = asyncio.Lock()
-        self.log = SyncLog()
-        """The syncs this server saw (:mod:`perdure.inngest.sync_log`)."""
+        self.log = SyncLog(app)
+        """The syncs the servers of the database saw (:mod:`perdure.inngest.sync_log`)."""
         self.watcher = RegistryWatcher(app, driver)
         """Keeps this server's driver current with syncs made through other servers; its
         listeners hear of every change (see :mod:`perdure.inngest.watch`)."""
@@ -100,7 +100,7 @@ class AppRegistry:
         except (InvalidInputError, ConflictError) as exc:
             if isinstance(payload, dict) and isinstance(payload.get("appName"), str):
                 url = payload.get("url")
-                self.log.refused(
+                await self.log.refused(
                     payload["appName"], url if isinstance(url, str) else "", exc.message
                 )
             raise
@@ -159,7 +159,7 @@ class AppRegistry:
                     len(app.functions),
                     f", removed {', '.join(removed)}" if removed else "",
                 )
-        self.log.registered(app.id, app.url, app.sdk, app.framework)
+        await self.log.registered(app.id, app.url, app.sdk, app.framework)
         if removed:
             await retire_runs(self.app, removed, app.id)
         return SyncResult(
@@ -195,6 +195,8 @@ class AppRegistry:
                 self._checksums.pop(name, None)
             if apps:
                 self.watcher.changed()
+        if apps:
+            await self.log.forget(sorted(apps))
         for name in sorted(apps):
             await retire_runs(self.app, [f for f in gone if owner[f] == name], name)
         return sorted(gone)
@@ -285,7 +287,7 @@ class AppPoller:
         self._own_http = http is None
         self._task: asyncio.Task[None] | None = None
         self.passes = 0
-        self.on_result: Callable[[PollState], None] | None = None
+        self.on_result: Callable[[PollState], Awaitable[None]] | None = None
         """Told the outcome of every ``PUT`` (the sync log: :mod:`perdure.inngest.apps`)."""
 
     async def ping(self, state: PollState) -> None:
@@ -294,7 +296,7 @@ class AppPoller:
         state.attempts += 1
         await sync_put(self._client(), state, self.server_kind, self.keys)
         if self.on_result is not None:
-            self.on_result(state)
+            await self.on_result(state)
 
     async def tick(self) -> None:
         """One pass: discover apps (while none is synced), then ping the URLs due one."""

@@ -1,15 +1,27 @@
-"""What one server saw of the Inngest apps' syncs: each app's last registration (with its SDK
-and framework) and the outcome of each sync ``PUT`` it sent (``-u`` polling, a resync from the
-dashboard). It is kept in memory, per server process: the registry in the database says which
-apps and functions exist, this log adds when they last synced here and what went wrong. A
-restarted server (or another server of the same database) starts with an empty log."""
+"""What the servers of one database saw of the Inngest apps' syncs: each app's last
+registration (with its SDK and framework) and last attempt, and the outcome of the last sync
+``PUT`` sent to each app URL (``-u`` polling, a resync from the dashboard). The registry says
+which apps and functions exist; this log adds when they last synced and what went wrong.
+
+It is kept in the database (the environment's ``app_syncs`` table,
+:mod:`perdure.store.app_syncs`): a restarted server, or another server of the same database,
+reports the same. Each attempt is one small upsert; a row holds the last attempt only. A write
+that fails (the database unreachable) is logged and dropped: the sync itself is not undone.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["AppSeen", "SyncAttempt", "SyncLog", "same_url"]
+from perdure.app import App
+from perdure.errors import PerdureError
+from perdure.store.app_syncs import AppSyncIn, AppSyncRow, clip
+
+__all__ = ["AppSeen", "SyncAttempt", "SyncLog", "SyncView", "same_url"]
+
+log = logging.getLogger("perdure.inngest")
 
 
 def same_url(url: str) -> str:
@@ -29,7 +41,7 @@ class SyncAttempt:
     source: str
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class AppSeen:
     """What the log knows of one app."""
 
@@ -41,30 +53,79 @@ class AppSeen:
     last_attempt: SyncAttempt | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SyncView:
+    """The log as read at one moment: the apps by id, the last ``PUT`` by URL
+    (:func:`same_url`)."""
+
+    apps: dict[str, AppSeen] = field(default_factory=dict)
+    puts: dict[str, SyncAttempt] = field(default_factory=dict)
+
+
+def _attempt(row: AppSyncRow) -> SyncAttempt:
+    return SyncAttempt(row.attempt_at, row.ok, row.error, row.source)
+
+
 class SyncLog:
-    """The log (see the module docstring)."""
+    """The log of ``app``'s database (see the module docstring)."""
 
-    def __init__(self) -> None:
-        self.apps: dict[str, AppSeen] = {}
-        self.puts: dict[str, SyncAttempt] = {}
-        """The last ``PUT`` outcome, by URL (:func:`same_url`)."""
+    def __init__(self, app: App) -> None:
+        self.app = app
 
-    def registered(self, app_id: str, url: str, sdk: str | None, framework: str | None) -> None:
+    async def _record(self, sync: AppSyncIn) -> SyncAttempt:
+        try:
+            await self.app.open()
+            return _attempt(await self.app.store.record_app_sync(sync))
+        except PerdureError as exc:
+            log.warning("could not record a sync of %s %r: %s", sync.kind, sync.name, exc)
+            return SyncAttempt(time.time(), sync.ok, sync.error, sync.source)
+
+    async def registered(
+        self, app_id: str, url: str, sdk: str | None, framework: str | None
+    ) -> None:
         """The app registered (its functions are in the registry now)."""
-        now = time.time()
-        seen = self.apps.setdefault(app_id, AppSeen(app_id, url))
-        seen.url, seen.sdk, seen.framework = url, sdk, framework
-        seen.last_synced_at = now
-        seen.last_attempt = SyncAttempt(now, True, None, "register")
+        sdk, framework = (None if v is None else clip(v) for v in (sdk, framework))
+        await self._record(
+            AppSyncIn("app", clip(app_id), True, "register", url=clip(url), synced=True, sdk=sdk,
+                      framework=framework)
+        )  # fmt: skip
 
-    def refused(self, app_id: str, url: str, message: str) -> None:
-        """A registration of the app was refused (nothing was written)."""
-        seen = self.apps.setdefault(app_id, AppSeen(app_id, url))
-        seen.url = url or seen.url
-        seen.last_attempt = SyncAttempt(time.time(), False, message, "register")
+    async def refused(self, app_id: str, url: str, message: str) -> None:
+        """A registration of the app was refused (nothing was written); an empty ``url``
+        keeps the one recorded."""
+        await self._record(
+            AppSyncIn("app", clip(app_id), False, "register", clip(message), clip(url) or None)
+        )
 
-    def put(self, url: str, ok: bool, error: str | None, source: str) -> SyncAttempt:
+    async def put(self, url: str, ok: bool, error: str | None, source: str) -> SyncAttempt:
         """The outcome of a sync ``PUT`` to ``url``."""
-        attempt = SyncAttempt(time.time(), ok, error, source)
-        self.puts[same_url(url)] = attempt
-        return attempt
+        key = clip(same_url(url))
+        return await self._record(
+            AppSyncIn("url", key, ok, source, None if error is None else clip(error), clip(url))
+        )
+
+    async def forget(self, app_ids: list[str]) -> None:
+        """The apps were removed: their rows go (a URL's last ``PUT`` stays)."""
+        try:
+            await self.app.open()
+            await self.app.store.delete_app_syncs("app", app_ids)
+        except PerdureError as exc:
+            log.warning("could not forget the syncs of %s: %s", ", ".join(app_ids), exc)
+
+    async def read(self) -> SyncView:
+        """Every row, as a :class:`SyncView`."""
+        await self.app.open()
+        view = SyncView()
+        for row in await self.app.store.list_app_syncs():
+            if row.kind == "app":
+                view.apps[row.name] = AppSeen(
+                    app_id=row.name,
+                    url=row.url,
+                    sdk=row.sdk,
+                    framework=row.framework,
+                    last_synced_at=row.synced_at,
+                    last_attempt=_attempt(row),
+                )
+            else:
+                view.puts[row.name] = _attempt(row)
+        return view
