@@ -121,3 +121,9 @@ def test_server_without_auth_when_asked(tmp_path: Path) -> None:
         assert "NO authentication" in server.out.read_text()
     finally:
         assert server.stop() == 0, server.stderr()
+
+
+def test_the_api_token_cannot_open_a_dashboard_session(secured: ServerProcess) -> None:
+    r = httpx.post(f"{secured.url}/auth/login", json={"token": TOKEN}, timeout=30)
+    assert_error(r, 401, "unauthorized", "perdure keys create")
+    assert "set-cookie" not in r.headers

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from perdure import views
-from perdure.keys import SESSION_PREFIX, token_env
+from perdure.keys import SESSION_PREFIX, same_secret, token_env
 from perdure.server.access_models import AuditQuery, KeyIn, Login
 from perdure.server.auth import (
     SESSION_COOKIE,
@@ -68,33 +68,26 @@ class AccessApi:
         token = validate(Login, body, unknown="unknown field(s) (expected: token)").token.strip()
         if self.auth is None:
             return JSONResponse(session_json(principal_of(request), auth=False))
-        principal = await self.auth.bearer(token)
-        if principal is None or principal.key_id is None:
-            message = (
+        if self.auth.static_token is not None and same_secret(token, self.auth.static_token):
+            return error_response(
+                401,
+                "unauthorized",
                 "the server's --api-token cannot open a session: create a key with "
-                "`perdure keys create` and log in with it"
-                if principal is not None
-                else "the key is not valid (unknown, revoked or expired)"
+                "`perdure keys create` and log in with it",
             )
-            return error_response(401, "unauthorized", message)
-        keys = await self.auth.keys(principal.env)
-        row = await keys.authenticate(token)
-        if row is None:  # revoked since it was cached
-            return error_response(401, "unauthorized", "the key is not valid")
+        env = token_env(token)
+        keys = None if env is None else await self.auth.keys(env)
+        row = None if keys is None else await keys.authenticate(token)  # not cached: exact
+        if keys is None or row is None or env is None:
+            return error_response(
+                401, "unauthorized", "the key is not valid (unknown, revoked or expired)"
+            )
         opened = await keys.open_session(row)
-        now = (await self.envs.get(principal.env)).store.now()
-        body = session_json(
-            Principal(
-                principal.env,
-                principal.scopes,
-                principal.actor,
-                "session",
-                row.id,
-                row.name,
-                opened.csrf,
-            ),
-            auth=True,
+        now = (await self.envs.get(env)).store.now()
+        principal = Principal(
+            env, frozenset(row.scopes), f"key:{row.id}", "session", row.id, row.name, opened.csrf
         )
+        body = session_json(principal, auth=True)
         response = JSONResponse(body)
         response.set_cookie(
             SESSION_COOKIE,
