@@ -20,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 from perdure import faults
 from perdure.errors import StoreUnavailableError
 from perdure.store.postgres import queries as q
+from perdure.store.postgres.raw import RawConn
 from perdure.store.postgres.schema import PgConfig
 
 T = TypeVar("T")
@@ -198,6 +199,7 @@ class Dedicated:
         self._cfg = cfg
         self._pool = pool
         self._conn: Conn | None = None
+        self._raw: RawConn | None = None
         self._busy = False
         self._closed = False
 
@@ -210,6 +212,28 @@ class Dedicated:
             return await self._run(fn)
         finally:
             self._busy = False
+
+    async def write_one(self, stmt: LiteralString, params: dict[str, Any]) -> list[TupleRow]:
+        """:func:`write_one` on the dedicated connection, sent through libpq directly
+        (:mod:`perdure.store.postgres.raw`); on the pool, when busy, through psycopg."""
+        if self._busy or self._closed:
+            return await self._pool.run(lambda conn: write_one(conn, stmt, params))
+        self._busy = True
+        try:
+            return await self._run(lambda conn: self._raw_write(conn, stmt, params))
+        finally:
+            self._busy = False
+
+    async def _raw_write(
+        self, conn: Conn, stmt: LiteralString, params: dict[str, Any]
+    ) -> list[TupleRow]:
+        raw = self._raw
+        if raw is None or raw.conn is not conn:
+            raw = self._raw = RawConn(conn)
+        faults.hit("before_commit")
+        rows = await raw.execute(stmt, params)
+        faults.hit("after_commit")
+        return rows
 
     async def _run(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
         attempt = 0
@@ -255,6 +279,7 @@ class Dedicated:
     async def drop(self) -> None:
         """Close the connection (the next call opens a new one)."""
         conn, self._conn = self._conn, None
+        self._raw = None
         if conn is not None and not conn.closed:
             with contextlib.suppress(Exception):
                 await conn.close()

@@ -326,11 +326,8 @@ class PostgresStore(
         """One run without idempotency key: one single-row statement."""
         params = one_run_params(run, self._now_param(), self._wake_channel, self._origin)
 
-        async def op(conn: Conn) -> tuple[int, bool]:
-            token, woke = (await write_one(conn, q.CREATE_ONE, params))[0]
-            return int(token), bool(woke)
-
-        token, woke = await self._creates.run(op)
+        token, woke = (await self._creates.write_one(q.CREATE_ONE, params))[0]
+        token, woke = int(token), bool(woke)
         self._announce(woke)
         return CreatedRun(run.id, True, token or None)
 
@@ -466,10 +463,8 @@ class PostgresStore(
         if one is not None:
             single = one
 
-            async def op_one(conn: Conn) -> tuple[list[bool], bool, list[str]]:
-                return single.results(await write_one(conn, single.sql, single.params))
-
-            oks, wake, finished = await self._commits.run(op_one)
+            rows = await self._commits.write_one(single.sql, single.params)
+            oks, wake, finished = single.results(rows)
             self._announce(wake, finished)
             return oks
         plan = CommitPlan.build(ops, now, self._wake_channel, self._done_channel, self._origin)
