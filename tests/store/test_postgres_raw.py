@@ -81,50 +81,43 @@ async def _backend_pid(d: Dedicated) -> int:
     return int(str(rows[0][0]))
 
 
-async def test_a_terminated_connection_is_unavailable_then_replaced(pg_url: str) -> None:
-    cfg = parse_url(pg_url)
-    pool = Pool(cfg, "raw-test")
+@pytest.fixture
+async def dedicated(pg_url: str) -> AsyncIterator[Dedicated]:
+    pool = Pool(parse_url(pg_url), "raw-test")
     await pool.open()
-    d = Dedicated(cfg, pool)
+    d = Dedicated(parse_url(pg_url), pool)
     try:
-        pid = await _backend_pid(d)
-        async with await psycopg.AsyncConnection.connect(
-            cfg.conninfo, autocommit=True, **cfg.kwargs
-        ) as killer:
-            await killer.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        with pytest.raises(StoreUnavailableError):
-            await _backend_pid(d)
-        assert await _backend_pid(d) != pid
+        yield d
     finally:
         await d.close()
         await pool.close()
+
+
+async def test_a_terminated_connection_is_unavailable_then_replaced(
+    dedicated: Dedicated, conn: psycopg.AsyncConnection[tuple[object, ...]]
+) -> None:
+    pid = await _backend_pid(dedicated)
+    await conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(StoreUnavailableError):
+        await _backend_pid(dedicated)
+    assert await _backend_pid(dedicated) != pid
 
 
 async def test_a_statement_interrupted_by_cancellation_closes_its_connection(
-    pg_url: str,
+    dedicated: Dedicated, conn: psycopg.AsyncConnection[tuple[object, ...]]
 ) -> None:
-    cfg = parse_url(pg_url)
-    pool = Pool(cfg, "raw-test")
-    await pool.open()
-    d = Dedicated(cfg, pool)
-    try:
-        pid = await _backend_pid(d)
-        task = asyncio.ensure_future(d.write_one("SELECT pg_sleep(%(s)s::float8)", {"s": 30}))
-        async with await psycopg.AsyncConnection.connect(
-            cfg.conninfo, autocommit=True, **cfg.kwargs
-        ) as watcher:
-            for _ in range(1000):  # until the statement is running on the server
-                cur = await watcher.execute(
-                    "SELECT state FROM pg_stat_activity WHERE pid = %s", (pid,)
-                )
-                row = await cur.fetchone()
-                if row is not None and row[0] == "active":
-                    break
-                await asyncio.sleep(0.01)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            assert await _backend_pid(d) != pid  # a new connection, not the interrupted one
-    finally:
-        await d.close()
-        await pool.close()
+    pid = await _backend_pid(dedicated)
+    sleep = dedicated.write_one("SELECT pg_sleep(%(s)s::float8)", {"s": 30})
+    task = asyncio.ensure_future(sleep)
+    for _ in range(3000):  # until the statement is running on the server (30 s at most)
+        cur = await conn.execute("SELECT state FROM pg_stat_activity WHERE pid = %s", (pid,))
+        row = await cur.fetchone()
+        if row is not None and row[0] == "active":
+            break
+        await asyncio.sleep(0.01)
+    else:
+        pytest.fail("the statement never started on the server")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await _backend_pid(dedicated) != pid  # a new connection, not the interrupted one
