@@ -4,6 +4,8 @@ Functions made of steps whose results are checkpointed, so runs survive crashes,
 restarts. See the README for a quick start.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from perdure._version import __version__
 from perdure.app import App, Limits, RunHandle
 from perdure.clock import Clock, SystemClock
@@ -42,11 +44,24 @@ from perdure.errors import (
     UnauthorizedError,
 )
 from perdure.functions import CronTrigger, EventTrigger, cron, event
-from perdure.remote import Client
 from perdure.runtime import Worker
 from perdure.schedules import Schedules
 from perdure.store.base import SentEvent
 from perdure.types import Event, RunInfo, RunStatus, ScheduleInfo, ScheduleTick, StepInfo
+
+if TYPE_CHECKING:
+    from perdure.remote import Client
+
+
+def __getattr__(name: str) -> Any:
+    # ``Client`` (the HTTP client of a remote server) is imported on first use: httpx and what
+    # it imports cost an embedded app ~100 ms and several MiB it never uses.
+    if name == "Client":
+        from perdure.remote import Client
+
+        return Client
+    raise AttributeError(f"module 'perdure' has no attribute {name!r}")
+
 
 __all__ = [
     "App",

@@ -10,20 +10,35 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import sys
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from pydantic import BaseModel, TypeAdapter
 
 from perdure.errors import PayloadTooLargeError, SerializationError
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
+
+# pydantic is imported only when a type needs an adapter: a value can only be a pydantic model
+# once the program imported pydantic itself (an embedded app that never does saves ~60 ms of
+# import and several MiB).
+
+
+def _base_model() -> type[Any] | None:
+    pydantic = sys.modules.get("pydantic")
+    base: type[Any] | None = None if pydantic is None else pydantic.BaseModel
+    return base
+
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
 def _default(value: Any) -> Any:
-    if isinstance(value, BaseModel):
+    base = _base_model()
+    if base is not None and isinstance(value, base):
         return value.model_dump(mode="json")
     if isinstance(value, set | frozenset | tuple):
         return list(value)
@@ -68,11 +83,16 @@ def _adapter(tp: Any) -> TypeAdapter[Any] | None:
     origin = typing.get_origin(tp)
     if origin in (list, dict) and not _needs_rebuild(tp):
         return None
+    from pydantic import TypeAdapter
+
     return TypeAdapter(tp)
 
 
 def _needs_rebuild(tp: Any) -> bool:
-    if isinstance(tp, type) and (issubclass(tp, BaseModel) or dataclasses.is_dataclass(tp)):
+    base = _base_model()
+    if isinstance(tp, type) and (
+        (base is not None and issubclass(tp, base)) or dataclasses.is_dataclass(tp)
+    ):
         return True
     return any(_needs_rebuild(arg) for arg in typing.get_args(tp))
 
