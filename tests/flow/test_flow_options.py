@@ -10,7 +10,16 @@ import pytest
 
 import perdure
 from perdure.engine.flow.keys import run_flow
-from perdure.engine.flow.options import FlowControl
+from perdure.engine.flow.options import (
+    CancelOn,
+    Concurrency,
+    FlowControl,
+    Priority,
+    RateLimit,
+    Singleton,
+    Throttle,
+    Timeouts,
+)
 
 
 def test_bad_options_fail_at_decoration_naming_the_function_and_option() -> None:
@@ -118,3 +127,22 @@ async def test_functions_show_their_options(db_url: str) -> None:
             "concurrency": [{"limit": 3, "key": None, "scope": "fn"}],
             "rate_limit": {"limit": 2, "period": 60.0, "key": "event.data.k"},
         }
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        FlowControl(),
+        FlowControl(cancel_on=(CancelOn("x"),)),
+        FlowControl(concurrency=(Concurrency(2),)),
+        FlowControl(throttle=Throttle(1, "1s")),
+        FlowControl(rate_limit=RateLimit(1, "1s")),
+        FlowControl(priority=Priority("1")),
+        FlowControl(singleton=Singleton()),
+        FlowControl(idempotency="event.data.id"),
+        FlowControl(timeouts=Timeouts(start="1m"), cancel_on=(CancelOn("x"),)),
+    ],
+)
+def test_per_run_is_every_option_but_cancel_on(spec: FlowControl) -> None:
+    assert spec.per_run == (not spec.replace(cancel_on=()).empty)
+    assert spec.per_run == (spec.replace(cancel_on=()) != FlowControl())

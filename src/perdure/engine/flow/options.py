@@ -415,8 +415,11 @@ class FlowControl:
     @property
     def per_run(self) -> bool:
         """Whether runs of this function carry flow-control state (keys, gates, deadlines):
-        such runs are created through the flow-control path of the store."""
-        return not self.replace(cancel_on=()).empty
+        such runs are created through the flow-control path of the store (every option but
+        ``cancel_on``; checked field by field: this runs on every start)."""
+        return bool(self.concurrency) or any(
+            getattr(self, name) is not None for name in _PER_RUN_FIELDS
+        )
 
     @property
     def claim_gated(self) -> bool:
@@ -501,4 +504,5 @@ _FIELDS = (
     "cancel_on",
     "timeouts",
 )
+_PER_RUN_FIELDS = tuple(f for f in _FIELDS if f not in ("concurrency", "cancel_on"))
 _NONE = FlowControl()
