@@ -176,9 +176,18 @@ def test_a_second_server_of_the_database_reports_the_syncs_and_errors(
         second = Dev(tmp_path / "b", db_url, [])
         listed = eventually("the second server", lambda: second.apps() if second else None)
         assert set(listed) == {"appsapi"}, listed
-        seen = listed["appsapi"]
-        for field in ("url", "functions", "sdk", "framework", "last_synced_at", "last_attempt"):
-            assert seen[field] == app[field], field
+        fields = ("url", "functions", "sdk", "framework", "last_synced_at", "last_attempt")
+
+        def agreed() -> dict[str, Any] | None:
+            # The first server keeps polling its -u URL (each poll is a new attempt): read
+            # both servers until they are read between two polls.
+            assert second is not None
+            seen, there = second.apps()["appsapi"], first.apps()["appsapi"]
+            return seen if all(seen[f] == there[f] for f in fields) else None
+
+        seen = eventually("both servers to report the same sync", agreed)
+        assert seen["url"] == app["url"] and seen["sdk"] == app["sdk"]
+        assert seen["last_synced_at"] is not None
         assert seen["last_error"] is None and seen["last_attempt"]["ok"] is True
 
         # The app goes away; a resync through the second server fails, and the first
