@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from perdure import serde
 from perdure.functions import FunctionRecord
 from perdure.store import open_store
-from perdure.store.base import NewRun
-from perdure.store.sqlite import writer
+from perdure.store.base import NewRun, Store
+from perdure.store.sqlite import SqliteStore, writer
 from perdure.store.sqlite.writer import (
     CHECKPOINT_ITEMS,
     WAL_GROWTH_BYTES,
@@ -42,6 +42,16 @@ def test_the_next_trigger_is_past_the_size_the_checkpoint_saw(size: int, trigger
     assert nxt == max(WAL_LIMIT_BYTES, size + WAL_GROWTH_BYTES)
     assert not checkpoint_due(1, size, nxt)  # the same file size starts no second one
     assert next_wal_trigger(0, trigger) == trigger  # an unmeasured size changes nothing
+
+
+async def _checkpoint_done(store: Store) -> None:
+    """Until no background checkpoint is queued or running (30 s at most)."""
+    assert isinstance(store, SqliteStore) and store._writer is not None
+    for _ in range(6000):
+        if not store._writer._checkpointing:
+            return
+        await asyncio.sleep(0.005)
+    pytest.fail("a background checkpoint never finished")
 
 
 async def test_a_large_wal_file_does_not_checkpoint_after_every_batch(
@@ -77,7 +87,7 @@ async def test_a_large_wal_file_does_not_checkpoint_after_every_batch(
         try:
             for i in range(40):
                 await store.register_functions([FunctionRecord(f"g{i}", "app", (), {})])
-                await asyncio.sleep(0.01)  # room for a started checkpoint to finish
+                await _checkpoint_done(store)  # a checkpoint it started may start another
         finally:
             snapshot.close()
     finally:

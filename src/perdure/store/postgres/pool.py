@@ -218,11 +218,7 @@ class Dedicated:
         (:mod:`perdure.store.postgres.raw`); on the pool, when busy, through psycopg."""
         if self._busy or self._closed:
             return await self._pool.run(lambda conn: write_one(conn, stmt, params))
-        self._busy = True
-        try:
-            return await self._run(lambda conn: self._raw_write(conn, stmt, params))
-        finally:
-            self._busy = False
+        return await self.run(lambda conn: self._raw_write(conn, stmt, params))
 
     async def _raw_write(
         self, conn: Conn, stmt: LiteralString, params: dict[str, Any]

@@ -99,9 +99,9 @@ class RawConn:
             tx.set_pgresult(None)
 
     def _check(self, res: Any) -> Any:
-        if res is None or res.status not in _OK:
-            if res is None:
-                raise psycopg.OperationalError("the connection returned no result")
+        if res is None:
+            raise psycopg.OperationalError("the connection returned no result")
+        if res.status not in _OK:
             raise pg_errors.error_from_result(res, encoding=self.conn.info.encoding)
         return res
 

@@ -326,10 +326,9 @@ class PostgresStore(
         """One run without idempotency key: one single-row statement."""
         params = one_run_params(run, self._now_param(), self._wake_channel, self._origin)
 
-        token, woke = (await self._creates.write_one(q.CREATE_ONE, params))[0]
-        token, woke = int(token), bool(woke)
-        self._announce(woke)
-        return CreatedRun(run.id, True, token or None)
+        row = (await self._creates.write_one(q.CREATE_ONE, params))[0]
+        self._announce(bool(row[1]))
+        return CreatedRun(run.id, True, int(row[0]) or None)
 
     async def send_events(self, events: Sequence[EventIn]) -> list[SentEvent]:
         """Store events, start the runs they trigger, resume the runs waiting for them."""
