@@ -115,6 +115,10 @@ async def test_paused_run_is_not_created_leased(store: Store) -> None:
     for rid in ("a", "b", "c"):
         got = await store.get_run(rid)
         assert got is not None and got.status == "queued" and got.lease_owner is None
+    # An existing idempotency key still wins while the function is paused.
+    [same] = await store.create_runs([run("e", owner="local", key="k")])
+    assert (same.id, same.created, same.token) == ("c", False, None)
+    assert await store.get_run("e") is None
     await store.set_function_paused("f", False)
     [made4] = await store.create_runs([run("d", owner="local")])
     assert made4.token == 1

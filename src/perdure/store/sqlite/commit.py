@@ -9,7 +9,6 @@ The rules themselves are in :mod:`perdure.store.rules`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 from perdure.store.base import CreatedRun, NewRun, Outcome, StepWrite, StoredStep, WriteOp
@@ -28,15 +27,6 @@ def insert_runs(tx: Tx, runs: Sequence[NewRun]) -> list[CreatedRun]:
     if any(r.flow is not None for r in runs):
         return _insert_mixed(tx, runs)
     conn, now = tx.conn, tx.now
-    if any(r.lease_owner is not None for r in runs):
-        # A paused function's run is never created already leased: it queues.
-        runs = [
-            replace(r, lease_owner=None)
-            if r.lease_owner is not None
-            and conn.execute(q.PAUSED_AT, (r.function_id,)).fetchone() is not None
-            else r
-            for r in runs
-        ]
     if all(r.idempotency_key is None and r.lease_owner is None for r in runs):
         conn.executemany(
             q.INSERT_RUN,
@@ -73,14 +63,17 @@ def insert_runs(tx: Tx, runs: Sequence[NewRun]) -> list[CreatedRun]:
                     now,
                     r.lease_owner,
                     now,
+                    r.function_id,
                 ),
             )
             if cur.rowcount == 1:
                 out.append(CreatedRun(r.id, True, 1))
                 continue
-            existing = conn.execute(q.RUN_BY_KEY, (r.function_id, r.idempotency_key)).fetchone()
-            out.append(CreatedRun(existing[0], False))
-            continue
+            if conn.execute(q.PAUSED_AT, (r.function_id,)).fetchone() is None:
+                existing = conn.execute(q.RUN_BY_KEY, (r.function_id, r.idempotency_key))
+                out.append(CreatedRun(existing.fetchone()[0], False))
+                continue
+            # A paused function's run is never created already leased: it queues (below).
         cur = conn.execute(
             q.INSERT_RUN_IDEMPOTENT,
             (
@@ -174,6 +167,12 @@ def _step_extras(tx: Tx, op: StepWrite) -> None:
     if op.child is not None:
         insert_runs(tx, [op.child])
         tx.wake = True
+
+
+def one_statement(op: WriteOp) -> bool:
+    """Whether :func:`commit` applies ``op`` alone in exactly one statement (a checkpoint with
+    no wait and no child run: the fenced upsert of its step)."""
+    return type(op) is StepWrite and op.wait is None and op.child is None
 
 
 def commit(tx: Tx, ops: list[WriteOp]) -> list[bool]:

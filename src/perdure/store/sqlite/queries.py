@@ -65,10 +65,13 @@ INSERT_RUN: Final[LiteralString] = (
     "parent_run_id, parent_step, available_at, created_at) "
     "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)"
 )
+# Created already leased, unless the function is paused (the last parameter: its id) or the
+# idempotency key exists: no row then, and the caller tells which.
 INSERT_LEASED_RUN: Final[LiteralString] = (
     "INSERT INTO runs (id, function_id, status, input, event_id, idempotency_key, "
     "parent_run_id, parent_step, available_at, created_at, lease_owner, lease_token, "
-    "started_at) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, 1, ?) "
+    "started_at) SELECT ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, 1, ? WHERE NOT EXISTS "
+    "(SELECT 1 FROM function_pauses WHERE function_id = ?) "
     "ON CONFLICT (function_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
 )
 INSERT_RUN_IDEMPOTENT: Final[LiteralString] = (

@@ -170,12 +170,15 @@ class SqliteStore(Access, AppSyncs, Operations, Reads, Traces):
 
     # ------------------------------------------------------------------ plumbing
 
-    async def _write(self, op: Callable[[Tx], T], small: bool = False) -> T:
-        """Run ``op`` in a write transaction; ``small`` ones may run inline (see
+    async def _write(
+        self, op: Callable[[Tx], T], small: bool = False, *, single: bool = False
+    ) -> T:
+        """Run ``op`` in a write transaction; ``small`` ones may run inline, ``single`` ones
+        (exactly one statement) inline without ``BEGIN``/``COMMIT`` (see
         :mod:`perdure.store.sqlite.writer`)."""
         if self._closed or self._writer is None:
             raise StoreUnavailableError("the store is closed")
-        return await self._writer.submit(op, small)
+        return await self._writer.submit(op, small, single)
 
     async def _read(self, op: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed or self._reader is None or self._rconn is None:
@@ -361,6 +364,8 @@ class SqliteStore(Access, AppSyncs, Operations, Reads, Traces):
     async def commit(self, ops: Sequence[WriteOp]) -> list[bool]:
         """Apply fenced checkpoints and outcomes in one transaction."""
         ops = list(ops)
+        if len(ops) == 1 and cm.one_statement(ops[0]):
+            return await self._write(lambda tx: cm.commit(tx, ops), True, single=True)
         return await self._write(lambda tx: cm.commit(tx, ops), len(ops) <= _INLINE_MAX)
 
     async def heartbeat(
