@@ -16,6 +16,9 @@ Workload (identical for both engines): a durable workflow of 3 steps whose bodie
   fresh database or file), which reports its peak RSS (``ru_maxrss``). Idle baselines: a bare
   interpreter, and one with each library imported.
 - bare: the same 3 no-op coroutines awaited directly, no engine (the floor).
+- floor: one durable single-row commit (``floor_commit.py``); statements: one run's own
+  statements and commits replayed with no engine (``statement_floor.py``), both measured in
+  the same run as perdure, before it on each repeat.
 
 The parent only orchestrates: it creates a fresh database (PostgreSQL) or file (SQLite) per
 child, runs the child, collects its JSON, drops the database, and prints the table.
@@ -43,6 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from compare_report import print_report
 from floor_commit import measure_floor
+from statement_floor import measure_statements
 
 HERE = os.path.abspath(__file__)
 DEFAULT_PG = os.environ.get(
@@ -346,6 +350,8 @@ def child_main(args: argparse.Namespace) -> int:
             out.update(asyncio.run(_bare(args)))
         elif engine == "floor":
             out.update(measure_floor(backend, args.url, args.floor_commits))
+        elif engine == "statements":
+            out.update(measure_statements(backend, args.url, args.statement_runs))
         elif engine == "perdure":
             out.update(asyncio.run(_child_perdure(phase, args.url, args)))
         elif engine == "dbos":
@@ -428,6 +434,8 @@ def run_child(spec: str, url: str, args: argparse.Namespace, workdir: str) -> di
         str(args.phase_timeout),
         "--floor-commits",
         str(args.floor_commits),
+        "--statement-runs",
+        str(args.statement_runs),
     ]
     if args.perdure_concurrency:
         cmd += ["--perdure-concurrency", str(args.perdure_concurrency)]
@@ -563,7 +571,7 @@ def parent_main(args: argparse.Namespace) -> int:
         # Per backend: the floor, then each engine's phases; with --repeat the whole sequence
         # is repeated (interleaved, so that a burst of load on the machine hits every figure
         # alike and the floor is measured next to the figures it is compared with).
-        plan = [("floor", "commit")] + [
+        plan = [("floor", "commit"), ("statements", "commit")] + [
             (e, p) for e in engines for p in ("sequential", "throughput")
         ]
         for backend in backends:
@@ -635,6 +643,12 @@ def main() -> int:
         type=int,
         default=2000,
         help="durable single-row commits timed for the floor (after a tenth as many warm-up)",
+    )
+    ap.add_argument(
+        "--statement-runs",
+        type=int,
+        default=1000,
+        help="runs replayed for the statement floor (bench/statement_floor.py), after warm-up",
     )
     ap.add_argument(
         "--slow-floor-ms",

@@ -60,6 +60,12 @@ def floor_unsteady(res: dict[str, dict[str, Any]], backend: str, slow_ms: float 
     )
 
 
+def statements_step_ms(res: dict[str, dict[str, Any]], backend: str) -> float | None:
+    """The statement floor per step: one run's own statements, no engine, divided by the
+    steps."""
+    return _get(res, f"statements:{backend}:commit", "median_ms", 1 / STEPS)
+
+
 def floor_ms(res: dict[str, dict[str, Any]], backend: str) -> float | None:
     """The median duration of one durable single-row commit on ``backend``, in ms."""
     return _get(res, f"floor:{backend}:commit", "median_ms")
@@ -157,6 +163,9 @@ def issue6_checks(
     measured = "-"
     if ratio is not None and step is not None and floor is not None:
         measured = f"{step:.3f} ms / {floor:.3f} ms = {ratio:.2f}x"
+    bound = _vs_floor(statements_step_ms(res, backend), "time", floor)
+    if bound is not None:
+        measured += f" (the statements alone: {bound:.2f}x)"
     ok: bool | str | None = None if ratio is None else ratio <= ISSUE6_STEP_VS_FLOOR
     if ratio is not None and floor_unsteady(res, backend, args.slow_floor_ms):
         ok = "unsteady"
@@ -269,7 +278,7 @@ def print_report(
     for backend in backends:
         status = [
             f"{e}: {r['skipped'] if 'skipped' in r else r['error'].splitlines()[0]}"
-            for e in ("floor", *engines)
+            for e in ("floor", "statements", *engines)
             for phase in ("commit", "sequential", "throughput")
             if (r := res.get(f"{e}:{backend}:{phase}")) and ("error" in r or "skipped" in r)
         ]
@@ -284,6 +293,24 @@ def print_report(
                 f"{fr.get('p90_ms', 0):.3f}, p99 {fr['p99_ms']:.3f} ms over "
                 f"{fr['commits']:,.0f} commits ({fr['how']})"
             )
+            stm = statements_step_ms(res, backend)
+            sr = res.get(f"statements:{backend}:commit") or {}
+            if stm is not None:
+                step = _get(res, f"perdure:{backend}:sequential", "median_ms", 1 / STEPS)
+                over = (
+                    ""
+                    if step is None
+                    else (
+                        f"; perdure's engine adds {step - stm:.3f} ms per step to them"
+                        f" ({step / stm:.2f}x)"
+                    )
+                )
+                spread = _spread(res, f"statements:{backend}:commit", "median_ms", 1 / STEPS)
+                print(
+                    f"  statements: one run's own statements and commits, no engine, per step "
+                    f"median {stm:.3f} ms{spread}"
+                    f" = {stm / floor:.2f}x the floor ({sr.get('how', '')}){over}"
+                )
             if floor_unsteady(res, backend, args.slow_floor_ms):
                 print(
                     "  !! the commit time is unsteady or slow on this machine right now (mean "
@@ -354,6 +381,10 @@ def print_report(
         "  x/floor = the figure in floors (one durable single-row commit on that backend, "
         "measured in this run): a time divided by the floor; for throughput, the time per run "
         "(1 / rate) divided by the floor."
+    )
+    print(
+        "  statements = the statement floor (bench/statement_floor.py): what no engine with "
+        "perdure's schema goes below; perdure minus it is the engine's own cost."
     )
     if with_dbos:
         print(

@@ -62,9 +62,7 @@ async def test_a_plain_checkpoint_is_one_statement(store: SqliteStore) -> None:
     assert [(s.key, s.status) for s in steps] == [("a", "completed"), ("w", "waiting")]
     # A stale token writes nothing, in one statement as well.
     statements.clear()
-    assert await store.commit([StepWrite("r1", token + 1, "b", 2, "run", "completed")]) == [
-        False
-    ]
+    assert await store.commit([StepWrite("r1", token + 1, "b", 2, "run", "completed")]) == [False]
     assert [s.split()[0] for s in statements] == ["INSERT"]
 
 
