@@ -118,15 +118,14 @@ class ResultWaiter:
                 ]
                 for start in range(0, len(mine), 500):
                     try:
-                        rows = await self.runtime.store.get_runs(mine[start : start + 500])
+                        ended = await self.runtime.store.ended_runs(mine[start : start + 500])
                     except Exception:  # the store is down or closing: try again later
                         break
-                    for row in rows:
-                        if row.status in TERMINAL_STATUSES:
-                            interval = _POLL_SECONDS
-                            outcome = RunOutcome(row.status, row.output, row.error)
-                            for fut in self._waiters.get(row.id, ()):
-                                _settle(fut, outcome)
+                    for run in ended:
+                        interval = _POLL_SECONDS
+                        outcome = RunOutcome(run.status, run.output, run.error)
+                        for fut in self._waiters.get(run.id, ()):
+                            _settle(fut, outcome)
         finally:
             if self._pollers.get(loop, (None,))[0] is asyncio.current_task():
                 del self._pollers[loop]

@@ -90,6 +90,31 @@ async def test_create_runs_and_idempotency(store: Store) -> None:
     assert {r.id for r in await store.get_runs(["r1", "r2", "nope"])} == {"r1", "r2"}
 
 
+async def test_ended_runs_are_the_terminal_ones_with_their_outcome(store: Store) -> None:
+    ids = ["done", "failed", "gone", "queued", "running"]
+    await store.create_runs([new_run(i) for i in ids])
+    claim = await store.claim("w", ["f"], 4, LEASE)
+    token = {c.id: c.token for c in claim.runs}
+    assert set(token) == {"done", "failed", "gone", "queued"}
+    assert await store.commit(
+        [
+            Outcome("done", token["done"], "complete", output="[1]"),
+            Outcome("failed", token["failed"], "fail", error='{"name": "E"}'),
+            Outcome("queued", token["queued"], "retry", error="{}", available_at=1e12),
+        ]
+    ) == [True, True, True]
+    await store.cancel_run("gone")
+    ended = await store.ended_runs([*ids, "nope", "bad\x00id"])
+    cancelled = await store.get_run("gone")
+    assert cancelled is not None and cancelled.error is not None
+    assert sorted(ended) == [
+        ("done", "completed", "[1]", None),
+        ("failed", "failed", None, '{"name": "E"}'),
+        ("gone", "cancelled", None, cancelled.error),
+    ]
+    assert await store.ended_runs([]) == []
+
+
 async def test_a_step_keeps_its_name_through_writes_and_claims(
     store: Store, clock: ManualClock
 ) -> None:

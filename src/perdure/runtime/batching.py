@@ -77,7 +77,19 @@ class Batcher(Generic[T, R]):
             return [await self.call(items[0])]
         if self._inflight >= self._max_inflight or self._items or self._scheduled:
             futures = [self.submit(item) for item in items]
-            return list(await asyncio.gather(*futures))
+            # They settle together (one flush, or two in a row): awaiting each in turn is
+            # gather's result without its task bookkeeping (one suspension, at the first).
+            # Every future is awaited even after an error, as gather would retrieve them.
+            values: list[R] = []
+            error: BaseException | None = None
+            for fut in futures:
+                try:
+                    values.append(await fut)
+                except Exception as exc:
+                    error = error or exc
+            if error is not None:
+                raise error
+            return values
         self._inflight += 1
         try:
             results = await self._flush(list(items))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from perdure.clock import Clock
 from perdure.engine.flow.keys import RunFlow
@@ -203,6 +203,15 @@ class KeyLoad:
         return cls(float(now), (k1, k2), running)
 
 
+class EndedRun(NamedTuple):
+    """A run that reached a terminal status, with what a result waiter needs of it."""
+
+    id: str
+    status: str
+    output: str | None
+    error: str | None
+
+
 @dataclass(slots=True)
 class RunRow:
     """A run as stored (client view)."""
@@ -356,6 +365,12 @@ class Store(AccessStore, AppSyncStore, OperationsStore, TraceStore, Protocol):
 
     async def get_runs(self, run_ids: Sequence[str]) -> list[RunRow]:
         """Several runs (missing ids are left out)."""
+        ...
+
+    async def ended_runs(self, run_ids: Sequence[str]) -> list[EndedRun]:
+        """The runs among ``run_ids`` that have ended (a terminal status), with their outcome;
+        runs still in progress and unknown ids are left out (what result waiters poll: the
+        filter runs in the database, so runs in progress cost no row)."""
         ...
 
     async def get_steps(self, run_id: str) -> list[StoredStep]:

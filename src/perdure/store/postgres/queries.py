@@ -139,6 +139,10 @@ RUN_BY_KEY: Final = "SELECT id FROM runs WHERE function_id = %(fid)s AND idempot
 
 SELECT_RUN: Final = "SELECT " + RUN_COLUMNS + " FROM runs WHERE id = %(id)s"
 SELECT_RUNS: Final = "SELECT " + RUN_COLUMNS + " FROM runs WHERE id = ANY(%(ids)s::text[])"
+ENDED_RUNS: Final = (
+    "SELECT id, status, output, error FROM runs WHERE id = ANY(%(ids)s::text[])"
+    " AND status IN ('completed', 'failed', 'cancelled', 'skipped')"
+)
 ENDED_SINCE: Final = (
     "SELECT id FROM runs WHERE ended_at IS NOT NULL AND ended_at >= %(since)s "
     "ORDER BY ended_at, id LIMIT %(limit)s"

@@ -7,7 +7,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
 from perdure.store import inputs
-from perdure.store.base import DueBacklog, EventRow, RunFilter, RunRow, RunTiming, StoredStep
+from perdure.store.base import (
+    DueBacklog,
+    EndedRun,
+    EventRow,
+    RunFilter,
+    RunRow,
+    RunTiming,
+    StoredStep,
+)
 from perdure.store.postgres import list_queries as lq
 from perdure.store.postgres import queries as q
 from perdure.store.postgres.pool import Pool
@@ -36,6 +44,13 @@ class Reads:
         if not ids:
             return []
         return [run_from_row(row) for row in await self._pool.read_all(q.SELECT_RUNS, {"ids": ids})]
+
+    async def ended_runs(self, run_ids: Sequence[str]) -> list[EndedRun]:
+        """The runs among these that have ended, with their outcome."""
+        ids = [i for i in run_ids if inputs.storable(i)]
+        if not ids:
+            return []
+        return [EndedRun(*row) for row in await self._pool.read_all(q.ENDED_RUNS, {"ids": ids})]
 
     async def due_backlog(self) -> DueBacklog:
         """The runs due and not claimed, by function (a read on the due index)."""

@@ -188,6 +188,10 @@ ENDED_SINCE: Final[LiteralString] = (
     "SELECT id FROM runs WHERE ended_at IS NOT NULL AND ended_at >= ? ORDER BY ended_at, id LIMIT ?"
 )
 SELECT_RUNS: Final[LiteralString] = "SELECT " + RUN_COLUMNS + " FROM runs WHERE id IN ({ids})"
+ENDED_RUNS: Final[LiteralString] = (
+    "SELECT id, status, output, error FROM runs WHERE id IN ({ids})"
+    " AND status IN ('completed', 'failed', 'cancelled', 'skipped')"
+)
 
 
 _RUN_FILTERS: Final[tuple[LiteralString, ...]] = (

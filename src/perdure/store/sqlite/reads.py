@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 from perdure.store import inputs
 from perdure.store.base import (
     DueBacklog,
+    EndedRun,
     EventRow,
     KeyLoad,
     RunFilter,
@@ -66,6 +67,15 @@ class Reads:
         sql = q.SELECT_RUNS.format(ids=q.marks(len(ids)))
         rows = await self._read(lambda c: c.execute(sql, ids).fetchall())
         return [run_from_row(row) for row in rows]
+
+    async def ended_runs(self, run_ids: Sequence[str]) -> list[EndedRun]:
+        """The runs among these that have ended, with their outcome."""
+        ids = [i for i in run_ids if inputs.storable(i)]
+        if not ids:
+            return []
+        sql = q.ENDED_RUNS.format(ids=q.marks(len(ids)))
+        rows = await self._read(lambda c: c.execute(sql, ids).fetchall())
+        return [EndedRun(*row) for row in rows]
 
     async def get_steps(self, run_id: str) -> list[StoredStep]:
         """The recorded steps of a run, in call order."""
