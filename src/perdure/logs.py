@@ -13,10 +13,8 @@ a step body's thread -- knows its run. ``--log-format json`` prints them:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any, Literal
 
@@ -37,14 +35,20 @@ def set_attempt(run_id: str, function_id: str, attempt: int) -> None:
     _ATTEMPT.set((run_id, function_id, attempt))
 
 
-@contextlib.contextmanager
-def step(step_id: str) -> Iterator[None]:
-    """Within the block, log records name the step ``step_id``."""
-    token = _STEP.set(step_id)
-    try:
-        yield
-    finally:
-        _STEP.reset(token)
+class step:  # used as a function: ``with logs.step(key):``
+    """Within the block, log records name the step ``step_id`` (a class, not a generator
+    context manager: it is entered around every step body)."""
+
+    __slots__ = ("_step_id", "_token")
+
+    def __init__(self, step_id: str) -> None:
+        self._step_id = step_id
+
+    def __enter__(self) -> None:
+        self._token = _STEP.set(self._step_id)
+
+    def __exit__(self, *exc: object) -> None:
+        _STEP.reset(self._token)
 
 
 def step_in_task(step_id: str) -> None:
