@@ -487,6 +487,45 @@ async def test_an_event_after_the_wait_deadline_does_not_resolve_it(
     assert step is not None and step.output == "null"
 
 
+async def test_a_batch_of_many_runs_keeps_the_order_of_its_writes(store: Store) -> None:
+    """In one batch of several runs: a child's end resolves its parent's invoke step written
+    earlier in the same batch, and a suspension sees a watched step written just before it."""
+    await store.create_runs([new_run("parent"), new_run("waiter"), new_run("other")])
+    runs = {r.id: r for r in (await store.claim("w", ["f"], 3, LEASE)).runs}
+    tp, tw, to = (runs[i].token for i in ("parent", "waiter", "other"))
+    child = NewRun(
+        "kid", "g", new_run("x").input, idempotency_key="invoke:parent:c",
+        parent_run_id="parent", parent_step="c",
+    )  # fmt: skip
+    assert await store.commit(
+        [StepWrite("parent", tp, "c", 0, "invoke", "invoking", child=child)]
+    ) == [True]
+    kid = (await store.claim("w", ["g"], 1, LEASE)).runs[0]
+    assert (
+        await store.commit(
+            [
+                StepWrite("parent", tp, "a", 1, "run", "completed", output="1"),
+                StepWrite("parent", tp, "c", 0, "invoke", "invoking"),  # rewritten, then resolved
+                Outcome("kid", kid.token, "complete", output="7"),
+                StepWrite("waiter", tw, "w", 0, "wait", "completed", output="{}"),
+                Outcome("waiter", tw, "suspend", status="waiting", watch_keys=("w",)),
+                StepWrite("other", to, "s", 0, "run", "completed", output="2"),
+                Outcome("other", to, "complete", output="3"),
+            ]
+        )
+        == [True] * 7
+    )
+    steps = {s.key: s for s in await store.get_steps("parent")}
+    assert (steps["c"].status, steps["c"].output) == ("completed", "7")
+    assert steps["a"].output == "1"
+    waiter = await store.get_run("waiter")
+    assert waiter is not None and waiter.status == "queued"  # due at once: "w" was resolved
+    [s] = await store.get_steps("other")
+    assert (s.key, s.output) == ("s", "2")
+    other = await store.get_run("other")
+    assert other is not None and other.status == "completed"
+
+
 async def test_invoke_children_resolve_their_parent(store: Store) -> None:
     await store.create_runs([new_run("parent")])
     p = (await store.claim("w", ["f"], 1, LEASE)).runs[0]

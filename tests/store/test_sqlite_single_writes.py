@@ -107,3 +107,42 @@ async def test_the_commit_fault_points_still_fire(store: SqliteStore) -> None:
     # committed before the fault: recorded
     assert [s.key for s in await store.get_steps("r1")] == ["a"]
     assert store._wconn is not None and not store._wconn.in_transaction
+
+
+async def test_a_failed_write_in_a_writer_batch_leaks_no_rows_to_the_next(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    """Two checkpoint batches grouped in one writer-thread transaction: the first fails
+    midway (its child run's id exists), the second commits without any row of the first."""
+    t1 = await leased_run(store, "r1")
+    t2 = await leased_run(store, "r2")
+    await leased_run(store, "taken")
+    body = serde.dumps({"id": "x", "name": "x", "data": {}, "ts": 1})
+    dup = NewRun("taken", "g", body, idempotency_key="invoke:r1:b")  # the id exists
+    failing = [
+        StepWrite("r1", t1, "a", 0, "run", "completed", output="1"),
+        StepWrite("r2", t2, "z", 0, "run", "completed", output="2"),
+        StepWrite("r1", t1, "b", 1, "invoke", "invoking", child=dup),
+    ]
+    fine = [
+        StepWrite("r2", t2, "y", 1, "run", "completed", output="3"),
+        StepWrite("r1", t1, "c", 2, "run", "completed", output="4"),
+    ]
+    other = sqlite3.connect(f"{tmp_path}/single.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # both go to the writer thread, and group there
+    try:
+        first = asyncio.ensure_future(store.commit(failing))
+        second = asyncio.ensure_future(store.commit(fine))
+        assert store._writer is not None
+        deadline = time.monotonic() + DEADLINE
+        while store._writer._pending < 2:
+            assert time.monotonic() < deadline, "the writes never reached the writer thread"
+            await asyncio.sleep(0.005)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    with pytest.raises(sqlite3.IntegrityError):
+        await asyncio.wait_for(first, DEADLINE)
+    assert await asyncio.wait_for(second, DEADLINE) == [True, True]
+    assert [s.key for s in await store.get_steps("r1")] == ["c"]
+    assert [s.key for s in await store.get_steps("r2")] == ["y"]

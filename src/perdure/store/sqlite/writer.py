@@ -95,6 +95,8 @@ class Tx:
     now: float
     wake: bool = False
     finished: list[str] = field(default_factory=list)
+    steps: list[tuple[Any, ...]] = field(default_factory=list)
+    """Step rows of a checkpoint batch not written yet (see ``commit.flush_steps``)."""
 
 
 Op = Callable[[Tx], Any]
