@@ -115,6 +115,21 @@ async def test_paused_run_is_not_created_leased(store: Store) -> None:
     for rid in ("a", "b", "c"):
         got = await store.get_run(rid)
         assert got is not None and got.status == "queued" and got.lease_owner is None
+    # A batch without keys: the paused function's run queues, the other function's is leased.
+    made = await store.create_runs(
+        [run("p1", owner="local"), run("q1"), run("l1", fid="g", owner="local")]
+    )
+    assert [(m.id, m.created, m.token) for m in made] == [
+        ("p1", True, None),
+        ("q1", True, None),
+        ("l1", True, 1),
+    ]
+    statuses = {r.id: (r.status, r.lease_owner) for r in await store.get_runs(["p1", "q1", "l1"])}
+    assert statuses == {
+        "p1": ("queued", None),
+        "q1": ("queued", None),
+        "l1": ("running", "local"),
+    }
     # An existing idempotency key still wins while the function is paused.
     [same] = await store.create_runs([run("e", owner="local", key="k")])
     assert (same.id, same.created, same.token) == ("c", False, None)

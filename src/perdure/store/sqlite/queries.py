@@ -418,6 +418,9 @@ PAUSE_FUNCTION: Final[LiteralString] = (
 RESUME_FUNCTION: Final[LiteralString] = "DELETE FROM function_pauses WHERE function_id = ?"
 PAUSED_AT: Final[LiteralString] = "SELECT paused_at FROM function_pauses WHERE function_id = ?"
 PAUSED_FUNCTIONS: Final[LiteralString] = "SELECT function_id, paused_at FROM function_pauses"
+PAUSED_AMONG: Final[LiteralString] = (
+    "SELECT function_id FROM function_pauses WHERE function_id IN ({fids})"
+)
 # Ended runs to prune, the oldest end first (on the runs_ended index): of one function, or of
 # every function but some.
 PRUNE_PICK_ONE: Final[LiteralString] = (
