@@ -116,10 +116,10 @@ async def test_paused_run_is_not_created_leased(store: Store) -> None:
         got = await store.get_run(rid)
         assert got is not None and got.status == "queued" and got.lease_owner is None
     # A batch without keys: the paused function's run queues, the other function's is leased.
-    made = await store.create_runs(
+    batch = await store.create_runs(
         [run("p1", owner="local"), run("q1"), run("l1", fid="g", owner="local")]
     )
-    assert [(m.id, m.created, m.token) for m in made] == [
+    assert [(m.id, m.created, m.token) for m in batch] == [
         ("p1", True, None),
         ("q1", True, None),
         ("l1", True, 1),
