@@ -487,6 +487,20 @@ async def test_an_event_after_the_wait_deadline_does_not_resolve_it(
     assert step is not None and step.output == "null"
 
 
+def test_ended_runs_asks_for_exactly_the_terminal_statuses() -> None:
+    """Both backends spell the terminal statuses in ENDED_RUNS: the same set as the runtime's."""
+    import re
+
+    from perdure.store.postgres import queries as pq
+    from perdure.store.sqlite import queries as sq
+    from perdure.types import TERMINAL_STATUSES
+
+    for sql in (sq.ENDED_RUNS, pq.ENDED_RUNS):
+        listed = re.search(r"status IN \(([^)]*)\)", sql)
+        assert listed is not None
+        assert {v.strip().strip("'") for v in listed.group(1).split(",")} == TERMINAL_STATUSES
+
+
 async def test_a_batch_of_many_runs_keeps_the_order_of_its_writes(store: Store) -> None:
     """In one batch of several runs: a child's end resolves its parent's invoke step written
     earlier in the same batch, and a suspension sees a watched step written just before it."""

@@ -29,6 +29,8 @@ def insert_runs(tx: Tx, runs: Sequence[NewRun]) -> list[CreatedRun]:
     if any(r.flow is not None for r in runs):
         return _insert_mixed(tx, runs)
     conn, now = tx.conn, tx.now
+    # Without keys nothing conflicts: batches go by executemany. A lone leased run stays on
+    # the loop below: its one statement checks the pause itself (the sequential hot path).
     if all(r.idempotency_key is None for r in runs) and (
         len(runs) > 1 or runs[0].lease_owner is None
     ):
@@ -36,23 +38,7 @@ def insert_runs(tx: Tx, runs: Sequence[NewRun]) -> list[CreatedRun]:
     out = []
     for r in runs:
         if r.lease_owner is not None:
-            cur = conn.execute(
-                q.INSERT_LEASED_RUN,
-                (
-                    r.id,
-                    r.function_id,
-                    r.input,
-                    r.event_id,
-                    r.idempotency_key,
-                    r.parent_run_id,
-                    r.parent_step,
-                    now + r.lease_seconds,
-                    now,
-                    r.lease_owner,
-                    now,
-                    r.function_id,
-                ),
-            )
+            cur = conn.execute(q.INSERT_LEASED_RUN, _leased_row(r, now))
             if cur.rowcount == 1:
                 out.append(CreatedRun(r.id, True, 1))
                 continue
@@ -61,20 +47,7 @@ def insert_runs(tx: Tx, runs: Sequence[NewRun]) -> list[CreatedRun]:
                 out.append(CreatedRun(existing.fetchone()[0], False))
                 continue
             # A paused function's run is never created already leased: it queues (below).
-        cur = conn.execute(
-            q.INSERT_RUN_IDEMPOTENT,
-            (
-                r.id,
-                r.function_id,
-                r.input,
-                r.event_id,
-                r.idempotency_key,
-                r.parent_run_id,
-                r.parent_step,
-                now,
-                now,
-            ),
-        )
+        cur = conn.execute(q.INSERT_RUN_IDEMPOTENT, _queued_row(r, now))
         if cur.rowcount == 1 or r.idempotency_key is None:
             out.append(CreatedRun(r.id, True))
         else:
@@ -96,29 +69,8 @@ def _insert_keyless(tx: Tx, runs: Sequence[NewRun]) -> list[CreatedRun]:
         sql = q.PAUSED_AMONG.format(fids=q.marks(len(hosts)))
         paused = {row[0] for row in conn.execute(sql, list(hosts)).fetchall()}
     leased = [r.lease_owner is not None and r.function_id not in paused for r in runs]
-    queued_rows = [
-        (r.id, r.function_id, r.input, r.event_id, None, r.parent_run_id, r.parent_step, now, now)
-        for r, lease in zip(runs, leased, strict=True)
-        if not lease
-    ]
-    leased_rows = [
-        (
-            r.id,
-            r.function_id,
-            r.input,
-            r.event_id,
-            None,
-            r.parent_run_id,
-            r.parent_step,
-            now + r.lease_seconds,
-            now,
-            r.lease_owner,
-            now,
-            r.function_id,
-        )
-        for r, lease in zip(runs, leased, strict=True)
-        if lease
-    ]
+    queued_rows = [_queued_row(r, now) for r, lease in zip(runs, leased, strict=True) if not lease]
+    leased_rows = [_leased_row(r, now) for r, lease in zip(runs, leased, strict=True) if lease]
     if queued_rows:
         conn.executemany(q.INSERT_RUN, queued_rows)
     if leased_rows:
@@ -127,6 +79,22 @@ def _insert_keyless(tx: Tx, runs: Sequence[NewRun]) -> list[CreatedRun]:
     return [
         CreatedRun(r.id, True, 1 if lease else None) for r, lease in zip(runs, leased, strict=True)
     ]
+
+
+def _queued_row(r: NewRun, now: float) -> tuple[Any, ...]:
+    """The parameters of ``INSERT_RUN`` and ``INSERT_RUN_IDEMPOTENT``."""
+    return (
+        r.id, r.function_id, r.input, r.event_id, r.idempotency_key, r.parent_run_id,
+        r.parent_step, now, now,
+    )  # fmt: skip
+
+
+def _leased_row(r: NewRun, now: float) -> tuple[Any, ...]:
+    """The parameters of ``INSERT_LEASED_RUN`` (the last: the function its pause check reads)."""
+    return (
+        r.id, r.function_id, r.input, r.event_id, r.idempotency_key, r.parent_run_id,
+        r.parent_step, now + r.lease_seconds, now, r.lease_owner, now, r.function_id,
+    )  # fmt: skip
 
 
 def _insert_mixed(tx: Tx, runs: Sequence[NewRun]) -> list[CreatedRun]:
